@@ -1,0 +1,97 @@
+"""Diagonals and outer products of batch-last covariance tensors.
+
+Shapes (S spatial dimensions, batch-last):
+  full spatial:     (X, X', Y, Y', ..., N1[, N2])
+  diagonal spatial: (X, Y, ..., N1[, N2])
+"""
+import tensorflow as tf
+
+__all__ = ['variances', 'expand_variance', 'spatial_diagonal',
+           'add_to_spatial_diagonal']
+
+
+def spatial_diagonal(cov: tf.Tensor, n_spatial: int,
+                     batch_ndim: int) -> tf.Tensor:
+  """Takes the diagonal of every pair of spatial axes.
+
+  Args:
+    cov: `(X, X, Y, Y, ..., *batch)` with `n_spatial` pairs.
+    n_spatial: number of spatial dimensions.
+    batch_ndim: number of trailing batch axes (1 or 2).
+
+  Returns:
+    `(X, Y, ..., *batch)`.
+
+  Example:
+    >>> import numpy as np
+    >>> c = np.arange(16.).reshape(2, 2, 2, 2, 1)
+    >>> spatial_diagonal(c, 2, 1)[..., 0].numpy().tolist()
+    [[0.0, 3.0], [12.0, 15.0]]
+  """
+  if n_spatial == 0:
+    return cov
+  shape = tf.shape(cov)
+  sizes = [cov.shape[2 * i] for i in range(n_spatial)]
+  merged = tf.reshape(cov, [s * s for s in sizes] +
+                      [shape[2 * n_spatial + j] for j in range(batch_ndim)])
+  for i, s in enumerate(sizes):
+    merged = tf.gather(merged, tf.range(s) * (s + 1), axis=i)
+  return merged
+
+
+def variances(cov: tf.Tensor, diagonal_batch: bool, diagonal_spatial: bool,
+              n_spatial: int) -> tf.Tensor:
+  """Per-input, per-position variances `(*spatial, N)` of a `cov1`/`cov2`."""
+  if cov is None:
+    return None
+  if not diagonal_batch:
+    cov = tf.linalg.diag_part(cov)
+  if diagonal_spatial:
+    return cov
+  return spatial_diagonal(cov, n_spatial, 1)
+
+
+def expand_variance(var: tf.Tensor, side: int, diagonal_spatial: bool,
+                    n_spatial: int, batch_pair: bool) -> tf.Tensor:
+  """Reshapes variances `(*spatial, N)` to broadcast against a covariance.
+
+  Args:
+    var: `(X, Y, ..., N)` variances.
+    side: 0 for the first index of each pair, 1 for the second.
+    diagonal_spatial: layout of the target covariance.
+    n_spatial: number of spatial dimensions.
+    batch_pair: whether the target has two trailing batch axes `(N1, N2)`
+      (`nngp`, full-batch `cov`) or one (diagonal-batch `cov`).
+
+  Returns:
+    `var` reshaped with singleton axes so that it broadcasts.
+  """
+  shape = []
+  if diagonal_spatial:
+    shape = [var.shape[i] for i in range(n_spatial)]
+  else:
+    for i in range(n_spatial):
+      pair = [var.shape[i], 1] if side == 0 else [1, var.shape[i]]
+      shape += pair
+  if batch_pair:
+    shape += [-1, 1] if side == 0 else [1, -1]
+  else:
+    shape += [-1]
+  return tf.reshape(var, shape)
+
+
+def add_to_spatial_diagonal(cov: tf.Tensor, value, n_spatial: int,
+                            diagonal_spatial: bool) -> tf.Tensor:
+  """Adds `value` where every spatial pair index coincides (unshared weights)."""
+  if diagonal_spatial or n_spatial == 0:
+    return cov + value
+  eye = None
+  for i in range(n_spatial):
+    e = tf.eye(cov.shape[2 * i], dtype=cov.dtype)
+    shape = [1] * (2 * n_spatial)
+    shape[2 * i], shape[2 * i + 1] = cov.shape[2 * i], cov.shape[2 * i]
+    e = tf.reshape(e, shape)
+    eye = e if eye is None else eye * e
+  batch_ndim = cov.shape.rank - 2 * n_spatial
+  eye = tf.reshape(eye, eye.shape.as_list() + [1] * batch_ndim)
+  return cov + value * eye

@@ -1,0 +1,34 @@
+"""Random keys for `init_fn`: stateless seeds split like JAX PRNG keys."""
+import numpy as np
+import tensorflow as tf
+
+__all__ = ['as_key', 'split', 'normal']
+
+
+def as_key(seed) -> tf.Tensor:
+  """Turns an int, a `tf.random.Generator` or a shape-[2] tensor into a key.
+
+  Example:
+    >>> as_key(0).shape
+    TensorShape([2])
+  """
+  if isinstance(seed, tf.random.Generator):
+    return tf.cast(seed.make_seeds(1)[:, 0], tf.int64)
+  if isinstance(seed, (int, np.integer)):
+    return tf.constant([0, int(seed)], tf.int64)
+  key = tf.convert_to_tensor(seed)
+  if key.shape != (2,) or not key.dtype.is_integer:
+    raise TypeError(
+        f'`seed` must be an int, a tf.random.Generator or an integer tensor of '
+        f'shape [2], got {seed!r}.')
+  return tf.cast(key, tf.int64)
+
+
+def split(key, num: int = 2):
+  """Splits a key into `num` independent keys."""
+  return tf.unstack(tf.random.experimental.stateless_split(as_key(key), num))
+
+
+def normal(key, shape, dtype=tf.float32) -> tf.Tensor:
+  """Standard normal samples from a key."""
+  return tf.random.stateless_normal(list(shape), seed=as_key(key), dtype=dtype)

@@ -1,0 +1,103 @@
+"""Shared machinery of elementwise nonlinearities.
+
+A nonlinearity's kernel rule is an elementwise map of each covariance entry
+``q12`` given the variances ``q11``, ``q22`` of the two positions/inputs
+involved. `map_covariances` applies such a map to `nngp`, `cov1` and `cov2` of
+a batch-last `Kernel`, broadcasting the (small) variance tensors instead of
+materialising products of them.
+"""
+import tensorflow as tf
+
+from nt_gp.ops import diagonal
+from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.masking import supports_masking
+from nt_gp.stax.requirements import Diagonal, requires
+
+__all__ = ['elementwise', 'map_covariances']
+
+
+def map_covariances(k, fn, diag_fn=None):
+  """Applies `fn(q12, q11, q22, ntk) -> (q12', ntk')` to a batch-last kernel.
+
+  Args:
+    k: batch-last `Kernel`.
+    fn: elementwise map; `q11`/`q22` are variance tensors that broadcast
+      against `q12`; `ntk` is None for `cov1`/`cov2`.
+    diag_fn: optional cheaper map `q11 -> q11'` for variances (used when
+      `cov1`/`cov2` hold only variances).
+
+  Returns:
+    `k` with `nngp`, `ntk`, `cov1`, `cov2` replaced.
+  """
+  s = k.n_spatial
+  ds, db = k.diagonal_spatial, k.diagonal_batch
+  v1 = diagonal.variances(k.cov1, db, ds, s)
+  v2 = v1 if k.cov2 is None else diagonal.variances(k.cov2, db, ds, s)
+
+  def side(v, i, batch_pair):
+    return diagonal.expand_variance(v, i, ds, s, batch_pair)
+
+  nngp, ntk = fn(k.nngp, side(v1, 0, True), side(v2, 1, True), k.ntk)
+
+  def self_map(cov, v):
+    if cov is None:
+      return None
+    if db and (ds or s == 0):
+      if diag_fn is not None:
+        return diag_fn(cov)
+      return fn(cov, cov, cov, None)[0]
+    return fn(cov, side(v, 0, not db), side(v, 1, not db), None)[0]
+
+  return k.replace(nngp=nngp, ntk=ntk, cov1=self_map(k.cov1, v1),
+                   cov2=self_map(k.cov2, v2))
+
+
+@layer
+@supports_masking(remask_kernel=False)
+def _elementwise(fn, name, rule):
+  init_fn = make_init_fn(lambda shape: shape)
+
+  def apply_fn(params, inputs, **kwargs):
+    if fn is None:
+      raise NotImplementedError(f'{name} has no finite-width function.')
+    return fn(tf.convert_to_tensor(inputs))
+
+  @requires(diagonal_spatial=Diagonal())
+  def kernel_rule(k, **kwargs):
+    if rule is None:
+      raise NotImplementedError(f'{name} has no kernel.')
+    if not k.is_gaussian:
+      raise ValueError(
+          f'The input to {name} must be Gaussian: put an affine layer (Dense, '
+          f'Conv, ...) before the nonlinearity.')
+    return rule(k).replace(is_gaussian=False)
+  kernel_rule.__qualname__ = name
+  return init_fn, apply_fn, kernel_rule
+
+
+def elementwise(fn, name, rule):
+  """Builds a nonlinearity layer from `fn` (finite width) and its kernel `rule`.
+
+  Args:
+    fn: `x -> activation(x)` on tensors (or None).
+    name: layer name for messages.
+    rule: batch-last `Kernel -> Kernel` map (or None).
+
+  Returns:
+    `(init_fn, apply_fn, kernel_fn)`.
+  """
+  return _elementwise(fn, name, rule)
+
+
+def scale_kernel(k, var, add=None):
+  """`k * sqrt(var) (+ sqrt(add))` of neural-tangents: scales all covariances
+  by `var`, and adds `add` to nngp/cov (not to the NTK)."""
+  def sc(t):
+    return None if t is None else var * t
+  k = k.replace(nngp=sc(k.nngp), ntk=sc(k.ntk), cov1=sc(k.cov1),
+                cov2=sc(k.cov2))
+  if add is not None:
+    def ad(t):
+      return None if t is None else t + add
+    k = k.replace(nngp=ad(k.nngp), cov1=ad(k.cov1), cov2=ad(k.cov2))
+  return k

@@ -1,0 +1,107 @@
+"""Piecewise-linear nonlinearities: `ABRelu`, `Relu`, `LeakyRelu`, `Abs`.
+
+For z ~ GP with variances q11, q22 and covariance q12, c = q12 / sqrt(q11 q22),
+θ = arccos(c), the map of `a min(x, 0) + b max(x, 0)` is (Cho & Saul 2009;
+Tsuchida et al. 2018)
+
+  q12' = sqrt(q11 q22) [ (a - b)² / (2π) (sqrt(1 - c²) - θ c) + (a² + b²) / 2 c ]
+  ntk' = ntk [ (a² + b²) / 2 - (a - b)² / (2π) θ ].
+"""
+import math
+
+import tensorflow as tf
+
+from nt_gp.ops import arccos
+from nt_gp.stax import hparams
+from nt_gp.stax.elementwise_base import elementwise, map_covariances
+
+__all__ = ['ABRelu', 'Relu', 'LeakyRelu', 'Abs']
+
+
+def ABRelu(a, b, do_stabilize: bool = False):
+  """`a * min(x, 0) + b * max(x, 0)`.
+
+  Args:
+    a: slope for x < 0 (number or tensor).
+    b: slope for x > 0 (number or tensor).
+    do_stabilize: rescale covariances by their maximum before the map (helps
+      very deep networks in low precision).
+
+  Returns:
+    `(init_fn, apply_fn, kernel_fn)`.
+
+  Example:
+    >>> import numpy as np
+    >>> from nt_gp import stax
+    >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.ABRelu(-1., 1.))
+    >>> float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])  # E[|z|²], z~N(0,1)
+    1.0
+  """
+  def fn(x):
+    dtype = x.dtype
+    return (hparams.cast(a, dtype) * tf.minimum(x, 0) +
+            hparams.cast(b, dtype) * tf.maximum(x, 0))
+
+  def rule(k):
+    dtype = k.dtype
+    a_, b_ = hparams.cast(a, dtype), hparams.cast(b, dtype)
+    factor = tf.square(a_ - b_) / (2 * math.pi)
+    mean_sq = (tf.square(a_) + tf.square(b_)) / 2
+    scale = None
+    if do_stabilize:
+      scale = tf.maximum(tf.reduce_max(tf.abs(k.nngp)),
+                         tf.cast(1e-12, dtype))
+      k = k.replace(nngp=k.nngp / scale, cov1=k.cov1 / scale,
+                    cov2=None if k.cov2 is None else k.cov2 / scale)
+
+    def q_map(q12, q11, q22, ntk):
+      r = arccos.safe_rsqrt(q11) * arccos.safe_rsqrt(q22)
+      c = arccos.clip_cos(q12 * r)
+      norm = tf.sqrt(q11) * tf.sqrt(q22)
+      # (sqrt(1-c²) - θc) = j1(c) - π c
+      j1 = arccos.j1(c)
+      out = norm * (factor * (j1 - math.pi * c)) + mean_sq * q12
+      if ntk is not None:
+        dot = mean_sq - factor * (math.pi - arccos.j0(c))
+        ntk = ntk * dot
+      return out, ntk
+
+    k = map_covariances(k, q_map, diag_fn=lambda q: mean_sq * q)
+    if do_stabilize:
+      k = k.replace(nngp=k.nngp * scale, cov1=k.cov1 * scale,
+                    cov2=None if k.cov2 is None else k.cov2 * scale)
+    return k
+  return elementwise(fn, f'ABRelu({a}, {b})', rule)
+
+
+def Relu(do_stabilize: bool = False):
+  """ReLU, `max(x, 0)`.
+
+  Example:
+    >>> import numpy as np
+    >>> from nt_gp import stax
+    >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Relu())
+    >>> float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])  # E[relu(z)²]
+    0.5
+  """
+  return ABRelu(0., 1., do_stabilize)
+
+
+def LeakyRelu(alpha, do_stabilize: bool = False):
+  """Leaky ReLU, `alpha * min(x, 0) + max(x, 0)`.
+
+  Example:
+    >>> from nt_gp import stax
+    >>> layer = stax.LeakyRelu(0.1)
+  """
+  return ABRelu(alpha, 1., do_stabilize)
+
+
+def Abs(do_stabilize: bool = False):
+  """Absolute value, `|x|`.
+
+  Example:
+    >>> from nt_gp import stax
+    >>> layer = stax.Abs()
+  """
+  return ABRelu(-1., 1., do_stabilize)

@@ -1,0 +1,133 @@
+"""Parity checks of nt_gp kernels against neural-tangents 0.6.5.
+
+A *suite* is a Python file defining `SUITE`, a list of dicts:
+  name:   unique case name
+  net:    expression over `stax` (and `np`, `ops`) building the network,
+          evaluated with neural-tangents' stax (`ops` = jax.numpy) in the
+          reference process and nt_gp's stax (`ops` = tf.math) here
+  shape:  shape of `x1` (batch first); `x2` has `n2` (default 3) rows
+  get:    quantities to compare (default ('nngp', 'ntk'))
+  kernel_kwargs: extra keyword arguments of `kernel_fn` (optional)
+  inputs: optional expression over `rng` (np.random.RandomState) and `shape`
+          returning x1; x2 uses the same expression with the batch replaced.
+
+The reference runs as a subprocess in the virtualenv of
+`tools/reference_env.sh` (never imported here). Golden files in
+tests/golden/ are made by `tools/make_golden.py` from the same runner.
+"""
+import os
+import pathlib
+import runpy
+import shutil
+import subprocess
+import tempfile
+import zlib
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RUNNER = pathlib.Path(__file__).with_name('nt_runner.py')
+GOLDEN = ROOT / 'tests' / 'golden'
+
+RTOL = 1e-6
+
+
+def load_suite(suite_file):
+  return runpy.run_path(str(suite_file))['SUITE']
+
+
+def make_inputs(case):
+  """Deterministic float64 inputs `(x1, x2)` of a case."""
+  rng = np.random.RandomState(zlib.crc32(case['name'].encode()) % (2**31))
+  shape = tuple(case['shape'])
+  shape2 = (case.get('n2', 3),) + shape[1:]
+  expr = case.get('inputs')
+  if expr is None:
+    return rng.randn(*shape), rng.randn(*shape2)
+  env = {'np': np, 'rng': rng}
+  return (np.asarray(eval(expr, dict(env, shape=shape)), np.float64),  # pylint: disable=eval-used
+          np.asarray(eval(expr, dict(env, shape=shape2)), np.float64))  # pylint: disable=eval-used
+
+
+def suite_inputs(suite):
+  out = {}
+  for case in suite:
+    x1, x2 = make_inputs(case)
+    out[f'{case["name"]}/x1'] = x1
+    out[f'{case["name"]}/x2'] = x2
+  return out
+
+
+def reference_python():
+  """Path of the reference venv's python, or None if it is not built."""
+  env = os.environ.get('NT_REFERENCE_PYTHON')
+  if env:
+    return env
+  default = pathlib.Path.home() / '.cache' / 'nt-reference' / 'bin' / 'python'
+  return str(default) if default.exists() else None
+
+
+def run_reference(suite_file, python=None, timeout=1800):
+  """Runs the suite under neural-tangents; returns {key: array}."""
+  python = python or reference_python()
+  if python is None:
+    raise RuntimeError('neural-tangents reference env not found: run '
+                       'tools/reference_env.sh or set NT_REFERENCE_PYTHON.')
+  suite = load_suite(suite_file)
+  tmp = tempfile.mkdtemp(prefix='nt_ref_')
+  try:
+    inp = os.path.join(tmp, 'inputs.npz')
+    out = os.path.join(tmp, 'out.npz')
+    np.savez(inp, **suite_inputs(suite))
+    env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
+    proc = subprocess.run([python, str(RUNNER), str(suite_file), inp, out],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=env)
+    if proc.returncode != 0:
+      raise RuntimeError(f'reference runner failed:\n{proc.stderr[-4000:]}')
+    with np.load(out) as f:
+      return {k: f[k] for k in f.files}
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_golden(suite_name):
+  path = GOLDEN / f'{suite_name}.npz'
+  with np.load(path) as f:
+    return {k: f[k] for k in f.files}
+
+
+def compute_ours(case, dtype=np.float64):
+  """nt_gp kernels of a case: {'sym/nngp': ..., 'cross/ntk': ...}."""
+  from nt_gp import stax  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  net = eval(case['net'], {'stax': stax, 'np': np, 'ops': tf.math})  # pylint: disable=eval-used
+  kernel_fn = net[2]
+  get = tuple(case.get('get', ('nngp', 'ntk')))
+  kwargs = dict(case.get('kernel_kwargs', {}))
+  x1, x2 = make_inputs(case)
+  x1, x2 = x1.astype(dtype), x2.astype(dtype)
+  out = {}
+  for tag, args in (('sym', (x1, None)), ('cross', (x1, x2))):
+    res = kernel_fn(*args, get, **kwargs)
+    for g, v in zip(get, res):
+      out[f'{tag}/{g}'] = np.asarray(v)
+  return out
+
+
+def assert_matches(case, ours, reference, rtol=RTOL):
+  """Compares every quantity of a case; reports the worst relative error."""
+  name = case['name']
+  if f'{name}/error' in reference:
+    raise AssertionError(f'reference failed for {name}:\n'
+                         f'{reference[f"{name}/error"]}')
+  for key, val in ours.items():
+    ref = reference[f'{name}/{key}']
+    assert val.shape == ref.shape, (name, key, val.shape, ref.shape)
+    scale = max(np.max(np.abs(ref)), 1e-300)
+    err = np.abs(val - ref)
+    # Relative error entrywise, with a floor for entries that are ~0 relative
+    # to the largest one (those carry no relative precision in either library).
+    rel = np.max(err / np.maximum(np.abs(ref), 1e-3 * scale))
+    assert rel <= rtol, (f'{name} {key}: max relative error {rel:.3g} > '
+                         f'{rtol:g}')
