@@ -10,6 +10,7 @@ Example:
 """
 __version__ = '0.1.0'
 
+from nt_gp import predict
 from nt_gp import stax
 from nt_gp._config import compilation, config
 from nt_gp.kernel import Kernel

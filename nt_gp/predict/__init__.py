@@ -1,0 +1,25 @@
+"""Predictions of infinitely wide networks trained by gradient descent.
+
+The API of `neural_tangents.predict` (0.6.5), in TensorFlow:
+
+* `gradient_descent_mse`: outputs during gradient flow on MSE, in closed form,
+  given the kernels (eigendecomposition for finite times, Cholesky for `t=None`).
+* `gradient_descent_mse_ensemble`: mean and covariance of an infinite ensemble
+  trained on MSE, from a `kernel_fn` and inputs.
+* `gp_inference`: NNGP / NTK / NTKGP posteriors (infinite training time).
+* `gradient_descent`: outputs for an arbitrary loss (and momentum) by solving
+  the function-space ODE.
+* `max_learning_rate`: the largest stable learning rate on MSE.
+
+Example:
+  >>> import numpy as np
+  >>> from nt_gp import predict
+  >>> k = np.array([[2., 1.], [1., 2.]])
+  >>> predict_fn = predict.gp_inference(k, np.array([[1.], [0.]]))
+  >>> predict_fn('nngp', np.array([[1., 1.]])).shape
+  TensorShape([1, 1])
+"""
+from nt_gp.predict.gp import gp_inference
+from nt_gp.predict.records import Gaussian, ODEState
+
+__all__ = ['gp_inference', 'Gaussian', 'ODEState']
