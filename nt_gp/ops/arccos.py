@@ -1,22 +1,19 @@
-"""Arc-cosine kernel functions with gradients that stay finite at |c| = 1.
+"""Arc-cosine terms with gradients that stay finite at |c| = 1.
 
-For the (AB)ReLU family the normalised NNGP map is, with θ = arccos(c),
-
-    J1(c) = sqrt(1 - c²) + (π - θ) c,     J1'(c) = π - θ,
-    J0(c) = π - θ,                          J0'(c) = 1 / sqrt(1 - c²).
-
-Written naively, automatic differentiation of J1 multiplies the infinite
-derivatives of `sqrt` and `acos` at c = 1 (every diagonal entry) by zero and
-returns NaN. Here the derivatives are given in closed form: J1' is finite
-everywhere, and J0' is set to zero where 1 - c² underflows (on the diagonal,
-where c is identically 1 and its derivative with respect to any
+The (AB)ReLU maps need θ = arccos(c) and s = sqrt(1 - c²). Their derivatives,
+-1/s and -c/s, are infinite at |c| = 1 (every diagonal entry), so naive
+automatic differentiation of the kernel produces 0 · ∞ = NaN even though the
+kernel itself, e.g. J1(c) = s + (π - θ) c with J1'(c) = π - θ, is smooth
+there. `acos_and_sqrt` gives both terms with a joint custom gradient,
+-(ḡ_θ + c ḡ_s) / s, which is exactly zero for J1 and set to zero where s
+underflows (there c ≡ 1 and its derivative with respect to any
 hyperparameter is zero).
 """
-import math
-
 import tensorflow as tf
 
-__all__ = ['j0', 'j1', 'clip_cos', 'safe_rsqrt']
+from nt_gp.ops import fast_math
+
+__all__ = ['acos_and_sqrt', 'clip_cos', 'safe_rsqrt']
 
 
 def clip_cos(c: tf.Tensor) -> tf.Tensor:
@@ -32,39 +29,23 @@ def safe_rsqrt(v: tf.Tensor) -> tf.Tensor:
 
 
 @tf.custom_gradient
-def j1(c):
-  """sqrt(1 - c²) + (π - arccos c) c, elementwise; `c` in [-1, 1].
+def acos_and_sqrt(c):
+  """Returns `(arccos(c), sqrt(1 - c²))` for `c` in [-1, 1].
 
   Example:
     >>> import numpy as np
-    >>> float(j1(np.float64(1.)))  # = π
-    3.141592653589793
+    >>> theta, s = acos_and_sqrt(np.float64(0.))
+    >>> round(float(theta), 6), float(s)
+    (1.570796, 1.0)
   """
   c = tf.convert_to_tensor(c)
-  pi_minus_theta = math.pi - tf.acos(c)
-  value = tf.sqrt(tf.maximum(1 - c * c, 0)) + pi_minus_theta * c
+  s = tf.sqrt(tf.maximum(1 - c * c, 0))
+  theta = fast_math.acos(c)
 
-  def grad(dy):
-    return dy * pi_minus_theta
-  return value, grad
-
-
-@tf.custom_gradient
-def j0(c):
-  """π - arccos(c), elementwise; `c` in [-1, 1].
-
-  Example:
-    >>> import numpy as np
-    >>> float(j0(np.float64(0.)))  # = π / 2
-    1.5707963267948966
-  """
-  c = tf.convert_to_tensor(c)
-  value = math.pi - tf.acos(c)
-
-  def grad(dy):
-    one_minus = 1 - c * c
-    ok = one_minus > 0
-    return dy * tf.where(ok, tf.math.rsqrt(tf.where(ok, one_minus,
-                                                    tf.ones_like(c))),
-                         tf.zeros_like(c))
-  return value, grad
+  def grad(d_theta, d_s):
+    d_theta = 0 if d_theta is None else d_theta
+    d_s = 0 if d_s is None else d_s
+    ok = s > 0
+    return -tf.where(ok, (d_theta + c * d_s) / tf.where(ok, s, tf.ones_like(s)),
+                     tf.zeros_like(c))
+  return (theta, s), grad

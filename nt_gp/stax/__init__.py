@@ -20,9 +20,13 @@ Example:
 from nt_gp.kernel import Kernel
 from nt_gp.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
 from nt_gp.stax.combinators import parallel, repeat, serial
+from nt_gp.stax.conv import Conv, ConvLocal, ConvTranspose
 from nt_gp.stax.dense import Dense, Identity
+from nt_gp.stax.dimension_numbers import Padding
 from nt_gp.stax.erf import Erf, Sigmoid_like
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import MaskedArray, supports_masking, unmask_fn
+from nt_gp.stax.pooling import AvgPool, SumPool
+from nt_gp.stax.readout import Flatten, GlobalAvgPool, GlobalSumPool
 from nt_gp.stax.relu import ABRelu, Abs, LeakyRelu, Relu
 from nt_gp.stax.requirements import Bool, Diagonal, requires

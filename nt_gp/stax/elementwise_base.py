@@ -8,6 +8,7 @@ materialising products of them.
 """
 import tensorflow as tf
 
+from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import diagonal
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
@@ -16,40 +17,67 @@ from nt_gp.stax.requirements import Diagonal, requires
 __all__ = ['elementwise', 'map_covariances']
 
 
-def map_covariances(k, fn, diag_fn=None):
-  """Applies `fn(q12, q11, q22, ntk) -> (q12', ntk')` to a batch-last kernel.
+def map_covariances(k, fn, diag_fn=None, params=(), compile=True):  # pylint: disable=redefined-builtin
+  """Applies `fn(q12, q11, q22, ntk, *params) -> (q12', ntk')` to a kernel.
 
   Args:
     k: batch-last `Kernel`.
     fn: elementwise map; `q11`/`q22` are variance tensors that broadcast
       against `q12`; `ntk` is None for `cov1`/`cov2`.
-    diag_fn: optional cheaper map `q11 -> q11'` for variances (used when
-      `cov1`/`cov2` hold only variances).
+    diag_fn: optional cheaper map `(q11, *params) -> q11'` for variances
+      (used when `cov1`/`cov2` hold only variances).
+    params: tensors passed on to `fn` and `diag_fn` (e.g. hyperparameters).
+    compile: run the map as one XLA cluster (fuses the elementwise steps).
 
   Returns:
     `k` with `nngp`, `ntk`, `cov1`, `cov2` replaced.
   """
-  s = k.n_spatial
-  ds, db = k.diagonal_spatial, k.diagonal_batch
-  v1 = diagonal.variances(k.cov1, db, ds, s)
-  v2 = v1 if k.cov2 is None else diagonal.variances(k.cov2, db, ds, s)
+  static = (k.n_spatial, k.diagonal_spatial, k.diagonal_batch)
+  run = _compiled_map(fn, diag_fn) if compile else _map_impl
+  if not compile:
+    nngp, ntk, cov1, cov2 = _map_impl(fn, diag_fn, k.nngp, k.ntk, k.cov1,
+                                      k.cov2, tuple(params), static)
+  else:
+    nngp, ntk, cov1, cov2 = run(k.nngp, k.ntk, k.cov1, k.cov2, tuple(params),
+                                static)
+  return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
+
+
+_COMPILED = {}
+
+
+def _compiled_map(fn, diag_fn):
+  key = (fn, diag_fn)
+  if key not in _COMPILED:
+    if len(_COMPILED) > 256:
+      _COMPILED.clear()
+    _COMPILED[key] = compile_ops.xla(
+        lambda nngp, ntk, cov1, cov2, params, static: _map_impl(
+            fn, diag_fn, nngp, ntk, cov1, cov2, params, static))
+  return _COMPILED[key]
+
+
+def _map_impl(fn, diag_fn, nngp, ntk, cov1, cov2, params, static):
+  s, ds, db = static
+  v1 = diagonal.variances(cov1, db, ds, s)
+  v2 = v1 if cov2 is None else diagonal.variances(cov2, db, ds, s)
 
   def side(v, i, batch_pair):
     return diagonal.expand_variance(v, i, ds, s, batch_pair)
 
-  nngp, ntk = fn(k.nngp, side(v1, 0, True), side(v2, 1, True), k.ntk)
+  new_nngp, new_ntk = fn(nngp, side(v1, 0, True), side(v2, 1, True), ntk,
+                         *params)
 
   def self_map(cov, v):
     if cov is None:
       return None
     if db and (ds or s == 0):
       if diag_fn is not None:
-        return diag_fn(cov)
-      return fn(cov, cov, cov, None)[0]
-    return fn(cov, side(v, 0, not db), side(v, 1, not db), None)[0]
+        return diag_fn(cov, *params)
+      return fn(cov, cov, cov, None, *params)[0]
+    return fn(cov, side(v, 0, not db), side(v, 1, not db), None, *params)[0]
 
-  return k.replace(nngp=nngp, ntk=ntk, cov1=self_map(k.cov1, v1),
-                   cov2=self_map(k.cov2, v2))
+  return new_nngp, new_ntk, self_map(cov1, v1), self_map(cov2, v2)
 
 
 @layer

@@ -9,6 +9,7 @@ import math
 
 import tensorflow as tf
 
+from nt_gp.ops import fast_math
 from nt_gp.stax import hparams
 from nt_gp.stax.elementwise_base import elementwise, map_covariances, scale_kernel
 
@@ -38,7 +39,7 @@ def Erf(a=1., b=1., c=0.):
     def q_map(q12, q11, q22, ntk):
       prod = (1 + 2 * q11) * (1 + 2 * q22)
       rest = tf.maximum(prod - 4 * tf.square(q12), 0)
-      out = (2 / math.pi) * tf.atan2(2 * q12, tf.sqrt(rest))
+      out = (2 / math.pi) * fast_math.atan2(2 * q12, tf.sqrt(rest))
       if ntk is not None:
         safe = tf.where(rest > 0, rest, tf.ones_like(rest))
         ntk = ntk * tf.where(rest > 0, (4 / math.pi) * tf.math.rsqrt(safe),
@@ -46,7 +47,7 @@ def Erf(a=1., b=1., c=0.):
       return out, ntk
 
     def diag(q):
-      return (2 / math.pi) * tf.atan2(q, tf.sqrt(q + 0.25))
+      return (2 / math.pi) * fast_math.atan2(q, tf.sqrt(q + 0.25))
 
     k = map_covariances(k, q_map, diag_fn=diag)
     return scale_kernel(k, tf.square(a_), tf.square(c_))

@@ -57,13 +57,11 @@ def ABRelu(a, b, do_stabilize: bool = False):
     def q_map(q12, q11, q22, ntk):
       r = arccos.safe_rsqrt(q11) * arccos.safe_rsqrt(q22)
       c = arccos.clip_cos(q12 * r)
+      theta, sin = arccos.acos_and_sqrt(c)
       norm = tf.sqrt(q11) * tf.sqrt(q22)
-      # (sqrt(1-c²) - θc) = j1(c) - π c
-      j1 = arccos.j1(c)
-      out = norm * (factor * (j1 - math.pi * c)) + mean_sq * q12
+      out = factor * norm * (sin - theta * c) + mean_sq * q12
       if ntk is not None:
-        dot = mean_sq - factor * (math.pi - arccos.j0(c))
-        ntk = ntk * dot
+        ntk = ntk * (mean_sq - factor * theta)
       return out, ntk
 
     k = map_covariances(k, q_map, diag_fn=lambda q: mean_sq * q)

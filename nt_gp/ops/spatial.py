@@ -1,0 +1,160 @@
+"""Convolution and pooling of covariance tensors over paired spatial axes.
+
+The covariance of a convolution's outputs at positions (a, b) is the average
+of the input covariance over *paired* shifts, ``out[a, b] = 1/k Σ_d
+in[s a + d, s b + d]``, and pooling averages over independent shifts,
+``out[a, b] = 1/w² Σ_{d, e} in[s a + d, s b + e]``. Both factorise over
+spatial dimensions, so a 2-D filter is applied as two 1-D passes, each a sum
+of `k` strided slices. With the batch axes innermost (the batch-last layout of
+`nt_gp.kernel.Kernel`) every slice is a set of contiguous blocks, so the sums
+stream through memory; XLA fuses the padding, slices and sums of a pass into
+one loop.
+
+All functions take `axis` arguments counted from the front of the tensor.
+"""
+from typing import Sequence, Tuple
+
+import tensorflow as tf
+
+__all__ = ['same_pads', 'valid_size', 'pad_axes', 'paired_shift_sum',
+           'window_sum', 'dilate_axes', 'conv_transpose_pads', 'out_size']
+
+
+def same_pads(size: int, window: int, stride: int) -> Tuple[int, int]:
+  """(low, high) zero padding of 'SAME' for one axis (as in TF and JAX)."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + window - size, 0)
+  return total // 2, total - total // 2
+
+
+def out_size(size: int, window: int, stride: int, pads: Tuple[int, int]) -> int:
+  """Output size of a strided window over a padded axis."""
+  n = size + pads[0] + pads[1] - window
+  if n < 0:
+    raise ValueError(f'A window of size {window} does not fit an axis of size '
+                     f'{size} with padding {pads}.')
+  return n // stride + 1
+
+
+def valid_size(size: int, window: int, stride: int) -> int:
+  return out_size(size, window, stride, (0, 0))
+
+
+def conv_transpose_pads(window: int, stride: int, padding: str):
+  """(low, high) padding of the dilated input of a transposed convolution."""
+  if padding == 'SAME':
+    total = window + stride - 2
+    low = window - 1 if stride > window - 1 else -(-total // 2)
+  elif padding == 'VALID':
+    total = window + stride - 2 + max(window - stride, 0)
+    low = window - 1
+  else:
+    raise ValueError(padding)
+  return low, total - low
+
+
+def pad_axes(x: tf.Tensor, axes: Sequence[int], pads: Tuple[int, int],
+             circular: bool = False) -> tf.Tensor:
+  """Pads each of `axes` by `pads` with zeros, or periodically (`circular`)."""
+  if pads == (0, 0):
+    return x
+  if not circular:
+    paddings = [[0, 0]] * x.shape.rank
+    for a in axes:
+      paddings[a] = list(pads)
+    return tf.pad(x, paddings)
+  for a in axes:
+    size = x.shape[a]
+    lo, hi = pads
+    parts = []
+    if lo:
+      parts.append(_take(x, a, size - lo, size))
+    parts.append(x)
+    if hi:
+      parts.append(_take(x, a, 0, hi))
+    if lo > size or hi > size:
+      raise ValueError('Circular padding larger than the axis.')
+    x = tf.concat(parts, a)
+  return x
+
+
+def _take(x, axis, start, stop, stride=1):
+  """`x[..., start:stop:stride, ...]` along one axis."""
+  rank = x.shape.rank
+  begin = [0] * rank
+  end = [0] * rank
+  strides = [1] * rank
+  begin[axis], end[axis], strides[axis] = start, stop, stride
+  end_mask = sum(1 << i for i in range(rank) if i != axis)
+  return tf.strided_slice(x, begin, end, strides, end_mask=end_mask)
+
+
+def _slice_axes(x, axes, start, count, stride):
+  begin = [0] * x.shape.rank
+  end = [0] * x.shape.rank
+  strides = [1] * x.shape.rank
+  end_mask = 0
+  for i in range(x.shape.rank):
+    if i in axes:
+      begin[i] = start
+      end[i] = start + (count - 1) * stride + 1
+      strides[i] = stride
+    else:
+      end_mask |= 1 << i
+  return tf.strided_slice(x, begin, end, strides, end_mask=end_mask)
+
+
+def paired_shift_sum(x: tf.Tensor, axes: Sequence[int], window: int,
+                     stride: int, pads: Tuple[int, int],
+                     circular: bool = False) -> tf.Tensor:
+  """Σ_d x[s a + d, s b + d, ...] over the axes in `axes` (same shift on all).
+
+  Args:
+    x: covariance tensor.
+    axes: the axes shifted together: one axis (a spatial diagonal) or a pair
+      of axes (two positions of the same spatial dimension).
+    window: filter size `k`.
+    stride: filter stride `s`.
+    pads: (low, high) padding applied to every axis in `axes`.
+    circular: periodic instead of zero padding.
+
+  Returns:
+    The (unnormalised) sum; divide by `window` for the convolution kernel.
+
+  Example:
+    >>> import numpy as np
+    >>> x = np.arange(9.).reshape(3, 3)
+    >>> paired_shift_sum(x, (0, 1), 2, 1, (0, 0)).numpy().tolist()
+    [[4.0, 6.0], [10.0, 12.0]]
+  """
+  x = tf.convert_to_tensor(x)
+  size = x.shape[axes[0]]
+  n = out_size(size, window, stride, pads)
+  x = pad_axes(x, axes, pads, circular)
+  total = None
+  for d in range(window):
+    part = _slice_axes(x, axes, d, n, stride)
+    total = part if total is None else total + part
+  return total
+
+
+def window_sum(x: tf.Tensor, axis: int, window: int, stride: int,
+               pads: Tuple[int, int], circular: bool = False) -> tf.Tensor:
+  """Σ_d x[s a + d] along one axis (a 1-D sum pool)."""
+  return paired_shift_sum(x, (axis,), window, stride, pads, circular)
+
+
+def dilate_axes(x: tf.Tensor, axes: Sequence[int], stride: int) -> tf.Tensor:
+  """Inserts `stride - 1` zeros between entries along each of `axes`."""
+  if stride == 1:
+    return x
+  for a in axes:
+    shape = tf.shape(x)
+    size = x.shape[a]
+    zeros_shape = tf.concat([shape[:a + 1], [stride - 1], shape[a + 1:]], 0)
+    y = tf.expand_dims(x, a + 1)
+    y = tf.concat([y, tf.zeros(zeros_shape, x.dtype)], a + 1)
+    new_shape = tf.concat([shape[:a], [size * stride], shape[a + 1:]], 0)
+    y = tf.reshape(y, new_shape)
+    x = _take(y, a, 0, (size - 1) * stride + 1)
+  return x

@@ -1,0 +1,167 @@
+"""Local pooling layers: `AvgPool`, `SumPool`."""
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from nt_gp.ops import conv_cov, spatial
+from nt_gp.stax.conv import check_positive_ints
+from nt_gp.stax.dimension_numbers import as_padding
+from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.masking import supports_masking
+from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.spatial_utils import map_cov_tensors
+
+__all__ = ['AvgPool', 'SumPool', 'pool_mask']
+
+
+@layer
+@supports_masking(remask_kernel=True)
+def AvgPool(window_shape: Sequence[int],
+            strides: Optional[Sequence[int]] = None,
+            padding: str = 'VALID',
+            normalize_edges: bool = False,
+            batch_axis: int = 0,
+            channel_axis: int = -1):
+  """Average pooling over the spatial axes.
+
+  Args:
+    window_shape: pooling window per spatial axis (in input order).
+    strides: pooling strides (default: 1).
+    padding: `'VALID'`, `'SAME'` or `'CIRCULAR'`.
+    normalize_edges: with `'SAME'` padding, divide by the number of
+      non-padded entries of each window instead of the window size.
+    batch_axis, channel_axis: axes of the inputs.
+
+  Returns:
+    `(init_fn, apply_fn, kernel_fn)`.
+
+  Example:
+    >>> from nt_gp import stax
+    >>> init_fn, _, _ = stax.AvgPool((2, 2), (2, 2))
+    >>> init_fn(0, (1, 8, 6, 3))[0]
+    (1, 4, 3, 3)
+  """
+  return _pool(True, window_shape, strides, padding, normalize_edges,
+               batch_axis, channel_axis)
+
+
+@layer
+@supports_masking(remask_kernel=True)
+def SumPool(window_shape: Sequence[int],
+            strides: Optional[Sequence[int]] = None,
+            padding: str = 'VALID',
+            batch_axis: int = 0,
+            channel_axis: int = -1):
+  """Sum pooling over the spatial axes; arguments as `AvgPool`.
+
+  Example:
+    >>> from nt_gp import stax
+    >>> init_fn, _, _ = stax.SumPool((3,), padding='SAME')
+    >>> init_fn(0, (2, 7, 3))[0]
+    (2, 7, 3)
+  """
+  return _pool(False, window_shape, strides, padding, False, batch_axis,
+               channel_axis)
+
+
+def _pool(average, window_shape, strides, padding, normalize_edges,
+          batch_axis, channel_axis):
+  window = check_positive_ints('window_shape', window_shape)
+  n = len(window)
+  strides = check_positive_ints('strides', strides or (1,) * n, n)
+  padding = as_padding(padding).value
+  name = 'AvgPool' if average else 'SumPool'
+
+  def axes_of(shape):
+    ndim = len(shape)
+    if ndim != n + 2:
+      raise ValueError(f'{name} with a {n}-D window needs inputs of rank '
+                       f'{n + 2}, got shape {tuple(shape)}.')
+    ba, ca = batch_axis % ndim, channel_axis % ndim
+    return [i for i in range(ndim) if i not in (ba, ca)]
+
+  def shape_fn(input_shape):
+    out = list(input_shape)
+    for a, w, st in zip(axes_of(input_shape), window, strides):
+      size = input_shape[a]
+      if padding == 'VALID':
+        if size < w:
+          raise ValueError(f'{name}: window {w} is larger than the input '
+                           f'({size}) with VALID padding.')
+        out[a] = (size - w) // st + 1
+      else:
+        out[a] = -(-size // st)
+    return tuple(out)
+
+  def apply_fn(params, inputs, **kwargs):
+    x = tf.convert_to_tensor(inputs)
+    for a, w, st in zip(axes_of(x.shape), window, strides):
+      size = x.shape[a]
+      pads = ((0, 0) if padding == 'VALID' else
+              spatial.same_pads(size, w, st))
+      x = spatial.window_sum(x, a, w, st, pads, circular=padding == 'CIRCULAR')
+      if average:
+        if padding == 'SAME' and normalize_edges:
+          out_n = x.shape[a]
+          starts = np.arange(out_n) * st - pads[0]
+          counts = np.minimum(starts + w, size) - np.maximum(starts, 0)
+          shape = [1] * x.shape.rank
+          shape[a] = out_n
+          x = x / tf.constant(counts.reshape(shape), x.dtype)
+        else:
+          x = x / float(w)
+    return x
+
+  @requires(batch_axis=batch_axis, channel_axis=channel_axis,
+            diagonal_spatial=Diagonal(input=Bool.MAYBE))
+  def rule(k, **kwargs):
+    axes_of(k.shape1)
+    ds = k.diagonal_spatial
+    return map_cov_tensors(k, lambda t, _: conv_cov.pool_cov(
+        t, window, strides, padding, ds, average, normalize_edges))
+
+  def mask_fn(mask, input_shape):
+    ndim = len(input_shape)
+    return _strided_mask(mask, axes_of(input_shape), window, strides, padding)
+
+  return make_init_fn(shape_fn), apply_fn, rule, mask_fn
+
+
+def _strided_mask(mask, axes, window, strides, padding):
+  """Output mask of a window op: the input mask at each window's centre."""
+  mask = tf.convert_to_tensor(mask)
+  for a, w, st in zip(axes, window, strides):
+    size = mask.shape[a]
+    if size == 1:
+      continue
+    if padding == 'VALID':
+      pads = (0, 0)
+    else:
+      pads = spatial.same_pads(size, w, st)
+    n = spatial.out_size(size, w, st, pads)
+    start = -pads[0] + (w - 1) // 2
+    idx = np.clip(start + np.arange(n) * st, 0, size - 1)
+    mask = tf.gather(mask, idx, axis=a)
+  return mask
+
+
+def pool_mask(mask, spec, filt, strides, padding, transpose):
+  """Output mask of a convolution given its (channel-collapsed) input mask."""
+  axes = [spec.lhs.index(c) for c in spec.input_spatial]
+  if transpose:
+    mask = tf.convert_to_tensor(mask)
+    for a, w, st in zip(axes, filt, strides):
+      if mask.shape[a] == 1:
+        continue
+      unmasked = tf.cast(tf.logical_not(mask), tf.float32)
+      pad_mode = 'VALID' if padding == 'CIRCULAR' else padding
+      unmasked = spatial.dilate_axes(unmasked, (a,), st)
+      unmasked = spatial.window_sum(unmasked, a, w, 1,
+                                    spatial.conv_transpose_pads(w, st, pad_mode))
+      mask = unmasked <= 0
+    out = mask
+  else:
+    out = _strided_mask(mask, axes, filt, strides, padding)
+  canon = spec.lhs
+  return tf.transpose(out, [canon.index(c) for c in spec.out])
