@@ -11,6 +11,8 @@ The API of `neural_tangents.predict` (0.6.5), in TensorFlow:
   the function-space ODE.
 * `max_learning_rate`: the largest stable learning rate on MSE.
 
+Results are tensors with the dtype of the kernels (float32 or float64).
+
 Example:
   >>> import numpy as np
   >>> from nt_gp import predict
@@ -19,7 +21,13 @@ Example:
   >>> predict_fn('nngp', np.array([[1., 1.]])).shape
   TensorShape([1, 1])
 """
+from nt_gp.predict.ensemble import gradient_descent_mse_ensemble
 from nt_gp.predict.gp import gp_inference
+from nt_gp.predict.lr import max_learning_rate
+from nt_gp.predict.mse import gradient_descent_mse
+from nt_gp.predict.ode import gradient_descent
 from nt_gp.predict.records import Gaussian, ODEState
 
-__all__ = ['gp_inference', 'Gaussian', 'ODEState']
+__all__ = ['gradient_descent', 'gradient_descent_mse',
+           'gradient_descent_mse_ensemble', 'gp_inference',
+           'max_learning_rate', 'ODEState', 'Gaussian']

@@ -109,6 +109,24 @@ def scalar_as(x, dtype):
   return tf.constant(x, dtype)
 
 
+def check_predict_inputs(fx_train_0, fx_test_0, k_test_train):
+  """The argument checks shared by all `predict_fn`s of time-dependent flows."""
+  if fx_train_0 is None and fx_test_0 is None:
+    raise ValueError('Both `fx_train_0` and `fx_test_0` are None: nothing to '
+                     'predict.')
+  if fx_test_0 is not None and k_test_train is None:
+    raise ValueError('Predictions on the test set need `k_test_train`.')
+
+
+def as_times(t, dtype):
+  """`t` (scalar or array) as a tensor of `dtype`; validates finiteness."""
+  if isinstance(t, bool) or not is_array(t):
+    raise TypeError(f'`t` must be None, a number or an array of numbers, got '
+                    f'{t!r}.')
+  t = to_tensor(t, 't', dtype)
+  return check_finite(t, 't')
+
+
 # ----------------------------------------------------------------------------
 # Axes.
 # ----------------------------------------------------------------------------

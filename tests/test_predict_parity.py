@@ -1,0 +1,94 @@
+"""`nt_gp.predict` equals neural-tangents 0.6.5's `predict` in float64.
+
+Closed-form results (`gradient_descent_mse`, `gradient_descent_mse_ensemble`,
+`gp_inference`, `max_learning_rate`) must agree to ≤ 1e-6 relative error.
+`gradient_descent` (ODE, both solvers at rtol = atol = 1.4e-8: our
+Dormand-Prince from TFP, JAX's `odeint`) is compared at
+`predict_cases.ODE_RTOL` = 1e-5.
+
+Against golden results (tools/make_golden_predict.py) and live against the
+reference env (a skip only off CI when the env is missing).
+"""
+import collections
+import functools
+import os
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nt_gp import predict
+from nt_gp import stax
+from tests.parity import harness
+from tests.parity import predict_cases as pc
+
+CASES = pc.CASES
+IDS = [c['name'] for c in CASES]
+
+TF_API = types.SimpleNamespace(
+    predict=predict, stax=stax,
+    kernels=collections.namedtuple('Kernel', ['nngp', 'ntk']),
+    losses={
+        'mse': lambda fx, y: 0.5 * tf.reduce_mean((fx - y)**2),
+        'xent': lambda fx, y: -tf.reduce_mean(tf.nn.log_softmax(fx) * y),
+    })
+
+
+@functools.lru_cache(maxsize=None)
+def _golden():
+  with np.load(harness.GOLDEN / 'predict.npz') as f:
+    return {k: f[k] for k in f.files}
+
+
+@functools.lru_cache(maxsize=None)
+def _live():
+  return pc.run_reference(harness.reference_python())
+
+
+@functools.lru_cache(maxsize=None)
+def _ours(name):
+  case = next(c for c in CASES if c['name'] == name)
+  return pc.run_case(case, pc.make_inputs(case), TF_API)
+
+
+def _rtol(case):
+  return pc.ODE_RTOL if case['kind'] == 'ode' else harness.RTOL
+
+
+def _check(case, ours, reference):
+  name = case['name']
+  if f'{name}/error' in reference:
+    raise AssertionError(f'reference failed:\n{reference[f"{name}/error"]}')
+  ref_keys = {k[len(name) + 1:] for k in reference if k.startswith(name + '/')}
+  assert ref_keys == set(ours), ('outputs differ', ref_keys ^ set(ours))
+  harness.assert_matches(case, ours, reference, rtol=_rtol(case))
+
+
+@pytest.mark.parametrize('case', CASES, ids=IDS)
+def test_golden(case):
+  golden = _golden()
+  for k, v in pc.make_inputs(case).items():
+    np.testing.assert_array_equal(golden[f'inputs/{case["name"]}/{k}'], v)
+  _check(case, _ours(case['name']), golden)
+
+
+@pytest.mark.parametrize('case', CASES, ids=IDS)
+def test_live(case):
+  if harness.reference_python() is None:
+    if os.environ.get('CI', '').lower() == 'true':
+      pytest.fail('CI needs the neural-tangents reference env '
+                  '(tools/reference_env.sh) for live parity checks.')
+    pytest.skip('neural-tangents reference env not built '
+                '(run tools/reference_env.sh).')
+  _check(case, _ours(case['name']), _live())
+
+
+def test_comparison_can_fail():
+  """A perturbed result of 1e-5 relative is caught by the comparison."""
+  case = next(c for c in CASES if c['name'] == 'mse_basic')
+  ours = dict(_ours('mse_basic'))
+  key = 'call1/1'
+  ours[key] = ours[key] * (1 + 1e-5)
+  with pytest.raises(AssertionError):
+    _check(case, ours, _golden())
