@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import conv_cov, diagonal, spatial
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
@@ -283,21 +284,15 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
 
   diag_req = Diagonal(output=Bool.NO if shared else Bool.MAYBE)
 
-  @requires(batch_axis=spec.batch_axis, channel_axis=spec.channel_axis,
-            diagonal_spatial=diag_req)
-  def rule(k, **kwargs):
-    check_shape(k.shape1, is_input=k.is_input)
-    dtype = k.dtype
-    ds = k.diagonal_spatial
-    w_var = tf.square(hparams.cast(W_std, dtype, 'W_std', positive=True))
-    b_var = None if b_std is None else tf.square(hparams.cast(b_std, dtype))
-    if transpose:
-      op = conv_cov.conv_transpose_cov
-    elif shared:
-      op = conv_cov.conv_cov
-    else:
-      op = conv_cov.conv_local_cov
+  if transpose:
+    op = conv_cov.conv_transpose_cov
+  elif shared:
+    op = conv_cov.conv_cov
+  else:
+    op = conv_cov.conv_local_cov
 
+  def covariance_map(nngp, ntk, cov1, cov2, w_var, b_var, ds, fan_in):
+    """The layer's kernel map on tensors (compiled as one XLA cluster)."""
     def unscaled(t):
       return op(t, filt, strd, padding, ds)
 
@@ -312,22 +307,35 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
       t = w_var * unscaled(t)
       return t if b_var is None else add_bias(t, b_var)
 
-    cov1, cov2 = affine(k.cov1), affine(k.cov2)
-    ntk = k.ntk
+    cov1, cov2 = affine(cov1), affine(cov2)
     if parameterization == 'ntk':
-      nngp = affine(k.nngp)
+      nngp = affine(nngp)
       if ntk is not None:
         ntk = w_var * unscaled(ntk) + nngp
     else:
-      nngp_unscaled = unscaled(k.nngp)
+      nngp_unscaled = unscaled(nngp)
       if ntk is not None:
-        fan_in = k.shape1[spec.channel_axis] * int(np.prod(filter_shape))
         ntk = fan_in / s[0] * nngp_unscaled + w_var * unscaled(ntk)
-        if b_std is not None:
-          ntk = add_bias(ntk, 1.)
+        if b_var is not None:
+          ntk = add_bias(ntk, tf.ones((), ntk.dtype))
       nngp = w_var * nngp_unscaled
       if b_var is not None:
         nngp = add_bias(nngp, b_var)
+    return nngp, ntk, cov1, cov2
+
+  compiled_map = compile_ops.xla(covariance_map)
+
+  @requires(batch_axis=spec.batch_axis, channel_axis=spec.channel_axis,
+            diagonal_spatial=diag_req)
+  def rule(k, **kwargs):
+    check_shape(k.shape1, is_input=k.is_input)
+    dtype = k.dtype
+    ds = k.diagonal_spatial
+    w_var = tf.square(hparams.cast(W_std, dtype, 'W_std', positive=True))
+    b_var = None if b_std is None else tf.square(hparams.cast(b_std, dtype))
+    fan_in = k.shape1[spec.channel_axis] * int(np.prod(filter_shape))
+    nngp, ntk, cov1, cov2 = compiled_map(k.nngp, k.ntk, k.cov1, k.cov2,
+                                         w_var, b_var, ds, fan_in)
     out = k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2,
                     is_gaussian=True, is_input=False,
                     batch_axis=spec.out.index('N'),

@@ -4,13 +4,13 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import conv_cov, spatial
 from nt_gp.stax.conv import check_positive_ints
 from nt_gp.stax.dimension_numbers import as_padding
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
-from nt_gp.stax.spatial_utils import map_cov_tensors
 
 __all__ = ['AvgPool', 'SumPool', 'pool_mask']
 
@@ -113,13 +113,19 @@ def _pool(average, window_shape, strides, padding, normalize_edges,
           x = x / float(w)
     return x
 
+  def covariance_map(nngp, ntk, cov1, cov2, ds):
+    return tuple(conv_cov.pool_cov(t, window, strides, padding, ds, average,
+                                   normalize_edges)
+                 for t in (nngp, ntk, cov1, cov2))
+  compiled_map = compile_ops.xla(covariance_map)
+
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
             diagonal_spatial=Diagonal(input=Bool.MAYBE))
   def rule(k, **kwargs):
     axes_of(k.shape1)
-    ds = k.diagonal_spatial
-    return map_cov_tensors(k, lambda t, _: conv_cov.pool_cov(
-        t, window, strides, padding, ds, average, normalize_edges))
+    nngp, ntk, cov1, cov2 = compiled_map(k.nngp, k.ntk, k.cov1, k.cov2,
+                                         k.diagonal_spatial)
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
 
   def mask_fn(mask, input_shape):
     ndim = len(input_shape)
