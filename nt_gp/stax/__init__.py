@@ -30,3 +30,11 @@ from nt_gp.stax.pooling import AvgPool, SumPool
 from nt_gp.stax.readout import Flatten, GlobalAvgPool, GlobalSumPool
 from nt_gp.stax.relu import ABRelu, Abs, LeakyRelu, Relu
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.dropout import Dropout
+from nt_gp.stax.exponential import Exp, ExpNormalized, Gaussian, Rbf
+from nt_gp.stax.gelu import Gelu
+from nt_gp.stax.normalization import LayerNorm
+from nt_gp.stax.numerical import Elementwise, ElementwiseNumerical
+from nt_gp.stax.polynomial import Hermite, Monomial, Polynomial, RectifiedMonomial
+from nt_gp.stax.sign import Sign
+from nt_gp.stax.trig import Cos, Gabor, Sin

@@ -1,0 +1,196 @@
+"""General nonlinearities: `Elementwise` (closed-form `nngp_fn`) and
+`ElementwiseNumerical` (Gauss–Hermite quadrature).
+
+For z ~ GP with variances q11, q22 and covariance q12, the NNGP map of an
+activation f is E[f(z1) f(z2)] and the NTK is multiplied by E[f'(z1) f'(z2)]
+(= d E[f(z1) f(z2)] / d q12, Price's theorem).
+
+`ElementwiseNumerical` writes z1 = sqrt(2 q11) x and
+z2 = q12 / sqrt(q11 / 2) x + sqrt(2 (q22 - q12² / q11)) y with x, y
+distributed as exp(-x² - y²) / π, and integrates with the `deg`-point
+Gauss–Hermite rule in each variable (Han et al. 2022, "Fast neural kernel
+embeddings for general activations").
+"""
+import numpy as np
+import tensorflow as tf
+
+from nt_gp.ops.safe_math import safe_sqrt
+from nt_gp.stax.activation import check_int, nonlinearity
+from nt_gp.stax.elementwise_base import map_covariances
+
+__all__ = ['Elementwise', 'ElementwiseNumerical']
+
+
+def _derivative(fn):
+  """`x -> fn'(x)` elementwise, by TensorFlow autodiff of `fn`."""
+  def df(x):
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = fn(x)
+    return tape.gradient(y, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  return df
+
+
+def _fn_name(fn):
+  return getattr(fn, '__name__', None) or type(fn).__name__
+
+
+def _check_shape(out, q12, what):
+  out = tf.convert_to_tensor(out, q12.dtype)
+  try:
+    tf.broadcast_static_shape(out.shape, q12.shape)
+  except ValueError:
+    raise ValueError(f'`{what}` must act elementwise: it returned shape '
+                     f'{out.shape} for covariances of shape {q12.shape}.') \
+        from None
+  if out.shape.rank is not None and out.shape.rank > q12.shape.rank:
+    raise ValueError(f'`{what}` must act elementwise: it returned shape '
+                     f'{out.shape} for covariances of shape {q12.shape}.')
+  return tf.broadcast_to(out, tf.shape(q12))
+
+
+def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
+  """A nonlinearity `fn` with a user-provided closed-form NNGP map.
+
+  Args:
+    fn: the activation, `x -> fn(x)` on tensors (elementwise); None if only
+      the kernel is needed (then `apply_fn` raises `NotImplementedError`).
+    nngp_fn: ``(cov12, var1, var2) -> E[fn(z1) fn(z2)]`` for a centred
+      Gaussian pair with variances `var1`, `var2` and covariance `cov12`,
+      written with broadcasting TensorFlow ops (it receives `cov12` of the
+      kernel's shape and variance tensors that broadcast against it). None
+      means no kernel: `kernel_fn` raises `NotImplementedError` (use
+      `ElementwiseNumerical` instead).
+    d_nngp_fn: ``(cov12, var1, var2) -> E[fn'(z1) fn'(z2)]``, used for the
+      NTK; if None, it is the derivative of `nngp_fn` with respect to `cov12`
+      by TensorFlow autodiff.
+
+  Returns:
+    `(init_fn, apply_fn, kernel_fn)`.
+
+  Raises:
+    ValueError: if both `fn` and `nngp_fn` are None.
+
+  Example:
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> from nt_gp import stax
+    >>> nngp_fn = lambda c, v1, v2: tf.exp(-(v1 + v2) / 2) * tf.sinh(c)
+    >>> _, _, kernel_fn = stax.serial(stax.Dense(1),
+    ...                               stax.Elementwise(tf.sin, nngp_fn))
+    >>> k = kernel_fn(np.ones((1, 1)), get='nngp')   # same as stax.Sin()
+    >>> round(float(k[0, 0]), 6)
+    0.432332
+  """
+  if fn is None and nngp_fn is None:
+    raise ValueError('No finite-width (`fn`) or infinite-width (`nngp_fn`) '
+                     'function given: the layer would do nothing.')
+  for name, f in (('fn', fn), ('nngp_fn', nngp_fn), ('d_nngp_fn', d_nngp_fn)):
+    if f is not None and not callable(f):
+      raise TypeError(f'`{name}` must be callable, got {f!r}.')
+  name = _fn_name(fn if fn is not None else nngp_fn)
+
+  if nngp_fn is None:
+    return nonlinearity(fn, name, None, remask_kernel=True)
+
+  def nngp(q12, q11, q22):
+    return _check_shape(nngp_fn(q12, q11, q22), q12, 'nngp_fn')
+
+  def d_nngp(q12, q11, q22):
+    if d_nngp_fn is not None:
+      return _check_shape(d_nngp_fn(q12, q11, q22), q12, 'd_nngp_fn')
+    with tf.GradientTape() as tape:
+      tape.watch(q12)
+      out = nngp(q12, q11, q22)
+    return tape.gradient(out, q12,
+                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+  def q_map(q12, q11, q22, ntk):
+    if ntk is not None:
+      ntk = ntk * d_nngp(q12, q11, q22)
+    return nngp(q12, q11, q22), ntk
+
+  def rule(k):
+    return map_covariances(k, q_map)
+
+  return nonlinearity(fn, name, rule, remask_kernel=True)
+
+
+def ElementwiseNumerical(fn, deg: int, df=None):
+  """A nonlinearity whose kernels are computed by Gauss–Hermite quadrature.
+
+  Args:
+    fn: the activation, `x -> fn(x)` on tensors (elementwise, broadcasting
+      TensorFlow ops).
+    deg: number of quadrature nodes per dimension (``>= 1``); cost and memory
+      scale with ``deg²``. Smooth activations converge fast (``deg=25`` is a
+      good start); for kinks (ReLU, Abs) prefer the closed-form layers.
+    df: derivative of `fn` (for the NTK); if None, computed by TensorFlow
+      autodiff of `fn`.
+
+  Returns:
+    `(init_fn, apply_fn, kernel_fn)`.
+
+  Example:
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> from nt_gp import stax
+    >>> _, _, kernel_fn = stax.serial(stax.Dense(1),
+    ...                               stax.ElementwiseNumerical(tf.sin, deg=20))
+    >>> k = kernel_fn(np.ones((1, 1)), get='nngp')   # same as stax.Sin()
+    >>> round(float(k[0, 0]), 6)
+    0.432332
+  """
+  if not callable(fn):
+    raise TypeError(f'`fn` must be callable, got {fn!r}.')
+  deg = check_int('deg', deg, lower=1)
+  if df is not None and not callable(df):
+    raise TypeError(f'`df` must be callable or None, got {df!r}.')
+  d_fn = _derivative(fn) if df is None else df
+  nodes, weights = np.polynomial.hermite.hermgauss(deg)
+
+  def integrate(f, q12, q11, q22):
+    """Σ_ij w_i w_j f(z1(x_i)) f(z2(x_i, y_j)) / π.
+
+    A loop over the nodes x_i, vectorised over the y_j: memory is `deg`
+    times the size of `q12`, and the graph holds one copy of `f`.
+    """
+    dtype = q12.dtype
+    xs = tf.constant(nodes, dtype)
+    ws = tf.constant(weights, dtype)
+    y_shape = [deg] + [1] * q12.shape.rank
+    wy = tf.reshape(ws, y_shape)
+    scale1 = safe_sqrt(2 * q11)
+    slope = q12 / safe_sqrt(q11 / 2, 1e-30)
+    residual = q22 - tf.square(q12) / tf.maximum(q11, tf.constant(1e-30, dtype))
+    scale2_y = safe_sqrt(2 * residual)[None] * tf.reshape(xs, y_shape)
+
+    def body(i, total):
+      f1 = f(scale1 * xs[i])
+      f2 = tf.reduce_sum(wy * f(slope[None] * xs[i] + scale2_y), axis=0)
+      return i + 1, total + ws[i] * f1 * f2
+
+    out_shape = tf.broadcast_dynamic_shape(tf.shape(q12), tf.shape(q11))
+    total = tf.zeros(out_shape, dtype)
+    _, total = tf.while_loop(lambda i, _: i < deg, body, (0, total))
+    return total / np.pi
+
+  def diag(q):
+    dtype = q.dtype
+    xs = tf.constant(nodes, dtype)
+    ws = tf.constant(weights, dtype)
+    shape = [deg] + [1] * q.shape.rank
+    vals = tf.square(fn(safe_sqrt(2 * q)[None] * tf.reshape(xs, shape)))
+    return tf.reduce_sum(tf.reshape(ws, shape) * vals, axis=0) / np.sqrt(np.pi)
+
+  def q_map(q12, q11, q22, ntk):
+    if ntk is not None:
+      ntk = ntk * integrate(d_fn, q12, q11, q22)
+    return integrate(fn, q12, q11, q22), ntk
+
+  def rule(k):
+    return map_covariances(k, q_map, diag_fn=diag)
+
+  return nonlinearity(fn, f'ElementwiseNumerical({_fn_name(fn)}, deg={deg})',
+                      rule, remask_kernel=True)
