@@ -14,3 +14,8 @@ from nt_gp import predict
 from nt_gp import stax
 from nt_gp._config import compilation, config
 from nt_gp.kernel import Kernel
+from nt_gp.empirical import (NtkImplementation, empirical_kernel_fn,
+                             empirical_nngp_fn, empirical_ntk_fn,
+                             empirical_ntk_vp_fn)
+from nt_gp.linearize import linearize, taylor_expand
+from nt_gp.monte_carlo import monte_carlo_kernel_fn
