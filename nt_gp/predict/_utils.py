@@ -239,7 +239,11 @@ def zip_2d(x, lead_shape, side_shape):
 
 
 def check_kernel(k, name, rows=None, cols=None, square=False):
-  """Validates the rank and sides of a zipped kernel tensor."""
+  """Validates the rank and sides of a zipped kernel tensor.
+
+  `rows`/`cols`: expected non-trace target shapes of the first / second
+  inputs (`cols` is always the training targets' one).
+  """
   nd = k.shape.rank
   if nd is None or nd == 0 or nd % 2:
     raise ValueError(f'`{name}` must have an even, positive number of axes '
@@ -248,14 +252,14 @@ def check_kernel(k, name, rows=None, cols=None, square=False):
   if square and a != b:
     raise ValueError(f'`{name}` must be square, got shape {tuple(k.shape)} '
                      f'(sides {a} and {b}).')
-  if rows is not None and a != tuple(rows):
-    raise ValueError(f'`{name}` has shape {tuple(k.shape)}: its first-input '
-                     f'axes {a} must be {tuple(rows)}.')
   if cols is not None and b != tuple(cols):
     raise ValueError(f'`{name}` has shape {tuple(k.shape)}: its second-input '
                      f'axes {b} do not match the training targets (expected '
-                     f'{tuple(cols)}, i.e. the target shape without '
+                     f'{tuple(cols)}, i.e. the shape of `y_train` without '
                      f'`trace_axes`).')
+  if rows is not None and a != tuple(rows):
+    raise ValueError(f'`{name}` has shape {tuple(k.shape)}: its first-input '
+                     f'axes {a} must be {tuple(rows)}.')
   check_finite(k, name)
   return k
 

@@ -205,7 +205,7 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
                           'test-test "nngp"')
       rows = _utils.kernel_sides(k_td[deps[0]])[0]
       _utils.check_kernel(nngp_tt, "kernel_fn(x_test, None, 'nngp')", rows,
-                          rows)
+                          square=True)
     return _TrainKernels(**k_td), nngp_tt
 
   def predict_fn(t=None, x_test=None, get=None, compute_cov=False,

@@ -132,9 +132,19 @@ def gp_inference(k_train_train, y_train, diag_reg=0.,
       k_dd_cache[g] = (k, k2d)
     return k_dd_cache[g]
 
+  # Validate now what was given (factorizations stay lazy).
+  for g in ('nngp', 'ntk'):
+    if _utils.is_array(k_train_train):
+      k_dd_cache['ntk'] = k_dd_cache['nngp'] = k_dd('nngp')
+      break
+    if has_attr(k_train_train, g):
+      k_dd(g)
+
   solvers = {}
 
   def solver(g) -> CholeskySolver:
+    if _utils.is_array(k_train_train):
+      g = 'nngp'  # one matrix serves every `get`
     if g not in solvers:
       solvers[g] = CholeskySolver(k_dd(g)[1], diag_reg,
                                   diag_reg_absolute_scale,
@@ -149,7 +159,7 @@ def gp_inference(k_train_train, y_train, diag_reg=0.,
     t = _utils.to_tensor(kernel_attr(k, g, name), name, dtype)
     if test_shape is None:  # test-train
       return _utils.check_kernel(t, name, cols=train_shape)
-    return _utils.check_kernel(t, name, rows=test_shape, cols=test_shape)
+    return _utils.check_kernel(t, name, rows=test_shape, square=True)
 
   def predict_fn(get=None, k_test_train=None, k_test_test=None):
     """Posterior on the test set; see `gp_inference`."""

@@ -1,8 +1,8 @@
 """`gradient_descent`: function-space gradient descent for any loss (ODE)."""
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
+from nt_gp.predict import _dopri
 from nt_gp.predict import _utils
 from nt_gp.predict.records import ODEState
 
@@ -13,12 +13,13 @@ _FIELDS = ('fx_train', 'fx_test', 'qx_train', 'qx_test')
 
 def gradient_descent(loss, k_train_train, y_train, learning_rate=1.,
                      momentum=None, trace_axes=(-1,), *, rtol=1.4e-8,
-                     atol=1.4e-8):
+                     atol=1.4e-8, max_num_steps=100_000):
   r"""Outputs during continuous-time (momentum) gradient descent on any loss.
 
   Integrates the function-space ODE `df/dt = -K grad_f loss(f, y_train)` (train
   outputs; test outputs use `k_test_train`) with an adaptive Dormand-Prince
-  solver (`tfp.math.ode.DormandPrince`). Times are in units of
+  5(4) solver, compiled with `tf.function` (its Butcher tableau is exact in
+  float64, unlike `tfp.math.ode.DormandPrince`'s; see `_dopri.py`). Times are in units of
   `learning_rate`. With `momentum`, the ODE of gradient descent with (heavy
   ball, not Nesterov) momentum is solved: `f'' = -K grad_f loss +
   (momentum - 1) / sqrt(learning_rate) * f'`, in units of
@@ -37,6 +38,8 @@ def gradient_descent(loss, k_train_train, y_train, learning_rate=1.,
     rtol, atol: relative and absolute tolerances of the ODE solver (the
       defaults are those of `jax.experimental.ode.odeint`, used by
       neural-tangents).
+    max_num_steps: the solver's step budget per call; exceeding it raises a
+      `ValueError` (e.g. for stiff problems or huge times).
 
   Returns:
     `predict_fn(t=None, fx_train_or_state_0=0., fx_test_0=None,
@@ -82,6 +85,12 @@ def gradient_descent(loss, k_train_train, y_train, learning_rate=1.,
     _utils.check_scalar(momentum, 'momentum')
   for name, tol in (('rtol', rtol), ('atol', atol)):
     _utils.check_scalar(tol, name)
+    if not isinstance(tol, (int, float, np.number)):
+      raise TypeError(f'`{name}` must be a Python number, got {tol!r}.')
+  if (isinstance(max_num_steps, bool) or
+      not isinstance(max_num_steps, (int, np.integer)) or max_num_steps <= 0):
+    raise ValueError(f'`max_num_steps` must be a positive integer, got '
+                     f'{max_num_steps!r}.')
   y_shape = tuple(y.shape)
 
   lr = _utils.scalar_as(learning_rate, dtype)
@@ -108,31 +117,30 @@ def gradient_descent(loss, k_train_train, y_train, learning_rate=1.,
     out = -tf.matmul(k_2d, layout.flatten(grad))
     return layout.unflatten(out, (), rows)
 
-  def derivative(k_td2d, test_shape):
-    def ode_fn(unused_t, state):
+  def derivative(k_td2d, test_shape, names):
+    def ode_fn(unused_t, values):
+      state = dict(zip(names, values))
       grad = grad_loss(state['fx_train'])
       d = {'fx_train': apply_kernel(k2d, grad, train_shape)}
       if 'fx_test' in state:
         d['fx_test'] = apply_kernel(k_td2d, grad, test_shape)
-      if momentum is None:
-        return d
-      out = {'fx_train': state['qx_train'],
-             'qx_train': d['fx_train'] + friction * state['qx_train']}
-      if 'fx_test' in state:
-        out['fx_test'] = state['qx_test']
-        out['qx_test'] = d['fx_test'] + friction * state['qx_test']
-      return out
+      if momentum is not None:
+        d = {'fx_train': state['qx_train'],
+             'qx_train': d['fx_train'] + friction * state['qx_train'],
+             **({'fx_test': state['qx_test'],
+                 'qx_test': d['fx_test'] + friction * state['qx_test']}
+                if 'fx_test' in state else {})}
+      return [d[name] for name in names]
     return ode_fn
 
   def solve(times, state_0, k_td2d):
+    names = sorted(state_0)
     test_shape = (None if k_td2d is None else
                   _nontrace(layout, state_0['fx_test'].shape))
-    solver = tfp.math.ode.DormandPrince(
-        rtol=tf.constant(rtol, dtype), atol=tf.constant(atol, dtype))
-    results = solver.solve(derivative(k_td2d, test_shape),
-                           tf.constant(0., dtype), state_0,
-                           solution_times=times)
-    return results.states
+    values, ok = _dopri.odeint(
+        derivative(k_td2d, test_shape, names), [state_0[n] for n in names],
+        times, rtol, atol, max_num_steps)
+    return dict(zip(names, values)), ok
 
   compiled = tf.function(solve, autograph=False)
 
@@ -156,13 +164,13 @@ def gradient_descent(loss, k_train_train, y_train, learning_rate=1.,
                        '`gradient_descent_mse` for MSE).')
     times = _utils.as_times(t, dtype)
     t_shape = tuple(times.shape)
-    times = tf.reshape(times, (-1,)) * lr
+    times = tf.reshape(times, (-1,))
     values = _utils.static_value(times)
     if values is not None and (np.any(values < 0) or
                                np.any(np.diff(values) <= 0)):
       raise ValueError(f'`t` must be non-negative and strictly increasing, '
-                       f'got {_utils.static_value(tf.reshape(times, t_shape))}'
-                       f'.')
+                       f'got {np.reshape(values, t_shape)}.')
+    times = times * lr
 
     state_0 = {}
     state_0['fx_train'] = (
@@ -196,7 +204,17 @@ def gradient_descent(loss, k_train_train, y_train, learning_rate=1.,
                 _utils.to_tensor(qx_test_0, 'qx_test', dtype), test_shape,
                 'qx_test'))
 
-    states = compiled(times, state_0, k_td2d)
+    states, ok = compiled(times, state_0, k_td2d)
+    message = (f'The ODE solver did not reach the last time within '
+               f'{max_num_steps} steps (or its step size underflowed); the '
+               f'problem may be stiff or diverging: shorten `t`, loosen '
+               f'`rtol`/`atol` or raise `max_num_steps`.')
+    ok_value = _utils.static_value(ok)
+    if ok_value is None:
+      with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+        states = {k: tf.identity(v) for k, v in states.items()}
+    elif not ok_value:
+      raise ValueError(message)
     states = {name: tf.reshape(v, t_shape + tuple(v.shape[1:]))
               for name, v in states.items()}
 
