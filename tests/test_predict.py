@@ -414,3 +414,54 @@ def test_bad_inputs_raise():
     ens(1., x, 'ntkgp')
   with pytest.raises(ValueError, match='second-input axes'):
     predict.gradient_descent_mse_ensemble(kernel_fn, x, y[:4])(None, x, 'nngp')
+
+
+# ----------------------------------------------------------------------------
+# Kernel containers and keyword arguments of `kernel_fn`.
+# ----------------------------------------------------------------------------
+def test_gp_inference_accepts_kernel_records():
+  """`Kernel` objects from `kernel_fn(x1, x2)` give the namedtuple results."""
+  _, _, kernel_fn = stax.serial(stax.Dense(8, W_std=1.5), stax.Relu(),
+                                stax.Dense(1))
+  rng = np.random.RandomState(14)
+  x, xt, y = rng.randn(5, 3), rng.randn(2, 3), rng.randn(5, 2)
+  a = predict.gp_inference(kernel_fn(x), y, diag_reg=1e-3)(
+      None, kernel_fn(xt, x), kernel_fn(xt))
+  get = ('nngp', 'ntk')
+  b = predict.gp_inference(kernel_fn(x, None, get), y, diag_reg=1e-3)(
+      None, kernel_fn(xt, x, get), kernel_fn(xt, None, get))
+  for u, v in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+    _close(u, v, 1e-14)
+
+
+def test_ensemble_kernel_fn_kwargs():
+  """Train kwargs reach every call; array pairs become (test, train)."""
+  rng = np.random.RandomState(15)
+  feats = rng.randn(7, 7)
+  gram = feats @ feats.T / 7 + 0.1 * np.eye(7)
+  calls = []
+
+  def kernel_fn(x1, x2, get, **kwargs):
+    calls.append((len(x1), None if x2 is None else len(x2), kwargs))
+    i1 = x1[:, 0].astype(int)
+    i2 = i1 if x2 is None else x2[:, 0].astype(int)
+    k = gram[np.ix_(i1, i2)]
+    if isinstance(get, str):
+      return k
+    return Kernels(k, 2 * k)
+
+  x_train = np.arange(5.)[:, None]
+  x_test = np.arange(5., 7.)[:, None]
+  y = rng.randn(5, 1)
+  p_train, p_test = np.zeros(1), np.ones(1)
+  fn = predict.gradient_descent_mse_ensemble(
+      kernel_fn, x_train, y, scale=3, pattern=(p_train, p_train))
+  fn(1., x_test, 'nngp', True, pattern=(p_test, p_test))
+  train_call, td_call, tt_call = calls
+  assert train_call[:2] == (5, None) and train_call[2]['scale'] == 3
+  assert td_call[:2] == (2, 5) and td_call[2]['scale'] == 3
+  assert td_call[2]['pattern'][0] is p_test
+  assert td_call[2]['pattern'][1] is p_train
+  assert tt_call[:2] == (2, None) and tt_call[2]['pattern'][0] is p_test
+  with pytest.raises(ValueError, match='scale'):
+    fn(1., x_test, 'nngp', scale=4)

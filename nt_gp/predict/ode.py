@@ -142,7 +142,7 @@ def gradient_descent(loss, k_train_train, y_train, learning_rate=1.,
         times, rtol, atol, max_num_steps)
     return dict(zip(names, values)), ok
 
-  compiled = tf.function(solve, autograph=False)
+  compiled = tf.function(solve, autograph=False, reduce_retracing=True)
 
   def predict_fn(t=None, fx_train_or_state_0=0., fx_test_0=None,
                  k_test_train=None):

@@ -25,7 +25,9 @@ import numpy as np
 
 RUNNER = pathlib.Path(__file__).with_name('nt_predict_runner.py')
 
-ODE_RTOL = 1e-5  # parity of ODE-solver results (both solvers at rtol=atol=1.4e-8)
+# Parity of ODE results: both solvers run at rtol = atol = 1.4e-8, so they
+# agree only to about that tolerance times the growth of errors along the flow.
+ODE_RTOL = 1e-5
 
 
 # ----------------------------------------------------------------------------
