@@ -11,10 +11,14 @@ class _Config:
     jit_compile: how `kernel_fn` graphs are compiled. `None` (default) picks per
       dtype what measured fastest on CPU (see `benchmarks/`); `True` forces
       XLA; `False` forces TensorFlow graph mode.
+    pack_symmetric: when `x2` is None, propagate only the input pairs
+      n1 <= n2 (half the time and memory); layers that cannot use this
+      layout receive the unpacked kernel.
   """
 
   def __init__(self):
     self.jit_compile = None
+    self.pack_symmetric = True
 
   def resolve_jit(self, dtype) -> bool:
     if self.jit_compile is not None:

@@ -13,6 +13,11 @@ Two memory layouts are used:
   sum of strided slices of contiguous blocks, which is what makes the compiled
   ops fast on CPU (see ``nt_gp.ops.spatial``).
 
+With ``packed=True`` (batch-last only, used when ``x2`` is ``x1``), ``nngp``
+and ``ntk`` keep only the input pairs ``n1 <= n2`` on one trailing axis of
+length ``N (N + 1) / 2`` (see ``nt_gp.ops.packing``); ``to_batch_first``
+unpacks them.
+
 ``*spatial`` is ``(X, Y, ...)`` when ``diagonal_spatial`` is True and
 ``(X, X, Y, Y, ...)`` (pairs of axes, interleaved) otherwise. Spatial axes are in
 the order in which they appear in the input array (batch and channel axes
@@ -51,6 +56,7 @@ class Kernel:
     batch_axis, channel_axis: axes of the activations.
     mask1, mask2: optional boolean masks broadcastable to ``shape1``/``shape2``.
     batch_last: the memory layout (see module docstring).
+    packed: whether `nngp`/`ntk` hold only pairs n1 <= n2 (batch-last only).
 
   Example:
     >>> import numpy as np
@@ -77,6 +83,7 @@ class Kernel:
   mask1: Any = None
   mask2: Any = None
   batch_last: bool = False
+  packed: bool = False
 
   def replace(self, **kwargs) -> 'Kernel':
     """Returns a copy with the given fields replaced."""
@@ -112,10 +119,22 @@ class Kernel:
         cov2=_move_batch(self.cov2, self._cov_batch_ndim, to_end=True),
         batch_last=True)
 
+  def unpack(self) -> 'Kernel':
+    """Returns a batch-last kernel with `nngp`/`ntk` over all pairs."""
+    if not self.packed:
+      return self
+    from nt_gp.ops import packing  # pylint: disable=g-import-not-at-top
+    n = self.shape1[self.batch_axis]
+    def unpack(t):
+      return packing.unpack(t, n, self.n_spatial, self.diagonal_spatial)
+    return self.replace(nngp=unpack(self.nngp), ntk=unpack(self.ntk),
+                        packed=False)
+
   def to_batch_first(self) -> 'Kernel':
     """Returns this kernel in the public (neural-tangents) layout."""
     if not self.batch_last:
       return self
+    self = self.unpack()  # pylint: disable=self-cls-assignment
     return self.replace(
         nngp=_move_batch(self.nngp, 2, to_end=False),
         ntk=_move_batch(self.ntk, 2, to_end=False),

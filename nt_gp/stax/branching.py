@@ -33,6 +33,7 @@ def FanOut(num: int):
 
   def rule(k, **kwargs):
     return [k] * num
+  rule.supports_packed = True
   return init_fn, apply_fn, rule
 
 
@@ -100,6 +101,7 @@ def FanInSum():
     return _merged(ks, cov1=total('cov1'), cov2=total('cov2'),
                    nngp=total('nngp'), ntk=total('ntk'),
                    is_gaussian=is_gaussian)
+  rule.supports_packed = True
 
   def mask_fn(masks, shapes):
     return _reduce_masks(masks, tf.logical_and)
@@ -143,6 +145,7 @@ def FanInProd():
     cov2 = None if None in cov2s else functools.reduce(tf.multiply, cov2s)
     return _merged(ks, cov1=cov1, cov2=cov2, nngp=nngp, ntk=ntk,
                    is_gaussian=is_gaussian)
+  rule.supports_packed = True
 
   def mask_fn(masks, shapes):
     return _reduce_masks(masks, tf.logical_and)

@@ -63,6 +63,7 @@ def serial(*layers):
       k = f(k, **kwargs)
     return k
   rule.sets_shapes = True
+  rule.supports_packed = True
   return make_init_fn(shape_fn, params_fn), apply_fn, rule
 
 
@@ -106,6 +107,7 @@ def parallel(*layers):
     _check_len(ks)
     return type(ks)(f(k, **kwargs) for f, k in zip(kernel_fns, ks))
   rule.sets_shapes = True
+  rule.supports_packed = True
   return make_init_fn(shape_fn, params_fn), apply_fn, rule
 
 
@@ -149,4 +151,5 @@ def repeat(layer_, n: int):
       k = kernel_fn(k, **kwargs)
     return k
   rule.sets_shapes = True
+  rule.supports_packed = True
   return make_init_fn(shape_fn, params_fn), apply, rule

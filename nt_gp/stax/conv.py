@@ -345,6 +345,7 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
       out = out.replace(**{a: permute_spatial(getattr(out, a), perm, ds)
                            for a in ('nngp', 'ntk', 'cov1', 'cov2')})
     return out
+  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     mask = tf.reduce_all(mask, axis=spec.channel_axis, keepdims=True)

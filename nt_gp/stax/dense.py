@@ -127,6 +127,7 @@ def Dense(out_dim: int,
       cov1, nngp, cov2 = (affine(c, w_var, b_var) for c in (cov1, nngp, cov2))
     return k.replace(cov1=cov1, nngp=nngp, cov2=cov2, ntk=ntk,
                      is_gaussian=True, is_input=False)
+  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     return tf.reduce_all(mask, axis=channel_axis, keepdims=True)
@@ -153,4 +154,5 @@ def Identity():
 
   def rule(k, **kwargs):
     return k
+  rule.supports_packed = True
   return init_fn, apply_fn, rule

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import diagonal
+from nt_gp.ops import packing
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Diagonal, requires
@@ -32,7 +33,8 @@ def map_covariances(k, fn, diag_fn=None, params=(), compile=True):  # pylint: di
   Returns:
     `k` with `nngp`, `ntk`, `cov1`, `cov2` replaced.
   """
-  static = (k.n_spatial, k.diagonal_spatial, k.diagonal_batch)
+  static = (k.n_spatial, k.diagonal_spatial, k.diagonal_batch,
+            k.shape1[k.batch_axis] if k.packed else None)
   run = _compiled_map(fn, diag_fn) if compile else _map_impl
   if not compile:
     nngp, ntk, cov1, cov2 = _map_impl(fn, diag_fn, k.nngp, k.ntk, k.cov1,
@@ -58,15 +60,20 @@ def _compiled_map(fn, diag_fn):
 
 
 def _map_impl(fn, diag_fn, nngp, ntk, cov1, cov2, params, static):
-  s, ds, db = static
+  s, ds, db, packed_n = static
   v1 = diagonal.variances(cov1, db, ds, s)
   v2 = v1 if cov2 is None else diagonal.variances(cov2, db, ds, s)
 
   def side(v, i, batch_pair):
     return diagonal.expand_variance(v, i, ds, s, batch_pair)
 
-  new_nngp, new_ntk = fn(nngp, side(v1, 0, True), side(v2, 1, True), ntk,
-                         *params)
+  if packed_n is None:
+    q11, q22 = side(v1, 0, True), side(v2, 1, True)
+  else:
+    rows, cols = packing.pair_indices(packed_n)
+    q11 = side(tf.gather(v1, rows, axis=-1), 0, False)
+    q22 = side(tf.gather(v1, cols, axis=-1), 1, False)
+  new_nngp, new_ntk = fn(nngp, q11, q22, ntk, *params)
 
   def self_map(cov, v):
     if cov is None:
@@ -82,7 +89,7 @@ def _map_impl(fn, diag_fn, nngp, ntk, cov1, cov2, params, static):
 
 @layer
 @supports_masking(remask_kernel=False)
-def _elementwise(fn, name, rule):
+def _elementwise(fn, name, rule, supports_packed):
   init_fn = make_init_fn(lambda shape: shape)
 
   def apply_fn(params, inputs, **kwargs):
@@ -100,21 +107,24 @@ def _elementwise(fn, name, rule):
           f'Conv, ...) before the nonlinearity.')
     return rule(k).replace(is_gaussian=False)
   kernel_rule.__qualname__ = name
+  kernel_rule.supports_packed = supports_packed
   return init_fn, apply_fn, kernel_rule
 
 
-def elementwise(fn, name, rule):
+def elementwise(fn, name, rule, supports_packed=False):
   """Builds a nonlinearity layer from `fn` (finite width) and its kernel `rule`.
 
   Args:
     fn: `x -> activation(x)` on tensors (or None).
     name: layer name for messages.
     rule: batch-last `Kernel -> Kernel` map (or None).
+    supports_packed: whether `rule` accepts kernels with `packed=True` (true
+      when it only uses `map_covariances` and elementwise arithmetic).
 
   Returns:
     `(init_fn, apply_fn, kernel_fn)`.
   """
-  return _elementwise(fn, name, rule)
+  return _elementwise(fn, name, rule, supports_packed)
 
 
 def scale_kernel(k, var, add=None):

@@ -51,7 +51,7 @@ def Erf(a=1., b=1., c=0.):
 
     k = map_covariances(k, q_map, diag_fn=diag)
     return scale_kernel(k, tf.square(a_), tf.square(c_))
-  return elementwise(fn, f'Erf({a}, {b}, {c})', rule)
+  return elementwise(fn, f'Erf({a}, {b}, {c})', rule, supports_packed=True)
 
 
 def Sigmoid_like():

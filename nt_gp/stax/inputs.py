@@ -9,6 +9,7 @@ from typing import Optional
 import tensorflow as tf
 
 from nt_gp.kernel import Kernel
+from nt_gp.ops import packing
 
 __all__ = ['inputs_to_kernel']
 
@@ -49,6 +50,28 @@ def cross_cov(a: tf.Tensor, b: tf.Tensor, diagonal_spatial: bool) -> tf.Tensor:
   return tf.transpose(out, _interleave_perm(s))
 
 
+def packed_self_cov(a: tf.Tensor, diagonal_spatial: bool) -> tf.Tensor:
+  """Covariance of a canonical batch with itself over pairs n1 <= n2.
+
+  Returns `(*spatial, N (N + 1) / 2)` (see `nt_gp.ops.packing`).
+  """
+  n = a.shape[0]
+  spatial = a.shape[1:-1]
+  s = len(spatial)
+  if s == 0 or diagonal_spatial:
+    return packing.pack(cross_cov(a, a, diagonal_spatial))
+  c = a.shape[-1]
+  i, j = packing.pair_indices(n)
+  flat = tf.reshape(a, [n, -1, c])
+  out = tf.matmul(tf.gather(flat, i), tf.gather(flat, j),
+                  transpose_b=True) / c                      # (P, S1, S2)
+  out = tf.reshape(out, [-1] + list(spatial) * 2)
+  perm = []
+  for k in range(s):
+    perm += [1 + k, 1 + s + k]
+  return tf.transpose(out, perm + [0])
+
+
 def self_cov(a: tf.Tensor, diagonal_batch: bool,
              diagonal_spatial: bool) -> tf.Tensor:
   """Covariance of a canonical batch with itself, batch-last."""
@@ -81,6 +104,7 @@ def inputs_to_kernel(x1: tf.Tensor,
                      eps: float = 1e-12,
                      mask1=None,
                      mask2=None,
+                     pack: bool = False,
                      **unused_kwargs) -> Kernel:
   """Builds the input-layer `Kernel` in batch-last layout.
 
@@ -93,6 +117,7 @@ def inputs_to_kernel(x1: tf.Tensor,
     batch_axis, channel_axis: axes of `x1`/`x2`.
     eps: tolerance for deciding whether `x1` and `x2` are the same inputs.
     mask1, mask2: optional boolean masks of the inputs.
+    pack: when `x2` is None, keep only pairs n1 <= n2 of `nngp`/`ntk`.
 
   Returns:
     A batch-last `Kernel` with `nngp` of shape `(*spatial, N1, N2)`.
@@ -104,7 +129,11 @@ def inputs_to_kernel(x1: tf.Tensor,
   b = None if x2 is None else _canonical(x2, batch_axis, channel_axis)
   if ndim == 2:
     diagonal_spatial = False
-  nngp = cross_cov(a, a if b is None else b, diagonal_spatial)
+  pack = pack and b is None and mask1 is None
+  if pack:
+    nngp = packed_self_cov(a, diagonal_spatial)
+  else:
+    nngp = cross_cov(a, a if b is None else b, diagonal_spatial)
   cov1 = self_cov(a, diagonal_batch, diagonal_spatial)
   cov2 = None if b is None else self_cov(b, diagonal_batch, diagonal_spatial)
   if x2 is None:
@@ -120,4 +149,4 @@ def inputs_to_kernel(x1: tf.Tensor,
       diagonal_batch=diagonal_batch, diagonal_spatial=diagonal_spatial,
       shape1=tuple(x1.shape), shape2=tuple((x1 if x2 is None else x2).shape),
       batch_axis=batch_axis, channel_axis=channel_axis,
-      mask1=mask1, mask2=mask2, batch_last=True)
+      mask1=mask1, mask2=mask2, batch_last=True, packed=pack)

@@ -293,8 +293,15 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
   sets_shapes = getattr(rule, 'sets_shapes', False)
   remask = getattr(rule, 'remask_kernel', mask_fn is not None)
 
+  supports_packed = getattr(rule, 'supports_packed', False)
+
   def apply_rule(k, **kwargs):
     """Runs the rule on batch-last kernels, with shapes and masks."""
+    kernels = flatten_kernels(k)
+    if any(x.packed for x in kernels) and (not supports_packed or any(
+        x.mask1 is not None or x.mask2 is not None or not x.packed
+        for x in kernels)):
+      k = map_kernels(Kernel.unpack, k)
     out = rule(k, **kwargs)
     if not sets_shapes:
       out = _zip_set_shapes(
@@ -355,6 +362,7 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
   kernel_fn.__doc__ = _KERNEL_FN_DOC
   requirements.set_req(kernel_fn, requirements.get_req(rule))
   kernel_fn.rule = rule
+  kernel_fn.supports_packed = supports_packed
   return kernel_fn
 
 
@@ -378,7 +386,8 @@ def _inputs_tree_to_kernels(x1, x2, reqs, compute_ntk):
       x1, x2, diagonal_batch=bool(reqs['diagonal_batch']),
       diagonal_spatial=bool(reqs['diagonal_spatial']),
       compute_ntk=compute_ntk, batch_axis=reqs['batch_axis'],
-      channel_axis=reqs['channel_axis'], mask1=mask1, mask2=mask2)
+      channel_axis=reqs['channel_axis'], mask1=mask1, mask2=mask2,
+      pack=_config.config.pack_symmetric)
 
 
 _KERNEL_FN_DOC = """Infinite-width NNGP/NTK kernels of this layer (or network).

@@ -126,6 +126,7 @@ def _pool(average, window_shape, strides, padding, normalize_edges,
     nngp, ntk, cov1, cov2 = compiled_map(k.nngp, k.ntk, k.cov1, k.cov2,
                                          k.diagonal_spatial)
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
+  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     ndim = len(input_shape)

@@ -67,11 +67,13 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0):
         t = diagonal.spatial_diagonal(t, n, batch_ndim)
       return tf.reduce_mean(t, axis=list(range(n)))
     cb = 1 if k.diagonal_batch else 2
-    return k.replace(nngp=trace(k.nngp, 2), ntk=trace(k.ntk, 2),
+    nb = 1 if k.packed else 2
+    return k.replace(nngp=trace(k.nngp, nb), ntk=trace(k.ntk, nb),
                      cov1=trace(k.cov1, cb), cov2=trace(k.cov2, cb),
                      is_gaussian=False, is_reversed=False,
                      batch_axis=batch_out, channel_axis=channel_out,
                      diagonal_spatial=False)
+  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     mask = tf.broadcast_to(mask, input_shape)
@@ -169,6 +171,7 @@ def _global_pool(average, batch_axis, channel_axis):
                      batch_axis=0 if batch_first else 1,
                      channel_axis=1 if batch_first else 0,
                      is_reversed=False)
+  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     return tf.reduce_all(mask, spatial_axes(len(input_shape)))

@@ -69,7 +69,7 @@ def ABRelu(a, b, do_stabilize: bool = False):
       k = k.replace(nngp=k.nngp * scale, cov1=k.cov1 * scale,
                     cov2=None if k.cov2 is None else k.cov2 * scale)
     return k
-  return elementwise(fn, f'ABRelu({a}, {b})', rule)
+  return elementwise(fn, f'ABRelu({a}, {b})', rule, supports_packed=True)
 
 
 def Relu(do_stabilize: bool = False):
