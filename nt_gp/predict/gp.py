@@ -1,6 +1,4 @@
 """`gp_inference`: NNGP / NTK / NTKGP posteriors (infinite training time)."""
-from typing import Optional
-
 import tensorflow as tf
 
 from nt_gp.predict import _utils
@@ -167,7 +165,7 @@ def gp_inference(k_train_train, y_train, diag_reg=0.,
     out = {}
     for g in names:
       k = 'ntk' if g == 'ntkgp' else g
-      k_dd_full, k_dd_2d = k_dd(k)
+      k_dd_full = k_dd(k)[0]
 
       if k_test_train is None:
         mean = y
