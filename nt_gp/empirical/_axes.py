@@ -135,8 +135,26 @@ class Layout:
     return k / tf.cast(self.trace_size, k.dtype)
 
   def from_full(self, full):
-    """Traces/diagonalises a full kernel of shape `(*shape1, *shape2)`."""
-    spec = f'{self.lhs}{self.rhs}->{self.out}'
-    if self.lhs + self.rhs == self.out:
-      return full
-    return self.normalize(tf.einsum(spec, full))
+    """Traces/diagonalises a full kernel of shape `(*shape1, *shape2)`.
+
+    The pairs of axes are interleaved by one transpose; each traced or
+    diagonal pair is then flattened and its diagonal gathered (no rank limit,
+    unlike `tf.einsum` with repeated indices).
+    """
+    ndim = len(self.shape1)
+    perm = [a for i in range(ndim) for a in (i, ndim + i)]
+    k = tf.transpose(full, perm)
+    axis = 0
+    for i in range(ndim):
+      n1, n2 = self.shape1[i], self.shape2[i]
+      if i not in self.trace and i not in self.diagonal:
+        axis += 2
+        continue
+      shape = k.shape.as_list()
+      k = tf.reshape(k, shape[:axis] + [n1 * n2] + shape[axis + 2:])
+      k = tf.gather(k, np.arange(n1) * (n1 + 1), axis=axis)
+      if i in self.trace:
+        k = tf.reduce_sum(k, axis=axis)
+      else:
+        axis += 1
+    return self.normalize(k)
