@@ -45,16 +45,21 @@ def jacobians(setup, x, kw):
   return setup.per_example(lambda xi, kwi: _block(setup, xi, kwi, True), x, kw)
 
 
-def contract_jacobians(setup, layouts, jac1, jac2) -> List[tf.Tensor]:
-  """`Σ_p J1_p J2_pᵀ` for every output leaf, in the kernel layout."""
+def contract_jacobians(setup, layouts, jac1, jac2, dtypes) -> List[tf.Tensor]:
+  """`Σ_p J1_p J2_pᵀ` for every output leaf, in the kernel layout.
+
+  Jacobians come in their parameter's dtype; they are contracted in the
+  output's dtype `dtypes[leaf]`.
+  """
   out = []
   axes = setup.out_axes() if setup.vmap is not None else [None] * len(layouts)
-  for layout, b, j1s, j2s in zip(layouts, axes, jac1, jac2):
+  for layout, b, j1s, j2s, dtype in zip(layouts, axes, jac1, jac2, dtypes):
     l1 = _engine.operand_letters(layout, 1, b)
     l2 = _engine.operand_letters(layout, 2, b)
     p = layout.free[0]
     spec = f'{l1}{p},{l2}{p}->{layout.out}'
-    k = tf.add_n([tf.einsum(spec, j1, j2) for j1, j2 in zip(j1s, j2s)])
+    k = tf.add_n([tf.einsum(spec, tf.cast(j1, dtype), tf.cast(j2, dtype))
+                  for j1, j2 in zip(j1s, j2s)])
     out.append(layout.normalize(k))
   return out
 
@@ -72,4 +77,5 @@ def ntk_core(setup, x1, x2, kw1, kw2) -> List[tf.Tensor]:
   else:
     fx2, jac2 = jacobians(setup, x2, kw2)
   layouts = setup.layouts(full_shapes(setup, fx1), full_shapes(setup, fx2))
-  return contract_jacobians(setup, layouts, jac1, jac2)
+  return contract_jacobians(setup, layouts, jac1, jac2,
+                            [l.dtype for l in fx1])

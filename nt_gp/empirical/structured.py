@@ -268,10 +268,13 @@ def ntk_core(setup, x1, x2, kw1, kw2) -> List[tf.Tensor]:
     r, s, i, o, p = layout.free[:5]
     terms = []
     spec = f'{l1}{r}{o},{n1}{r}{i},{l2}{s}{o},{n2}{s}{i}->{layout.out}'
+    dtype = fx1[len(out)].dtype
+    c = lambda t: tf.cast(t, dtype)
     for (a1, g1), (a2, g2) in zip(s1, s2):
-      terms.append(tf.einsum(spec, g1, a1, g2, a2, optimize='optimal'))
+      terms.append(tf.einsum(spec, c(g1), c(a1), c(g2), c(a2),
+                             optimize='optimal'))
     spec = f'{l1}{p},{l2}{p}->{layout.out}'
     for ja, jb in zip(j1, j2):
-      terms.append(tf.einsum(spec, ja, jb))
+      terms.append(tf.einsum(spec, c(ja), c(jb)))
     out.append(layout.normalize(tf.add_n(terms)))
   return out
