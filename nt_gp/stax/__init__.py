@@ -38,3 +38,9 @@ from nt_gp.stax.numerical import Elementwise, ElementwiseNumerical
 from nt_gp.stax.polynomial import Hermite, Monomial, Polynomial, RectifiedMonomial
 from nt_gp.stax.sign import Sign
 from nt_gp.stax.trig import Cos, Gabor, Sin
+from nt_gp.stax.indexing import Index, Slice
+from nt_gp.stax.resize import ImageResize
+from nt_gp.stax.attention import (AttentionMechanism, GlobalSelfAttention,
+                                  PositionalEmbedding)
+from nt_gp.stax.aggregate import Aggregate, AggregateImplementation
+from nt_gp.stax.dot_general import DotGeneral
