@@ -14,9 +14,9 @@ Two memory layouts are used:
   ops fast on CPU (see ``nt_gp.ops.spatial``).
 
 With ``packed=True`` (batch-last only, used when ``x2`` is ``x1``), ``nngp``
-and ``ntk`` keep only the input pairs ``n1 <= n2`` on one trailing axis of
-length ``N (N + 1) / 2`` (see ``nt_gp.ops.packing``); ``to_batch_first``
-unpacks them.
+and ``ntk`` keep only the pairs of input blocks ``I <= J``: their trailing
+``(N1, N2)`` axes become ``(B (B + 1) / 2, N / B, N / B)`` (see
+``nt_gp.ops.packing``); ``to_batch_first`` unpacks them.
 
 ``*spatial`` is ``(X, Y, ...)`` when ``diagonal_spatial`` is True and
 ``(X, X, Y, Y, ...)`` (pairs of axes, interleaved) otherwise. Spatial axes are in
@@ -56,7 +56,7 @@ class Kernel:
     batch_axis, channel_axis: axes of the activations.
     mask1, mask2: optional boolean masks broadcastable to ``shape1``/``shape2``.
     batch_last: the memory layout (see module docstring).
-    packed: whether `nngp`/`ntk` hold only pairs n1 <= n2 (batch-last only).
+    packed: whether `nngp`/`ntk` hold only block pairs I <= J (batch-last).
 
   Example:
     >>> import numpy as np
@@ -124,9 +124,9 @@ class Kernel:
     if not self.packed:
       return self
     from nt_gp.ops import packing  # pylint: disable=g-import-not-at-top
-    n = self.shape1[self.batch_axis]
+    blocks = packing.block_count(self.shape1[self.batch_axis])
     def unpack(t):
-      return packing.unpack(t, n, self.n_spatial, self.diagonal_spatial)
+      return packing.unpack(t, blocks, self.n_spatial, self.diagonal_spatial)
     return self.replace(nngp=unpack(self.nngp), ntk=unpack(self.ntk),
                         packed=False)
 

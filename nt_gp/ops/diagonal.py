@@ -6,7 +6,8 @@ Shapes (S spatial dimensions, batch-last):
 """
 import tensorflow as tf
 
-__all__ = ['variances', 'expand_variance', 'spatial_diagonal',
+__all__ = ['variances', 'expand_variance', 'expand_block_variance',
+           'spatial_diagonal',
            'add_to_spatial_diagonal']
 
 
@@ -77,6 +78,21 @@ def expand_variance(var: tf.Tensor, side: int, diagonal_spatial: bool,
     shape += [-1, 1] if side == 0 else [1, -1]
   else:
     shape += [-1]
+  return tf.reshape(var, shape)
+
+
+def expand_block_variance(var: tf.Tensor, side: int, diagonal_spatial: bool,
+                          n_spatial: int) -> tf.Tensor:
+  """Reshapes per-block-pair variances `(*spatial, K, b)` to broadcast against
+  a packed covariance `(*spatial_pairs, K, b, b)` (see `nt_gp.ops.packing`)."""
+  shape = []
+  if diagonal_spatial:
+    shape = [var.shape[i] for i in range(n_spatial)]
+  else:
+    for i in range(n_spatial):
+      shape += [var.shape[i], 1] if side == 0 else [1, var.shape[i]]
+  k, b = var.shape[-2], var.shape[-1]
+  shape += [k, b, 1] if side == 0 else [k, 1, b]
   return tf.reshape(var, shape)
 
 

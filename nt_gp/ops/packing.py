@@ -1,44 +1,62 @@
-"""Symmetric packing of covariances between a batch and itself.
+"""Symmetric block packing of covariances between a batch and itself.
 
-When `x2` is `x1`, `nngp[..., a, b, i, j] = nngp[..., b, a, j, i]`: the entry
-for the input pair (j, i) is that of (i, j) with the spatial positions
-swapped. Only pairs i <= j are then propagated, flattened row-major on one
-trailing axis of length N (N + 1) / 2, which halves the time and memory of
-every layer. Convolutions, pooling and readouts act on the spatial axes and
-commute with the swap; nonlinearities look up each pair's two variances.
+When `x2` is `x1`, `nngp[..., a, b, i, j] = nngp[..., b, a, j, i]`: the
+entry for the input pair (j, i) is that of (i, j) with the spatial positions
+swapped. The batch is split into `B` blocks of `b = N / B` inputs and only
+the block pairs I <= J are propagated, as a trailing `(B (B + 1) / 2, b, b)`
+array instead of `(N, N)`: for B = 8 that is 56% of the entries. Blocks keep
+the computation free of per-entry index lookups (which XLA:CPU executes
+slowly when fused into elementwise loops); each block pair only needs the
+variances of its two blocks, a small gather. Convolutions, pooling and
+readouts act on the spatial axes and commute with the swap.
 """
 import numpy as np
 import tensorflow as tf
 
-__all__ = ['pair_indices', 'pack', 'unpack', 'swap_spatial_pairs']
+__all__ = ['block_count', 'block_pairs', 'pack', 'unpack',
+           'pair_variances', 'swap_spatial_pairs', 'MAX_BLOCKS']
+
+MAX_BLOCKS = 8
 
 
-def pair_indices(n: int):
-  """`(i, j)` index arrays of the pairs i <= j, row-major.
+def block_count(n: int) -> int:
+  """Number of blocks B for a batch of `n` (1 means: do not pack).
+
+  The largest divisor of `n` that is at most `MAX_BLOCKS` and leaves blocks
+  of at least 2 inputs.
 
   Example:
-    >>> i, j = pair_indices(3)
-    >>> i.tolist(), j.tolist()
-    ([0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2])
+    >>> block_count(32), block_count(100), block_count(31), block_count(4)
+    (8, 5, 1, 2)
   """
-  return np.triu_indices(n)
+  for blocks in range(min(MAX_BLOCKS, n // 2), 1, -1):
+    if n % blocks == 0:
+      return blocks
+  return 1
 
 
-def _pair_position(n: int):
-  """(n, n) array: position of pair (min(i, j), max(i, j)) in packed order."""
-  i, j = pair_indices(n)
-  pos = np.zeros((n, n), np.int64)
-  pos[i, j] = np.arange(len(i))
-  pos[j, i] = np.arange(len(i))
-  return pos
+def block_pairs(blocks: int):
+  """Row and column block indices of the pairs I <= J, row-major.
+
+  Example:
+    >>> [r.tolist() for r in block_pairs(3)]
+    [[0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]]
+  """
+  return np.triu_indices(blocks)
 
 
-def pack(t: tf.Tensor) -> tf.Tensor:
-  """`(..., N, N)` -> `(..., N (N + 1) / 2)`, keeping pairs i <= j."""
+def pack(t: tf.Tensor, blocks: int) -> tf.Tensor:
+  """`(..., N, N)` -> `(..., B (B + 1) / 2, N / B, N / B)`."""
   n = t.shape[-1]
-  i, j = pair_indices(n)
-  flat = tf.reshape(t, tf.concat([tf.shape(t)[:-2], [n * n]], 0))
-  return tf.gather(flat, i * n + j, axis=-1)
+  b = n // blocks
+  lead = tf.shape(t)[:-2]
+  t = tf.reshape(t, tf.concat([lead, [blocks, b, blocks, b]], 0))
+  rank = t.shape.rank
+  t = tf.transpose(t, list(range(rank - 4)) + [rank - 4, rank - 2, rank - 3,
+                                                rank - 1])
+  rows, cols = block_pairs(blocks)
+  t = tf.reshape(t, tf.concat([lead, [blocks * blocks, b, b]], 0))
+  return tf.gather(t, rows * blocks + cols, axis=-3)
 
 
 def swap_spatial_pairs(t: tf.Tensor, n_spatial: int) -> tf.Tensor:
@@ -50,22 +68,48 @@ def swap_spatial_pairs(t: tf.Tensor, n_spatial: int) -> tf.Tensor:
   return tf.transpose(t, perm)
 
 
-def unpack(t: tf.Tensor, n: int, n_spatial: int,
+def unpack(t: tf.Tensor, blocks: int, n_spatial: int,
            diagonal_spatial: bool) -> tf.Tensor:
-  """`(..., N (N + 1) / 2)` -> `(..., N, N)`; see the module docstring.
+  """`(..., B (B + 1) / 2, b, b)` -> `(..., N, N)`; see the module docstring.
 
   Example:
     >>> import numpy as np
-    >>> full = np.array([[1., 2.], [2., 3.]])
-    >>> unpack(pack(full), 2, 0, True).numpy().tolist()
-    [[1.0, 2.0], [2.0, 3.0]]
+    >>> full = np.arange(16.).reshape(4, 4); full = full + full.T
+    >>> bool(np.all(unpack(pack(full, 2), 2, 0, True).numpy() == full))
+    True
   """
   if t is None or t.shape.rank == 0:
     return t
-  pos = _pair_position(n).reshape(-1)
-  upper = tf.gather(t, pos, axis=-1)
-  if n_spatial and not diagonal_spatial:
-    lower = tf.gather(swap_spatial_pairs(t, n_spatial), pos, axis=-1)
-    below = np.tril(np.ones((n, n), bool), -1).reshape(-1)
-    upper = tf.where(below, lower, upper)
-  return tf.reshape(upper, tf.concat([tf.shape(t)[:-1], [n, n]], 0))
+  swapped = (swap_spatial_pairs(t, n_spatial)
+             if n_spatial and not diagonal_spatial else t)
+  rows, cols = block_pairs(blocks)
+  index = {(int(r), int(c)): p for p, (r, c) in enumerate(zip(rows, cols))}
+  rank = t.shape.rank
+  transpose_last = list(range(rank - 3)) + [rank - 2, rank - 3]
+  block_rows = []
+  for i in range(blocks):
+    row = []
+    for j in range(blocks):
+      if i <= j:
+        row.append(tf.gather(t, index[(i, j)], axis=-3))
+      else:
+        row.append(tf.transpose(tf.gather(swapped, index[(j, i)], axis=-3),
+                                transpose_last))
+    block_rows.append(tf.concat(row, -1))
+  return tf.concat(block_rows, -2)
+
+
+def pair_variances(v: tf.Tensor, blocks: int):
+  """Per block pair, the variances of its row and column blocks.
+
+  Args:
+    v: `(..., N)` variances.
+    blocks: B.
+
+  Returns:
+    Two `(..., B (B + 1) / 2, N / B)` tensors.
+  """
+  n = v.shape[-1]
+  v = tf.reshape(v, tf.concat([tf.shape(v)[:-1], [blocks, n // blocks]], 0))
+  rows, cols = block_pairs(blocks)
+  return tf.gather(v, rows, axis=-2), tf.gather(v, cols, axis=-2)

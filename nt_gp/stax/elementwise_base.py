@@ -6,6 +6,8 @@ involved. `map_covariances` applies such a map to `nngp`, `cov1` and `cov2` of
 a batch-last `Kernel`, broadcasting the (small) variance tensors instead of
 materialising products of them.
 """
+import functools
+
 import tensorflow as tf
 
 from nt_gp.ops import compile as compile_ops
@@ -22,26 +24,43 @@ def map_covariances(k, fn, diag_fn=None, params=(), compile=True):  # pylint: di
   """Applies `fn(q12, q11, q22, ntk, *params) -> (q12', ntk')` to a kernel.
 
   Args:
-    k: batch-last `Kernel`.
+    k: batch-last `Kernel` (packed or not).
     fn: elementwise map; `q11`/`q22` are variance tensors that broadcast
       against `q12`; `ntk` is None for `cov1`/`cov2`.
     diag_fn: optional cheaper map `(q11, *params) -> q11'` for variances
       (used when `cov1`/`cov2` hold only variances).
     params: tensors passed on to `fn` and `diag_fn` (e.g. hyperparameters).
-    compile: run the map as one XLA cluster (fuses the elementwise steps).
+    compile: run the maps as one XLA cluster (fuses the elementwise steps).
 
   Returns:
     `k` with `nngp`, `ntk`, `cov1`, `cov2` replaced.
   """
-  static = (k.n_spatial, k.diagonal_spatial, k.diagonal_batch,
-            k.shape1[k.batch_axis] if k.packed else None)
-  run = _compiled_map(fn, diag_fn) if compile else _map_impl
-  if not compile:
-    nngp, ntk, cov1, cov2 = _map_impl(fn, diag_fn, k.nngp, k.ntk, k.cov1,
-                                      k.cov2, tuple(params), static)
+  s, ds, db = k.n_spatial, k.diagonal_spatial, k.diagonal_batch
+  v1 = diagonal.variances(k.cov1, db, ds, s)
+  v2 = v1 if k.cov2 is None else diagonal.variances(k.cov2, db, ds, s)
+
+  def side(v, i, batch_pair):
+    return diagonal.expand_variance(v, i, ds, s, batch_pair)
+
+  # The variance factors are prepared here, outside the XLA cluster: an index
+  # lookup fused into the elementwise loop would be executed per entry.
+  if k.packed:
+    rows, cols = packing.pair_variances(v1, packing.block_count(v1.shape[-1]))
+    q11 = diagonal.expand_block_variance(rows, 0, ds, s)
+    q22 = diagonal.expand_block_variance(cols, 1, ds, s)
   else:
-    nngp, ntk, cov1, cov2 = run(k.nngp, k.ntk, k.cov1, k.cov2, tuple(params),
-                                static)
+    q11, q22 = side(v1, 0, True), side(v2, 1, True)
+
+  def self_args(cov, v):
+    if cov is None or (db and (ds or s == 0)):
+      return None, None
+    return side(v, 0, not db), side(v, 1, not db)
+
+  args = (k.nngp, q11, q22, k.ntk, k.cov1, *self_args(k.cov1, v1), k.cov2,
+          *self_args(k.cov2, v2), tuple(params))
+  run = _compiled_map(fn, diag_fn) if compile else functools.partial(
+      _map_impl, fn, diag_fn)
+  nngp, ntk, cov1, cov2 = run(*args)
   return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
 
 
@@ -53,38 +72,25 @@ def _compiled_map(fn, diag_fn):
   if key not in _COMPILED:
     if len(_COMPILED) > 256:
       _COMPILED.clear()
-    _COMPILED[key] = compile_ops.xla(
-        lambda nngp, ntk, cov1, cov2, params, static: _map_impl(
-            fn, diag_fn, nngp, ntk, cov1, cov2, params, static))
+    _COMPILED[key] = compile_ops.xla(functools.partial(_map_impl, fn, diag_fn))
   return _COMPILED[key]
 
 
-def _map_impl(fn, diag_fn, nngp, ntk, cov1, cov2, params, static):
-  s, ds, db, packed_n = static
-  v1 = diagonal.variances(cov1, db, ds, s)
-  v2 = v1 if cov2 is None else diagonal.variances(cov2, db, ds, s)
-
-  def side(v, i, batch_pair):
-    return diagonal.expand_variance(v, i, ds, s, batch_pair)
-
-  if packed_n is None:
-    q11, q22 = side(v1, 0, True), side(v2, 1, True)
-  else:
-    rows, cols = packing.pair_indices(packed_n)
-    q11 = side(tf.gather(v1, rows, axis=-1), 0, False)
-    q22 = side(tf.gather(v1, cols, axis=-1), 1, False)
+def _map_impl(fn, diag_fn, nngp, q11, q22, ntk, cov1, c1a, c1b, cov2, c2a,
+              c2b, params):
   new_nngp, new_ntk = fn(nngp, q11, q22, ntk, *params)
 
-  def self_map(cov, v):
+  def self_map(cov, a, b):
     if cov is None:
       return None
-    if db and (ds or s == 0):
+    if a is None:
       if diag_fn is not None:
         return diag_fn(cov, *params)
       return fn(cov, cov, cov, None, *params)[0]
-    return fn(cov, side(v, 0, not db), side(v, 1, not db), None, *params)[0]
+    return fn(cov, a, b, None, *params)[0]
 
-  return new_nngp, new_ntk, self_map(cov1, v1), self_map(cov2, v2)
+  return (new_nngp, new_ntk, self_map(cov1, c1a, c1b),
+          self_map(cov2, c2a, c2b))
 
 
 @layer

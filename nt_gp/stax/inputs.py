@@ -50,26 +50,31 @@ def cross_cov(a: tf.Tensor, b: tf.Tensor, diagonal_spatial: bool) -> tf.Tensor:
   return tf.transpose(out, _interleave_perm(s))
 
 
-def packed_self_cov(a: tf.Tensor, diagonal_spatial: bool) -> tf.Tensor:
-  """Covariance of a canonical batch with itself over pairs n1 <= n2.
+def packed_self_cov(a: tf.Tensor, diagonal_spatial: bool,
+                    blocks: int) -> tf.Tensor:
+  """Covariance of a canonical batch with itself over block pairs I <= J.
 
-  Returns `(*spatial, N (N + 1) / 2)` (see `nt_gp.ops.packing`).
+  Returns `(*spatial, B (B + 1) / 2, N / B, N / B)` (see `nt_gp.ops.packing`).
   """
   n = a.shape[0]
   spatial = a.shape[1:-1]
   s = len(spatial)
-  if s == 0 or diagonal_spatial:
-    return packing.pack(cross_cov(a, a, diagonal_spatial))
+  if s == 0:
+    return packing.pack(cross_cov(a, a, False), blocks)
   c = a.shape[-1]
-  i, j = packing.pair_indices(n)
-  flat = tf.reshape(a, [n, -1, c])
-  out = tf.matmul(tf.gather(flat, i), tf.gather(flat, j),
-                  transpose_b=True) / c                      # (P, S1, S2)
-  out = tf.reshape(out, [-1] + list(spatial) * 2)
+  b = n // blocks
+  rows, cols = packing.block_pairs(blocks)
+  flat = tf.reshape(a, [blocks, b, -1, c])                   # (B, b, S, C)
+  left, right = tf.gather(flat, rows), tf.gather(flat, cols)  # (K, b, S, C)
+  if diagonal_spatial:
+    out = tf.einsum('kisc,kjsc->skij', left, right) / c
+    return tf.reshape(out, list(spatial) + [-1, b, b])
+  out = tf.einsum('kisc,kjtc->stkij', left, right) / c       # (S, S, K, b, b)
+  out = tf.reshape(out, list(spatial) * 2 + [-1, b, b])
   perm = []
   for k in range(s):
-    perm += [1 + k, 1 + s + k]
-  return tf.transpose(out, perm + [0])
+    perm += [k, s + k]
+  return tf.transpose(out, perm + [2 * s, 2 * s + 1, 2 * s + 2])
 
 
 def self_cov(a: tf.Tensor, diagonal_batch: bool,
@@ -129,9 +134,10 @@ def inputs_to_kernel(x1: tf.Tensor,
   b = None if x2 is None else _canonical(x2, batch_axis, channel_axis)
   if ndim == 2:
     diagonal_spatial = False
-  pack = pack and b is None and mask1 is None
+  blocks = packing.block_count(x1.shape[batch_axis])
+  pack = pack and b is None and mask1 is None and blocks > 1
   if pack:
-    nngp = packed_self_cov(a, diagonal_spatial)
+    nngp = packed_self_cov(a, diagonal_spatial, blocks)
   else:
     nngp = cross_cov(a, a if b is None else b, diagonal_spatial)
   cov1 = self_cov(a, diagonal_batch, diagonal_spatial)

@@ -67,7 +67,7 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0):
         t = diagonal.spatial_diagonal(t, n, batch_ndim)
       return tf.reduce_mean(t, axis=list(range(n)))
     cb = 1 if k.diagonal_batch else 2
-    nb = 1 if k.packed else 2
+    nb = 3 if k.packed else 2
     return k.replace(nngp=trace(k.nngp, nb), ntk=trace(k.ntk, nb),
                      cov1=trace(k.cov1, cb), cov2=trace(k.cov2, cb),
                      is_gaussian=False, is_reversed=False,
