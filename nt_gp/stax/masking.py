@@ -69,26 +69,35 @@ def _kernel_mask(mask, shape, batch_axis, channel_axis):
 
 
 def _outer_or(m1, m2, diagonal_spatial, batch_pair):
-  """Mask of a batch-last covariance from two `(N, *spatial)` masks."""
+  """Mask of a batch-last covariance from two `(N, *spatial)` masks.
+
+  The outer product is formed over flattened positions and then transposed
+  into the interleaved layout, since TensorFlow's CPU kernels do not
+  broadcast tensors with many alternating unit axes.
+  """
   s = m1.shape.rank - 1
   sp1 = tf.transpose(m1, list(range(1, s + 1)) + [0])    # (*spatial, N1)
   sp2 = tf.transpose(m2, list(range(1, s + 1)) + [0])
-  if diagonal_spatial:
+  if diagonal_spatial or s == 0:
     if batch_pair:
       return tf.logical_or(sp1[..., :, None], sp2[..., None, :])
     return sp1
-  shape1 = []
-  shape2 = []
-  for i in range(s):
-    shape1 += [m1.shape[1 + i], 1]
-    shape2 += [1, m2.shape[1 + i]]
+  sizes1 = m1.shape[1:].as_list()
+  sizes2 = m2.shape[1:].as_list()
+  a = tf.reshape(sp1, [-1, 1, m1.shape[0]])
+  b = tf.reshape(sp2, [1, -1, m2.shape[0]])
   if batch_pair:
-    a = tf.reshape(sp1, shape1 + [-1, 1])
-    b = tf.reshape(sp2, shape2 + [1, -1])
+    out = tf.logical_or(a[..., :, None], b[..., None, :])  # (P, P', N1, N2)
+    batch = [m1.shape[0], m2.shape[0]]
   else:
-    a = tf.reshape(sp1, shape1 + [-1])
-    b = tf.reshape(sp2, shape2 + [-1])
-  return tf.logical_or(a, b)
+    out = tf.logical_or(a, b)                               # (P, P', N)
+    batch = [max(m1.shape[0], m2.shape[0])]
+  out = tf.reshape(out, sizes1 + sizes2 + batch)
+  perm = []
+  for i in range(s):
+    perm += [i, s + i]
+  perm += list(range(2 * s, 2 * s + len(batch)))
+  return tf.transpose(out, perm)
 
 
 def mask_kernel(k, mask1, mask2):
@@ -150,6 +159,21 @@ def supports_masking(remask_kernel: bool):
   The decorated function returns `(init_fn, apply_fn, rule[, mask_fn])`;
   `mask_fn(mask, input_shape)` gives the output mask (identity by default),
   and covariances are zeroed at masked positions if `remask_kernel`.
+
+  The returned `apply_fn` accepts `mask_constant=` (entries equal to it are
+  masked; NaN allowed) and `MaskedArray` inputs: masked entries are zeroed,
+  the inner `apply_fn` receives the boolean mask as `mask=`, and the output is
+  a `MaskedArray` carrying the output mask (a plain tensor when nothing is
+  masked).
+
+  Example:
+    >>> import numpy as np
+    >>> from nt_gp import stax
+    >>> _, apply_fn, _ = stax.Dense(2)
+    >>> x = np.array([[1., 2.], [-1., -1.]], np.float32)
+    >>> out = apply_fn(stax.Dense(2)[0](0, x.shape)[1], x, mask_constant=-1.)
+    >>> out.mask.numpy().tolist()
+    [[False], [True]]
   """
   def decorator(layer_fn):
     @functools.wraps(layer_fn)
@@ -163,9 +187,53 @@ def supports_masking(remask_kernel: bool):
           return None
         return mask_fn(mask, shape)
       rule.remask_kernel = remask_kernel
-      return init_fn, apply_fn, rule, safe_mask_fn
+      return (init_fn, _apply_with_masking(apply_fn, safe_mask_fn), rule,
+              safe_mask_fn)
     return new_layer_fn
   return decorator
+
+
+def _split_masked(x, mask_constant):
+  """`(values with masked entries zeroed, mask)` of an input tree."""
+  if isinstance(x, (list, tuple)):
+    pairs = [_split_masked(y, mask_constant) for y in x]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+  if isinstance(x, MaskedArray):
+    value = tf.convert_to_tensor(x.masked_value)
+    if x.mask is None:
+      return value, None
+    mask = tf.convert_to_tensor(x.mask)
+    return tf.where(mask, tf.zeros((), value.dtype), value), mask
+  if mask_constant is None or x is None:
+    return x, None
+  return mask_inputs(x, mask_constant)
+
+
+def _apply_with_masking(apply_fn: Callable, mask_fn: Callable) -> Callable:
+  """Wraps a layer's `apply_fn` to take `mask_constant=` / `MaskedArray`s."""
+  @functools.wraps(apply_fn)
+  def apply_with_masking(params, inputs, *, mask_constant=None, **kwargs):
+    has_masked = isinstance(inputs, MaskedArray) or (
+        isinstance(inputs, (list, tuple)) and
+        any(isinstance(x, MaskedArray) for x in inputs))
+    if mask_constant is None and not has_masked:
+      return apply_fn(params, inputs, **kwargs)
+    kwargs.pop('mask', None)
+    values, mask = _split_masked(inputs, mask_constant)
+    is_list = isinstance(values, list)
+    if is_list:
+      values = type(inputs)(values)
+      shapes = [tuple(v.shape) for v in values]
+      if all(m is None for m in mask):
+        mask = None
+    else:
+      shapes = tuple(values.shape)
+    out = apply_fn(params, values, mask=mask, **kwargs)
+    out_mask = mask_fn(mask, shapes)
+    if out_mask is None:
+      return out
+    return MaskedArray(out, out_mask)
+  return apply_with_masking
 
 
 def unmask_fn(fn: Callable) -> Callable:

@@ -157,16 +157,18 @@ def pool_mask(mask, spec, filt, strides, padding, transpose):
   """Output mask of a convolution given its (channel-collapsed) input mask."""
   axes = [spec.lhs.index(c) for c in spec.input_spatial]
   if transpose:
+    # As neural-tangents: an output is masked if any input in its window is
+    # (a transposed convolution of the mask with ones; CIRCULAR as SAME).
     mask = tf.convert_to_tensor(mask)
     for a, w, st in zip(axes, filt, strides):
       if mask.shape[a] == 1:
         continue
-      unmasked = tf.cast(tf.logical_not(mask), tf.float32)
-      pad_mode = 'VALID' if padding == 'CIRCULAR' else padding
-      unmasked = spatial.dilate_axes(unmasked, (a,), st)
-      unmasked = spatial.window_sum(unmasked, a, w, 1,
-                                    spatial.conv_transpose_pads(w, st, pad_mode))
-      mask = unmasked <= 0
+      masked = tf.cast(mask, tf.float32)
+      pad_mode = 'SAME' if padding == 'CIRCULAR' else padding
+      masked = spatial.dilate_axes(masked, (a,), st)
+      masked = spatial.window_sum(masked, a, w, 1,
+                                  spatial.conv_transpose_pads(w, st, pad_mode))
+      mask = masked > 0
     out = mask
   else:
     out = _strided_mask(mask, axes, filt, strides, padding)
