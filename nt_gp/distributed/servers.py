@@ -1,0 +1,236 @@
+"""`tf.distribute` servers for kernel workers, and a local cluster of them.
+
+Each worker or parameter server is a `tf.distribute.Server` process. On a
+real cluster start one per task on every host::
+
+  python -m nt_gp.distributed.servers --cluster-spec spec.json --job worker --index 0
+
+(or set `TF_CONFIG` and pass no arguments), then run ``nt-gp kernel
+--cluster-spec spec.json ...`` as the ``chief``. `LocalCluster` starts such
+processes on 127.0.0.1 for one machine (``nt-gp kernel --workers N``).
+"""
+import argparse
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional
+
+__all__ = ['LocalCluster', 'run_server', 'main', 'free_port']
+
+READY = 'nt_gp server ready'
+
+
+def free_port() -> int:
+  """A TCP port on 127.0.0.1 that was free a moment ago.
+
+  Example:
+    >>> 0 < free_port() < 65536
+    True
+  """
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _exit_with(parent_pid: int):
+  """Ends this process soon after `parent_pid` ends (no orphaned servers)."""
+  def watch():
+    while True:
+      time.sleep(0.5)
+      try:
+        os.kill(parent_pid, 0)
+      except ProcessLookupError:
+        os._exit(0)  # pylint: disable=protected-access
+      except PermissionError:
+        pass
+  threading.Thread(target=watch, daemon=True).start()
+
+
+def run_server(cluster_spec: Dict[str, List[str]], job: str, index: int,
+               threads: Optional[int] = None, cpu: Optional[int] = None,
+               parent_pid: Optional[int] = None):
+  """Starts a `tf.distribute.Server` for task `job`:`index` and serves forever.
+
+  Args:
+    cluster_spec: ``{'chief': [...], 'worker': [...], 'ps': [...]}``.
+    job: ``'worker'`` or ``'ps'``.
+    index: task index within `job`.
+    threads: TensorFlow intra- and inter-op threads (default: TensorFlow's).
+    cpu: pin the process to this CPU core (Linux).
+    parent_pid: exit when this process ends (used by `LocalCluster`).
+  """
+  if parent_pid is not None:
+    _exit_with(parent_pid)
+  if cpu is not None:
+    os.sched_setaffinity(0, {int(cpu)})
+  if threads:
+    os.environ['TF_NUM_INTRAOP_THREADS'] = str(threads)
+    os.environ['TF_NUM_INTEROP_THREADS'] = str(threads)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+  config = tf.compat.v1.ConfigProto(
+      intra_op_parallelism_threads=threads or 0,
+      inter_op_parallelism_threads=threads or 0)
+  server = tf.distribute.Server(tf.train.ClusterSpec(cluster_spec),
+                                job_name=job, task_index=index,
+                                protocol='grpc', config=config, start=True)
+  print(f'{READY}: {job} {index} pid {os.getpid()}', flush=True)
+  server.join()
+
+
+def _parse_spec(text: str) -> dict:
+  if os.path.exists(text):
+    with open(text) as f:
+      text = f.read()
+  try:
+    return json.loads(text)
+  except ValueError as e:
+    raise SystemExit(f'--cluster-spec is neither a JSON file nor JSON: {e}')
+
+
+def main(argv=None):
+  """``python -m nt_gp.distributed.servers``: run one worker or ps task."""
+  p = argparse.ArgumentParser(
+      prog='python -m nt_gp.distributed.servers',
+      description='Run a tf.distribute server (worker or ps) for nt-gp kernel.')
+  p.add_argument('--cluster-spec', help='JSON (or a JSON file) of the cluster; '
+                 'default: TF_CONFIG')
+  p.add_argument('--job', choices=('worker', 'ps'))
+  p.add_argument('--index', type=int)
+  p.add_argument('--threads', type=int, default=None,
+                 help='TensorFlow threads of this task (default: all cores)')
+  p.add_argument('--cpu', type=int, default=None,
+                 help='pin this task to one CPU core')
+  p.add_argument('--parent-pid', type=int, default=None,
+                 help='exit when this process ends')
+  args = p.parse_args(argv)
+  if args.cluster_spec is None:
+    if 'TF_CONFIG' not in os.environ:
+      p.error('give --cluster-spec, --job and --index, or set TF_CONFIG')
+    cfg = json.loads(os.environ['TF_CONFIG'])
+    spec, job, index = cfg['cluster'], cfg['task']['type'], cfg['task']['index']
+  else:
+    if args.job is None or args.index is None:
+      p.error('--cluster-spec needs --job and --index')
+    spec, job, index = _parse_spec(args.cluster_spec), args.job, args.index
+  if job not in ('worker', 'ps'):
+    p.error(f'this command runs worker and ps tasks, not {job!r}')
+  if index >= len(spec.get(job, [])):
+    p.error(f'the cluster spec has no task {job}:{index}')
+  run_server(spec, job, index, threads=args.threads, cpu=args.cpu,
+             parent_pid=args.parent_pid)
+
+
+class LocalCluster:
+  """Worker and parameter-server processes on 127.0.0.1.
+
+  Args:
+    n_workers: number of worker processes.
+    threads: TensorFlow threads per worker (None: TensorFlow's default).
+    pin_cores: pin worker `i` to CPU core ``i % cpu_count`` (Linux).
+    startup_timeout: seconds to wait for all servers to be ready.
+
+  Attributes:
+    spec: the cluster spec, with a ``chief`` address for this process.
+    workers: the worker `subprocess.Popen` objects (``.pid``).
+    log_dir: folder with each server's output.
+
+  Example:
+    >>> with LocalCluster(n_workers=1) as cluster:
+    ...   len(cluster.spec['worker']), cluster.alive_workers()
+    (1, 1)
+  """
+
+  def __init__(self, n_workers: int, threads: Optional[int] = None,
+               pin_cores: bool = False, startup_timeout: float = 180.):
+    if not isinstance(n_workers, int) or n_workers < 1:
+      raise ValueError(f'`n_workers` must be a positive int, got {n_workers!r}.')
+    self.spec = {'chief': [f'127.0.0.1:{free_port()}'],
+                 'worker': [f'127.0.0.1:{free_port()}' for _ in range(n_workers)],
+                 'ps': [f'127.0.0.1:{free_port()}']}
+    self.log_dir = tempfile.mkdtemp(prefix='nt_gp_cluster_')
+    self.workers = []
+    self.ps = []
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    env.pop('TF_CONFIG', None)
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') \
+        else (os.cpu_count() or 1)
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') \
+        else list(range(ncpu))
+    try:
+      for job, n in (('ps', 1), ('worker', n_workers)):
+        for i in range(n):
+          cmd = [sys.executable, '-m', 'nt_gp.distributed.servers',
+                 '--cluster-spec', json.dumps(self.spec), '--job', job,
+                 '--index', str(i), '--parent-pid', str(os.getpid())]
+          if job == 'worker' and threads:
+            cmd += ['--threads', str(threads)]
+          if job == 'ps':
+            cmd += ['--threads', '1']
+          if job == 'worker' and pin_cores:
+            cmd += ['--cpu', str(cpus[i % len(cpus)])]
+          log = open(os.path.join(self.log_dir, f'{job}{i}.log'), 'w')
+          proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
+                                  env=env, text=True)
+          log.close()
+          (self.ps if job == 'ps' else self.workers).append(proc)
+      self._wait_ready(startup_timeout)
+    except BaseException:
+      self.close()
+      raise
+
+  def _wait_ready(self, timeout):
+    deadline = time.time() + timeout
+    for proc in self.ps + self.workers:
+      line = ''
+      while READY not in line:
+        if proc.poll() is not None:
+          raise RuntimeError(f'A cluster server exited with code '
+                             f'{proc.returncode} while starting; see its log '
+                             f'in {self.log_dir}.')
+        if time.time() > deadline:
+          raise TimeoutError(f'Cluster servers did not start within {timeout} '
+                             f's; see {self.log_dir}.')
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+          line = proc.stdout.readline()
+
+  def alive_workers(self) -> int:
+    """Number of worker processes still running."""
+    return sum(p.poll() is None for p in self.workers)
+
+  def close(self):
+    """Stops every server process started here.
+
+    (Servers also exit by themselves when this process ends; a process that
+    connected to the cluster may prefer that, so that TensorFlow's clean-up at
+    exit still finds them.)
+    """
+    for proc in self.workers + self.ps:
+      if proc.poll() is None:
+        proc.terminate()
+    for proc in self.workers + self.ps:
+      try:
+        proc.wait(timeout=10)
+      except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+      if proc.stdout:
+        proc.stdout.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+if __name__ == '__main__':
+  main()
