@@ -1,9 +1,13 @@
 """The `nt-gp` command.
 
   nt-gp demo [--quick] [--out DIR]   end-to-end NNGP/NTK regression demo
+  nt-gp kernel --x1 X.npy --arch A --batch-size B --out K.h5 [...]
+                                     kernel into a resumable HDF5 file
 """
 import argparse
 import sys
+
+from nt_gp import cli_kernel
 
 __all__ = ['main']
 
@@ -24,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
   demo.add_argument('--out', default='demo-output',
                     help='folder for plots and results (default: demo-output)')
   demo.set_defaults(func=_demo)
+  cli_kernel.add_parser(sub)
   return parser
 
 
