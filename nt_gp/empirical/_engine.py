@@ -27,7 +27,7 @@ class Setup:
     p_flat: list of parameter tensors.
     unflatten: rebuilds the user's nested params from a flat list.
     vmap: `_fn.VmapAxes` or None.
-    out_struct: structure of `f(params, x1)` (set by `outputs`).
+    out_struct: structure of `f(params, x1)` (set by the first `apply`).
   """
 
   def __init__(self, net, params, vmap, trace_axes, diagonal_axes):
@@ -115,6 +115,49 @@ class Setup:
         kwi[k] = tf.nest.pack_sequence_as(kw[k], unbatch(it, leaves, axes))
       return block(xi, kwi)
     return tf.vectorized_map(one, elems)
+
+
+def chunked_vectorized_map(fn: Callable, elems, chunk: int,
+                           out_spec: tf.TensorSpec):
+  """`tf.vectorized_map(fn, elems)` evaluated `chunk` elements at a time.
+
+  Chunks run one after the other (`tf.map_fn`), each vectorised, which bounds
+  the memory of the vectorised intermediates. `elems` is a tensor or a list of
+  tensors with the same leading size; `fn` returns one tensor of `out_spec`
+  (shape and dtype of one result).
+  """
+  flat = tf.nest.flatten(elems)
+  n = int(flat[0].shape[0])
+  chunk = max(1, min(int(chunk), n))
+  if chunk == n:
+    return tf.vectorized_map(fn, elems)
+  n_chunks = -(-n // chunk)
+  pad = n_chunks * chunk - n
+
+  def split(t):
+    t = tf.concat([t, tf.repeat(t[-1:], pad, axis=0)], 0) if pad else t
+    return tf.reshape(t, [n_chunks, chunk] + t.shape.as_list()[1:])
+  chunks = tf.nest.pack_sequence_as(elems, [split(t) for t in flat])
+  shape = out_spec.shape.as_list()
+  out = tf.map_fn(lambda c: tf.vectorized_map(fn, c), chunks,
+                  fn_output_signature=tf.TensorSpec([chunk] + shape,
+                                                    out_spec.dtype),
+                  parallel_iterations=1)
+  return tf.reshape(out, [n_chunks * chunk] + shape)[:n]
+
+
+def graph_bytes(fn: Callable) -> int:
+  """Bytes of the float tensors created while calling `fn()` in graph mode
+  (a static estimate of the activation memory of one evaluation)."""
+  graph = tf.compat.v1.get_default_graph()
+  before = len(graph.get_operations())
+  fn()
+  total = 0
+  for op in graph.get_operations()[before:]:
+    for t in op.outputs:
+      if t.dtype.is_floating and t.shape.is_fully_defined():
+        total += t.shape.num_elements() * t.dtype.size
+  return total
 
 
 def squeeze_out(fx_leaves, out_axes):

@@ -3,8 +3,9 @@
 `Θ v = J1 (J2ᵀ v)`: a reverse pass of `f(x2)` (VJP) followed by a forward-mode
 pass of `f(x1)` (JVP, `tf.autodiff.ForwardAccumulator`). The NTK is built
 column by column with `v` running over the standard basis of `f(x2)`'s
-entries, the columns vectorised with `tf.vectorized_map`; neither Jacobian
-is ever materialised.
+entries; neither Jacobian is ever materialised. Columns are vectorised with
+`tf.vectorized_map` in chunks whose size is set from the activation memory of
+one forward pass (at most `_CHUNK_BYTES` per chunk).
 """
 from typing import Callable, List
 
@@ -31,42 +32,81 @@ def _jvp(setup, ps, tangents, x, kw):
   return [acc.jvp(l, unconnected_gradients=_ZERO) for l in fx]
 
 
-def _basis(leaf):
-  shape = leaf.shape.as_list()
-  n = int(np.prod(shape))
-  return tf.reshape(tf.eye(n, dtype=leaf.dtype), [n] + shape)
+# Memory allowed for the vectorised columns of one chunk.
+_CHUNK_BYTES = 2 ** 29
 
 
-def _columns_full(setup, x1, x2, kw1, kw2, k: int):
-  """`(*shape2, *shape1)` columns of output leaf `k` (whole batches)."""
+def _chunk_size(per_column_bytes: int, n_cols: int) -> int:
+  return max(1, min(n_cols, _CHUNK_BYTES // max(per_column_bytes, 1)))
+
+
+def _take_example(x, i, in_axes):
+  """Example `i` of `x` as a batch of one (along each leaf's `in_axes`)."""
+  leaves = tf.nest.flatten(x)
+  out = []
+  for l, a in zip(leaves, in_axes):
+    if a is None:
+      out.append(l)
+    else:
+      a = a % l.shape.rank
+      out.append(tf.expand_dims(tf.gather(l, i, axis=a), a))
+  return tf.nest.pack_sequence_as(x, out)
+
+
+def _columns(setup, x1, x2, kw1, kw2, k: int, fx1_leaf, fx2_leaf):
+  """NTK columns `J1 J2ᵀ e_j` of output leaf `k` for every entry `j` of
+  `f(x2)`; returns `(*shape2, *shape1)`.
+
+  Columns are vectorised in chunks sized from the activation memory of one
+  forward pass. With `vmap_axes` each column's VJP runs on its own example of
+  `x2` (a batch of one); the JVP always runs on the whole `x1`.
+  """
   ps = setup.p_flat
-  fx2 = setup.apply(ps, x2, kw2)
-  leaf2 = fx2[k]
+  shape1 = fx1_leaf.shape.as_list()
+  shape2 = fx2_leaf.shape.as_list()
+  act1 = _engine.graph_bytes(lambda: setup.apply(ps, x1, kw1))
+  if setup.vmap is None:
+    fx2 = setup.apply(ps, x2, kw2)[k]
+    n = int(np.prod(shape2))
+    cols = tf.range(n)
 
-  def column(ct):
-    v = _vjp(leaf2, ps, ct)
-    return _jvp(setup, ps, v, x1, kw1)[k]
-  cols = tf.vectorized_map(column, _basis(leaf2))
-  return tf.reshape(cols, leaf2.shape.as_list() + cols.shape.as_list()[1:])
-
-
-def _columns_per_example(setup, x1, x2, kw1, kw2, k: int):
-  """Same as `_columns_full` but the VJPs run per example of `x2`."""
-  ps = setup.p_flat
-
-  def block(x2i, kw2i):
-    leaf2 = _engine.squeeze_out(setup.apply(ps, x2i, kw2i),
-                                setup.out_axes())[k]
-
-    def column(ct):
-      v = _vjp(leaf2, ps, ct)
+    def column(j):
+      ct = tf.reshape(tf.one_hot(j, n, dtype=fx2.dtype), shape2)
+      v = _vjp(fx2, ps, ct)
       return _jvp(setup, ps, v, x1, kw1)[k]
-    cols = tf.vectorized_map(column, _basis(leaf2))
-    return tf.reshape(cols, leaf2.shape.as_list() + cols.shape.as_list()[1:])
-  # (n2, *e2, *shape1): put the example axis back at its output position.
-  cols = setup.per_example(block, x2, kw2)
+    per_col = 3 * act1 + _engine.graph_bytes(
+        lambda: setup.apply(ps, x2, kw2))
+    out = _engine.chunked_vectorized_map(
+        column, cols, _chunk_size(per_col, n),
+        tf.TensorSpec(shape1, fx1_leaf.dtype))
+    return tf.reshape(out, shape2 + shape1)
   b = setup.out_axes()[k]
-  return tf.experimental.numpy.moveaxis(cols, 0, b)
+  n_ex = shape2[b]
+  e_shape = shape2[:b] + shape2[b + 1:]
+  n_e = int(np.prod(e_shape))
+  in_axes = _fn.leaf_axes(setup.vmap.in_axes, x2)
+  kw_axes = setup.vmap.kwargs_axes
+
+  def column(j):
+    i, c = j // n_e, j % n_e
+    x2i = _take_example(x2, i, in_axes)
+    kw2i = dict(kw2)
+    for name, ax in kw_axes.items():
+      if name in kw2 and kw2[name] is not None:
+        kw2i[name] = _take_example(kw2[name], i,
+                                   _fn.leaf_axes(ax, kw2[name]))
+    fx2 = _engine.squeeze_out(setup.apply(ps, x2i, kw2i),
+                              setup.out_axes())[k]
+    ct = tf.reshape(tf.one_hot(c, n_e, dtype=fx2.dtype), e_shape)
+    v = _vjp(fx2, ps, ct)
+    return _jvp(setup, ps, v, x1, kw1)[k]
+  per_col = 3 * act1
+  out = _engine.chunked_vectorized_map(
+      column, tf.range(n_ex * n_e), _chunk_size(per_col, n_ex * n_e),
+      tf.TensorSpec(shape1, fx1_leaf.dtype))
+  # (n_ex, *e, *shape1): put the example axis back at its output position.
+  out = tf.reshape(out, [n_ex] + e_shape + shape1)
+  return tf.experimental.numpy.moveaxis(out, 0, b)
 
 
 def ntk_core(setup, x1, x2, kw1, kw2) -> List[tf.Tensor]:
@@ -76,10 +116,7 @@ def ntk_core(setup, x1, x2, kw1, kw2) -> List[tf.Tensor]:
   layouts = setup.layouts([l.shape for l in fx1], [l.shape for l in fx2])
   out = []
   for k, layout in enumerate(layouts):
-    if setup.vmap is None:
-      cols = _columns_full(setup, x1, x2_, kw1, kw2_, k)
-    else:
-      cols = _columns_per_example(setup, x1, x2_, kw1, kw2_, k)
+    cols = _columns(setup, x1, x2_, kw1, kw2_, k, fx1[k], fx2[k])
     n2 = len(layout.shape2)
     rank = cols.shape.rank
     full = tf.transpose(cols, list(range(n2, rank)) + list(range(n2)))
