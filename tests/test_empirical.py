@@ -309,3 +309,33 @@ def test_bad_implementation_and_f():
     nt_gp.empirical_ntk_fn(42)
   with pytest.raises(ValueError, match='params'):
     nt_gp.empirical_ntk_fn(_linear)(np.ones((2, 3)), None, None)
+
+
+def test_ntk_vector_products_in_chunks(monkeypatch):
+  """Columns vectorised a few at a time give the same kernel."""
+  from nt_gp.empirical import ntvp  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(ntvp, '_CHUNK_BYTES', 1)   # one column per chunk
+  params = _mlp_params(np.float64)
+  f = lambda p, x: _mlp(p, x)[0]
+  x1 = np.random.RandomState(1).randn(3, 4)
+  x2 = np.random.RandomState(2).randn(2, 4)
+  flat = tf.nest.flatten(params)
+  fn = lambda fl, x: f(tf.nest.pack_sequence_as(params, fl), x)
+  full = _jjt(_explicit_jacobian(fn, flat, x1), _explicit_jacobian(fn, flat, x2))
+  for vmap_axes in (None, 0):
+    ntk = nt_gp.empirical_ntk_fn(f, (), vmap_axes=vmap_axes,
+                                 implementation=2)(x1, x2, params)
+    assert _rel(ntk, full) < 1e-12
+
+
+def test_docstring_examples_run():
+  import doctest  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  for name in ('nt_gp.empirical', 'nt_gp.empirical.kernel',
+               'nt_gp.empirical.nngp', 'nt_gp.empirical.ntk',
+               'nt_gp.empirical.ntvp', 'nt_gp.monte_carlo',
+               'nt_gp.linearize'):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, name
+    assert result.failed == 0, name
