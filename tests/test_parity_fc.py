@@ -1,4 +1,5 @@
 """Fully-connected kernels equal neural-tangents 0.6.5 in float64 (≤ 1e-6 rel.)."""
+import functools
 import pathlib
 
 import numpy as np
@@ -6,50 +7,22 @@ import pytest
 
 from tests.parity import harness
 from tests.parity import live
+from tests.parity.reference_nan import without_reference_nan_diagonal
 
 SUITE_FILE = pathlib.Path(__file__).parent / 'parity' / 'suite_fc.py'
 SUITE = harness.load_suite(SUITE_FILE)
 GOLDEN = harness.load_golden('fc')
 
 
-def _without_reference_nan_diagonal(case, ours, reference):
-  """Handles cases marked `reference_nan_diagonal` (RectifiedMonomial).
-
-  neural-tangents returns NaN on the diagonal of the `x2=None` kernels there
-  (θ = 0 in (π - θ)/sin θ · sin θ); every other entry must be finite. The NNGP
-  diagonal is then checked against the reference's own `cov1` (for `x2=None`,
-  ``nngp[i, i] = cov1[i]``); the NTK diagonal is left out here and checked
-  against closed forms in tests/test_nonlinearity_values.py.
-  """
-  if not case.get('reference_nan_diagonal'):
-    return ours, reference
-  name = case['name']
-  ours, reference = dict(ours), dict(reference)
-  for key in [k for k in reference if k.startswith(f'{name}/')]:
-    value = reference[key]
-    if value.dtype.kind != 'f':
-      continue
-    bad = ~np.isfinite(value)
-    if key in (f'{name}/sym/nngp', f'{name}/sym/ntk'):
-      off_diagonal = bad & ~np.eye(*value.shape, dtype=bool)
-      assert not off_diagonal.any(), f'{key}: NaN off the diagonal'
-      value = value.copy()
-      if key.endswith('nngp'):
-        np.fill_diagonal(value, reference[f'{name}/sym/cov1'])
-      else:
-        np.fill_diagonal(value, 0.)
-        mine = ours['sym/ntk'].copy()
-        np.fill_diagonal(mine, 0.)
-        ours['sym/ntk'] = mine
-      reference[key] = value
-    else:
-      assert not bad.any(), f'{key}: unexpected non-finite reference values'
-  return ours, reference
+@functools.lru_cache(maxsize=None)
+def _ours(name):
+  """Our kernels of a case, computed once for the golden and live checks."""
+  return harness.compute_ours(next(c for c in SUITE if c['name'] == name))
 
 
 def _check(case, reference):
-  ours, reference = _without_reference_nan_diagonal(
-      case, harness.compute_ours(case), reference)
+  ours, reference = without_reference_nan_diagonal(
+      case, _ours(case['name']), reference)
   harness.assert_matches(case, ours, reference)
 
 

@@ -8,7 +8,7 @@ return that zero instead of ``inf * 0 = NaN``.
 """
 import tensorflow as tf
 
-__all__ = ['safe_sqrt', 'safe_atan2', 'int_power']
+__all__ = ['safe_sqrt', 'safe_atan2', 'sqrt_gram_det', 'int_power']
 
 
 def safe_sqrt(x, tol: float = 0.):
@@ -60,6 +60,38 @@ def safe_atan2(y, x, fill_zero: float = 0.):
   ys = tf.where(both_zero, tf.ones_like(y), y)
   xs = tf.where(both_zero, tf.ones_like(x), x)
   return tf.where(both_zero, tf.constant(fill_zero, y.dtype), tf.atan2(ys, xs))
+
+
+def sqrt_gram_det(q12, q11, q22):
+  """``sqrt(q11 q22 - q12²)`` (clamped at 0), exactly 0 where ``q12² ==
+  q11 q22``.
+
+  Computed as ``sqrt(q11 q22) sqrt(1 - q12² / (q11 q22))``: XLA contracts the
+  direct difference into a fused multiply-add, which returns the rounding
+  error of a product (~1e-16 relative) instead of 0 on variances, and its
+  square root (~1e-8) then shows in kernels with a square-root singularity at
+  correlation 1. The ratio of two identically rounded products is exactly 1.
+  Gradients are finite (zero where the result is 0).
+
+  Args:
+    q12: covariances; q11, q22: variances broadcasting against `q12`.
+
+  Returns:
+    A tensor of the broadcast shape, dtype of `q12`.
+
+  Example:
+    >>> import numpy as np
+    >>> float(sqrt_gram_det(np.float64(0.3), np.float64(0.3), np.float64(0.3)))
+    0.0
+    >>> float(sqrt_gram_det(np.float64(0.), np.float64(4.), np.float64(1.)))
+    2.0
+  """
+  q12 = tf.convert_to_tensor(q12)
+  prod = q11 * q22
+  positive = prod > 0
+  safe_prod = tf.where(positive, prod, tf.ones_like(prod))
+  cos_sq = tf.where(positive, tf.square(q12) / safe_prod, tf.ones_like(prod))
+  return safe_sqrt(prod) * safe_sqrt(1 - cos_sq)
 
 
 def int_power(x, n: int):

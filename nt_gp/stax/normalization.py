@@ -55,6 +55,40 @@ def _masked_mean(v, mask, axes):
   return total / tf.maximum(count, 1)
 
 
+def _outer(a, b, diagonal_spatial: bool, n_spatial: int, batch_pair: bool):
+  """`a[i] b[j]` in the batch-last layout of a covariance.
+
+  `a`, `b` have shape `(*spatial, N)` (any axis may be 1). The product is
+  formed over flattened positions and transposed into the interleaved layout
+  `(X, X', Y, Y', ..., N1[, N2])`, instead of broadcasting two interleaved
+  tensors, which TensorFlow's CPU kernels reject beyond five alternating
+  axes.
+  """
+  s = n_spatial
+  if diagonal_spatial or s == 0:
+    if batch_pair:
+      return a[..., :, None] * b[..., None, :]
+    return a * b
+  sa, sb = a.shape[:s].as_list(), b.shape[:s].as_list()
+  na, nb = a.shape[s], b.shape[s]
+  if batch_pair:
+    out = tf.reshape(a, [-1, 1]) * tf.reshape(b, [1, -1])
+    out = tf.reshape(out, sa + [na] + sb + [nb])
+    perm = []
+    for i in range(s):
+      perm += [i, s + 1 + i]
+    perm += [s, 2 * s + 1]
+  else:
+    n = max(na, nb)
+    out = (tf.reshape(a, [-1, 1, na]) * tf.reshape(b, [1, -1, nb]))
+    out = tf.reshape(out, sa + sb + [n])
+    perm = []
+    for i in range(s):
+      perm += [i, s + i]
+    perm += [2 * s]
+  return tf.transpose(out, perm)
+
+
 @layer
 @supports_masking(remask_kernel=False)
 def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
@@ -133,8 +167,7 @@ def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
     def scale(t, a, b, batch_pair):
       if t is None:
         return None
-      return (t * diagonal.expand_variance(a, 0, ds, s, batch_pair) *
-              diagonal.expand_variance(b, 1, ds, s, batch_pair))
+      return t * _outer(a, b, ds, s, batch_pair)
 
     return k.replace(
         nngp=scale(k.nngp, r1, r2, True),

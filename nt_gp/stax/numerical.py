@@ -20,6 +20,9 @@ from nt_gp.stax.elementwise_base import map_covariances
 
 __all__ = ['Elementwise', 'ElementwiseNumerical']
 
+# Most values of the activation evaluated at once by `ElementwiseNumerical`.
+_CHUNK_ELEMENTS = 2**22
+
 
 def _derivative(fn):
   """`x -> fn'(x)` elementwise, by TensorFlow autodiff of `fn`."""
@@ -153,27 +156,33 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   def integrate(f, q12, q11, q22):
     """Σ_ij w_i w_j f(z1(x_i)) f(z2(x_i, y_j)) / π.
 
-    A loop over the nodes x_i, vectorised over the y_j: memory is `deg`
-    times the size of `q12`, and the graph holds one copy of `f`.
+    The nodes x_i are taken in chunks, each vectorised over all y_j, so that
+    at most `_CHUNK_ELEMENTS` values of `f` are held at once; small kernels
+    take a single vectorised step. (A `tf.while_loop` is avoided: its
+    gradient accumulators cannot leave the XLA cluster of the map.)
     """
     dtype = q12.dtype
-    xs = tf.constant(nodes, dtype)
-    ws = tf.constant(weights, dtype)
-    y_shape = [deg] + [1] * q12.shape.rank
-    wy = tf.reshape(ws, y_shape)
-    scale1 = safe_sqrt(2 * q11)
-    slope = q12 / safe_sqrt(q11 / 2, 1e-30)
+    rank = q12.shape.rank
+    xs, ws = nodes.astype(dtype.as_numpy_dtype), weights.astype(
+        dtype.as_numpy_dtype)
+    ys = tf.reshape(tf.constant(xs), [1, deg] + [1] * rank)
+    wy = tf.reshape(tf.constant(ws), [1, deg] + [1] * rank)
+    scale1 = safe_sqrt(2 * q11)[None]
+    slope = (q12 / safe_sqrt(q11 / 2, 1e-30))[None, None]
     residual = q22 - tf.square(q12) / tf.maximum(q11, tf.constant(1e-30, dtype))
-    scale2_y = safe_sqrt(2 * residual)[None] * tf.reshape(xs, y_shape)
-
-    def body(i, total):
-      f1 = f(scale1 * xs[i])
-      f2 = tf.reduce_sum(wy * f(slope[None] * xs[i] + scale2_y), axis=0)
-      return i + 1, total + ws[i] * f1 * f2
-
-    out_shape = tf.broadcast_dynamic_shape(tf.shape(q12), tf.shape(q11))
-    total = tf.zeros(out_shape, dtype)
-    _, total = tf.while_loop(lambda i, _: i < deg, body, (0, total))
+    scale2_y = safe_sqrt(2 * residual)[None, None] * ys
+    size = q12.shape.num_elements()
+    chunk = deg if size is None else max(
+        1, min(deg, _CHUNK_ELEMENTS // max(1, deg * size)))
+    total = None
+    for start in range(0, deg, chunk):
+      stop = min(deg, start + chunk)
+      xi = tf.reshape(tf.constant(xs[start:stop]), [-1] + [1] * rank)
+      wi = tf.reshape(tf.constant(ws[start:stop]), [-1] + [1] * rank)
+      f1 = f(scale1 * xi)
+      f2 = tf.reduce_sum(wy * f(slope * xi[:, None] + scale2_y), axis=1)
+      term = tf.reduce_sum(wi * f1 * f2, axis=0)
+      total = term if total is None else total + term
     return total / np.pi
 
   def diag(q):

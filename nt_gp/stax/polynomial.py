@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from nt_gp.ops.safe_math import int_power, safe_atan2, safe_sqrt
+from nt_gp.ops.safe_math import int_power, safe_atan2, sqrt_gram_det
 from nt_gp.stax import hparams
 from nt_gp.stax.activation import (check_hparam, check_int, double_factorial,
                                    nonlinearity, pin_self_covariances)
@@ -125,7 +125,7 @@ def RectifiedMonomial(degree: int):
     return tf.where(x >= 0, int_power(x, degree), tf.zeros_like(x))
 
   def q_map(q12, q11, q22, ntk):
-    sin_root = safe_sqrt(q11 * q22 - tf.square(q12))
+    sin_root = sqrt_gram_det(q12, q11, q22)
     if ntk is not None:
       if degree == 0:
         ntk = tf.zeros_like(ntk)

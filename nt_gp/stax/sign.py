@@ -17,7 +17,7 @@ import math
 
 import tensorflow as tf
 
-from nt_gp.ops.safe_math import safe_atan2, safe_sqrt
+from nt_gp.ops.safe_math import safe_atan2, sqrt_gram_det
 from nt_gp.stax.activation import nonlinearity, pin_self_covariances
 from nt_gp.stax.elementwise_base import map_covariances
 
@@ -40,7 +40,7 @@ def Sign():
     [[1.0, 0.0], [0.0, 1.0]]
   """
   def q_map(q12, q11, q22, ntk):
-    root = safe_sqrt(q11 * q22 - tf.square(q12))
+    root = sqrt_gram_det(q12, q11, q22)
     angles = safe_atan2(root, q12, math.pi / 2)
     out = 1 - angles * (2 / math.pi)
     if ntk is not None:
