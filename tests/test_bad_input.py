@@ -249,19 +249,12 @@ def test_parallel_given_non_list(x):
     init3(0, (3, 4))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    '`parallel.init_fn` takes a rank-2 shape such as (3, 4) for a list of 2 '
-    'shapes, then fails with "object of type \'int\' has no len()" instead '
-    'of saying it needs a list of shapes.'))
 def test_parallel_init_fn_given_single_shape():
   init_fn = stax.parallel(stax.Dense(1), stax.Dense(1))[0]
   with pytest.raises(ValueError, match='list'):
     init_fn(0, (3, 4))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    '`parallel([a, b])` (one list instead of layers as arguments) fails '
-    'with "not enough values to unpack" instead of naming the problem.'))
 def test_parallel_given_list_of_layers():
   with pytest.raises((ValueError, TypeError), match='layer'):
     stax.parallel([stax.Dense(1), stax.Dense(1)])

@@ -229,11 +229,6 @@ def test_float32_variable_with_float64_inputs():
   np.testing.assert_allclose(g.numpy(), fd_scalar(f, 1.3), rtol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'ABRelu computes sqrt(q11) * sqrt(q22): at an all-zero input without a '
-    'bias q11 = 0 and d sqrt/dq = inf times 0 gives NaN gradients for the '
-    'entries pairing that input with others (the kernel there is identically '
-    '0, its true derivative is 0).'))
 def test_zero_input_without_bias_gradients_finite():
   x, _ = dense_inputs()
   W = tf.Variable(1.3, dtype=tf.float64)
@@ -245,13 +240,6 @@ def test_zero_input_without_bias_gradients_finite():
   assert_grads_match(got, want, 'relu no bias')
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'A persistent tape through the XLA-compiled ReLU covariance map gives NaN '
-    'gradients: with persistent (or higher-order) tapes TensorFlow also '
-    'back-propagates zero cotangents through the forward intermediates that '
-    'the custom gradient of ops.arccos.acos_and_sqrt keeps, i.e. through '
-    'sqrt(1 - c^2) and acos at c = 1, and 0 * inf = NaN. Non-persistent tapes '
-    'and nt_gp.config.jit_compile = False are unaffected.'))
 def test_persistent_tape_gradients_finite():
   x, _ = dense_inputs()
   W = tf.Variable(1.3, dtype=tf.float64)

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from nt_gp.ops import fast_math
 
-__all__ = ['acos_and_sqrt', 'clip_cos', 'safe_rsqrt']
+__all__ = ['acos_and_sqrt', 'clip_cos', 'safe_rsqrt', 'safe_sqrt']
 
 
 def clip_cos(c: tf.Tensor) -> tf.Tensor:
@@ -28,6 +28,17 @@ def safe_rsqrt(v: tf.Tensor) -> tf.Tensor:
   return tf.where(positive, tf.math.rsqrt(safe), tf.zeros_like(v))
 
 
+def safe_sqrt(v: tf.Tensor) -> tf.Tensor:
+  """sqrt(v) for v > 0 and 0 where v <= 0, with a zero gradient there.
+
+  A variance of exactly zero (an all-zero input without bias) stays zero for
+  every hyperparameter value, so its true derivative contribution is zero.
+  """
+  positive = v > 0
+  return tf.where(positive, tf.sqrt(tf.where(positive, v, tf.ones_like(v))),
+                  tf.zeros_like(v))
+
+
 @tf.custom_gradient
 def acos_and_sqrt(c):
   """Returns `(arccos(c), sqrt(1 - c²))` for `c` in [-1, 1].
@@ -38,7 +49,10 @@ def acos_and_sqrt(c):
     >>> round(float(theta), 6), float(s)
     (1.570796, 1.0)
   """
-  c = tf.convert_to_tensor(c)
+  # The forward values are computed from a gradient-stopped copy: persistent
+  # and higher-order tapes also differentiate the intermediates that `grad`
+  # closes over, and sqrt/acos have infinite derivatives at |c| = 1.
+  c = tf.stop_gradient(tf.convert_to_tensor(c))
   s = tf.sqrt(tf.maximum(1 - c * c, 0))
   theta = fast_math.acos(c)
 

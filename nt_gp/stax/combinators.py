@@ -8,6 +8,19 @@ from nt_gp.stax.layer import layer, make_init_fn, _output_shapes
 __all__ = ['serial', 'parallel', 'repeat']
 
 
+def _check_layers(layers, name):
+  """Each argument must be an `(init_fn, apply_fn, kernel_fn)` triple."""
+  if not layers:
+    raise ValueError(f'`{name}` needs at least one layer.')
+  for i, l in enumerate(layers):
+    if not (isinstance(l, (tuple, list)) and len(l) == 3 and
+            all(callable(f) for f in l)):
+      hint = (' Pass the layers as separate arguments: '
+              f'`{name}(*layers)`.' if isinstance(l, list) else '')
+      raise TypeError(f'`{name}` argument {i} is not a layer (an '
+                      f'(init_fn, apply_fn, kernel_fn) triple).{hint}')
+
+
 def _split_rng(kwargs, n):
   rng = kwargs.pop('rng', None)
   return [None] * n if rng is None else _random.split(rng, n)
@@ -34,8 +47,7 @@ def serial(*layers):
     >>> apply_fn(params, np.ones((2, 3), np.float32)).shape
     TensorShape([2, 1])
   """
-  if not layers:
-    raise ValueError('`serial` needs at least one layer.')
+  _check_layers(layers, 'serial')
   init_fns, apply_fns, kernel_fns = zip(*layers)
 
   def shape_fn(shape):
@@ -79,10 +91,14 @@ def parallel(*layers):
     ...                   stax.parallel(stax.Dense(4), stax.Identity()),
     ...                   stax.FanInSum())
   """
+  _check_layers(layers, 'parallel')
   init_fns, apply_fns, kernel_fns = zip(*layers)
 
   def shape_fn(shapes):
     _check_len(shapes)
+    if not all(isinstance(s, (list, tuple)) for s in shapes):
+      raise ValueError(f'`parallel` of {len(layers)} layers needs a list of '
+                       f'{len(layers)} input shapes, got {shapes!r}.')
     return type(shapes)(_output_shapes(f, s) for f, s in zip(init_fns, shapes))
 
   def params_fn(key, shapes):

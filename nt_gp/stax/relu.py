@@ -58,7 +58,7 @@ def ABRelu(a, b, do_stabilize: bool = False):
       r = arccos.safe_rsqrt(q11) * arccos.safe_rsqrt(q22)
       c = arccos.clip_cos(q12 * r)
       theta, sin = arccos.acos_and_sqrt(c)
-      norm = tf.sqrt(q11) * tf.sqrt(q22)
+      norm = arccos.safe_sqrt(q11) * arccos.safe_sqrt(q22)
       out = factor * norm * (sin - theta * c) + mean_sq * q12
       if ntk is not None:
         ntk = ntk * (mean_sq - factor * theta)
