@@ -329,6 +329,7 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
             diagonal_spatial=diag_req)
   def rule(k, **kwargs):
     check_shape(k.shape1, is_input=k.is_input)
+    shape_fn(k.shape1)     # layer-specific errors (e.g. filter > image)
     dtype = k.dtype
     ds = k.diagonal_spatial
     w_var = tf.square(hparams.cast(W_std, dtype, 'W_std', positive=True))

@@ -375,8 +375,10 @@ def _inputs_tree_to_kernels(x1, x2, reqs, compute_ntk):
   for axis_name in ('batch_axis', 'channel_axis'):
     ax = reqs[axis_name]
     if not -ndim <= ax < ndim:
-      raise ValueError(f'The network expects `{axis_name}={ax}`, which does '
-                       f'not exist for inputs of rank {ndim}.')
+      raise ValueError(
+          f'The network expects `{axis_name}={ax}` (declared by its layers; '
+          f'e.g. a 2-D Conv needs rank-4 (N, H, W, C) inputs), which does not '
+          f'exist for inputs of rank {ndim} (shape {tuple(x1.shape)}).')
   if reqs['batch_axis'] % ndim == reqs['channel_axis'] % ndim:
     raise ValueError('`batch_axis` and `channel_axis` must differ.')
   mask_constant = reqs.get('mask_constant')

@@ -122,7 +122,7 @@ def _pool(average, window_shape, strides, padding, normalize_edges,
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
             diagonal_spatial=Diagonal(input=Bool.MAYBE))
   def rule(k, **kwargs):
-    axes_of(k.shape1)
+    shape_fn(k.shape1)     # layer-specific errors (e.g. window > image)
     nngp, ntk, cov1, cov2 = compiled_map(k.nngp, k.ntk, k.cov1, k.cov2,
                                          k.diagonal_spatial)
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
