@@ -111,3 +111,36 @@ for _dims, _shape in _SHAPES.items():
           f'stax.LayerNorm(axis={_axes}), stax.Sin(), stax.Dense(1))',
       shape=_shape, inputs=_MASKED_INPUTS, get=('nngp', 'ntk', 'cov1'),
       kernel_kwargs=dict(mask_constant=7.)))
+
+# Full-batch covariances (diagonal_batch=False), LayerNorm over the batch
+# axis, and channels-first activations.
+SUITE += [
+    dict(name='layernorm_over_batch',
+         net=f'stax.serial({_D}, stax.LayerNorm(axis=(0, 2)), stax.Relu(), '
+             f'{_D}, stax.LayerNorm(axis=(0, 1, 2)), stax.Dense(1))',
+         shape=_SHAPES['1d'], get=('nngp', 'ntk', 'cov1')),
+    dict(name='full_batch_layernorm_dropout',
+         net=f'stax.serial({_D}, stax.LayerNorm(axis=(1, 2)), stax.Gelu(), '
+             f'{_D}, stax.Dropout(0.6), stax.Dense(1))',
+         shape=_SHAPES['1d'], get=('nngp', 'ntk', 'cov1'),
+         kernel_kwargs=dict(diagonal_batch=False)),
+    dict(name='full_batch_fc',
+         net=f'stax.serial({_D}, stax.Gabor(), {_D}, '
+             f'stax.ExpNormalized(0.5, 0.1), {_D}, '
+             f'stax.Polynomial([0.1, 0.3, 0.2]), {_D}, '
+             f'stax.ElementwiseNumerical(ops.sin, deg=10), stax.Dense(1))',
+         shape=(3, 5), get=('nngp', 'ntk', 'cov1'),
+         kernel_kwargs=dict(diagonal_batch=False)),
+    dict(name='full_batch_2d',
+         net=f'stax.serial({_D}, stax.Gaussian(), {_D}, stax.Exp(), {_D}, '
+             f'stax.Dropout(0.8), {_D}, stax.Rbf(), stax.Dense(1))',
+         shape=(2, 3, 2, 2), get=('nngp', 'ntk', 'cov1'),
+         kernel_kwargs=dict(diagonal_batch=False)),
+    dict(name='channels_first',
+         net='stax.serial(stax.Dense(8, 1.2, 0.1, channel_axis=1), '
+             'stax.LayerNorm(axis=1, channel_axis=1), stax.Sin(), '
+             'stax.Dense(8, 1.2, 0.1, channel_axis=1), '
+             'stax.LayerNorm(axis=(1, 2), channel_axis=1), stax.Erf(), '
+             'stax.Dense(1, channel_axis=1))',
+         shape=(3, 2, 4), get=('nngp', 'ntk', 'cov1')),
+]
