@@ -1,0 +1,67 @@
+"""`nt-gp demo --quick` runs end to end as a user runs it.
+
+Checks against independent baselines: digits accuracy of every model is far
+above chance (10%; we require >= 70%, the infinite networks reach about 95%
+on 200 training images) and every diabetes RMSE is below that of predicting
+the training mean. The figures are valid PNG files that matplotlib reads.
+"""
+import csv
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+FIGURES = ('accuracy', 'rmse', 'kernels', 'regression', 'marginal_likelihood')
+MIN_ACCURACY = 0.70
+
+
+def _command():
+  exe = shutil.which('nt-gp', path=str(pathlib.Path(sys.executable).parent))
+  if exe:
+    return [exe]
+  return [sys.executable, '-m', 'nt_gp.cli']
+
+
+def test_demo_quick(tmp_path):
+  out = tmp_path / 'out'
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', MPLBACKEND='Agg')
+  proc = subprocess.run(_command() + ['demo', '--quick', '--out', str(out)],
+                        capture_output=True, text=True, timeout=600, env=env,
+                        cwd=str(tmp_path))
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  # A progress bar moved (tqdm writes to stderr).
+  assert 'Myrtle CNN train x train' in proc.stderr
+  assert '100%' in proc.stderr
+
+  with open(out / 'results.tsv') as f:
+    rows = list(csv.DictReader(f, delimiter='\t'))
+  acc = {r['model']: float(r['value']) for r in rows
+         if r['metric'] == 'accuracy'}
+  rmse = {r['model']: float(r['value']) for r in rows
+          if r['metric'] == 'rmse'}
+  for name in ('Myrtle CNN NNGP', 'Myrtle CNN NTK', 'MLP NNGP', 'MLP NTK',
+               'MLP NNGP, learned W_std/b_std', 'RBF, learned'):
+    assert acc[name] >= MIN_ACCURACY, (name, acc)
+  baseline = rmse.pop('predict the mean')
+  assert set(rmse) >= {'MLP NNGP', 'MLP NTK', 'MLP NNGP, learned W_std/b_std',
+                       'RBF, learned'}
+  for name, value in rmse.items():
+    assert value < 0.9 * baseline, (name, value, baseline)
+  # The printed table has the same numbers.
+  assert f'{acc["Myrtle CNN NNGP"]:.3f}' in proc.stdout
+  assert 'chance / predict the mean' in proc.stdout
+
+  for name in FIGURES:
+    png = out / f'{name}.png'
+    assert png.read_bytes()[:8] == PNG_MAGIC, name
+    image = plt.imread(str(png))
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 0.01, f'{name}.png is blank'
+    assert f'figure: {png}' in proc.stdout
