@@ -10,6 +10,7 @@ must be left whole (`:`).
 """
 from typing import Any, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 
 from nt_gp.stax.layer import layer, make_init_fn
@@ -65,7 +66,8 @@ def _check_entry(entry, position):
 
 
 def _is_int(v) -> bool:
-  return not isinstance(v, bool) and hasattr(v, '__index__')
+  return isinstance(v, (int, np.integer)) and not isinstance(v, (bool,
+                                                                 np.bool_))
 
 
 def _as_tuple(idx) -> Tuple[IndexEntry, ...]:

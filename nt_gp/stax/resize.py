@@ -5,7 +5,8 @@ with an `(n, m)` matrix `R` (scale-and-translate sampling with half-pixel
 centres: output `i` samples the input at `(i + 0.5) m / n - 0.5`; with
 `antialias` the interpolation kernel is stretched by `m / n` when
 downsampling). For nearest-neighbour resizing `R` selects input
-`floor((i + 0.5) m / n)` (computed in float32, as JAX does). The matrices are
+`floor((i + 0.5) m / n)` (rounded in float32 exactly as XLA evaluates
+JAX's expression, see `nearest_indices`). The matrices are
 built in numpy float64 from the (static) sizes and cast to the activations'
 dtype.
 
@@ -136,7 +137,10 @@ def resize_matrix(m: int, n: int, method: str = 'linear',
 @functools.lru_cache(maxsize=None)
 def _nearest_indices(m: int, n: int) -> np.ndarray:
   f32 = np.float32
-  offsets = (np.arange(n, dtype=f32) + f32(0.5)) * f32(m) / f32(n)
+  # JAX writes `(i + 0.5) * m / n`; XLA folds the constants to
+  # `(i + 0.5) * (m * (1 / n))`, all in float32, which decides ties.
+  ratio = f32(m) * (f32(1.) / f32(n))
+  offsets = (np.arange(n, dtype=f32) + f32(0.5)) * ratio
   out = np.floor(offsets).astype(np.int32)
   out.setflags(write=False)
   return out
@@ -145,7 +149,8 @@ def _nearest_indices(m: int, n: int) -> np.ndarray:
 def nearest_indices(m: int, n: int) -> np.ndarray:
   """Input index of each output of a nearest-neighbour resize from `m` to `n`.
 
-  `floor((i + 0.5) * m / n)` evaluated in float32, as `jax.image.resize` does.
+  `floor((i + 0.5) * (m * (1 / n)))` evaluated in float32, which is how
+  `jax.image.resize` (compiled by XLA) computes `floor((i + 0.5) * m / n)`.
 
   Args:
     m: input size.
@@ -157,6 +162,8 @@ def nearest_indices(m: int, n: int) -> np.ndarray:
   Example:
     >>> nearest_indices(4, 6).tolist()
     [0, 1, 1, 2, 3, 3]
+    >>> nearest_indices(10, 25)[:3].tolist()   # 2.5 * 10 / 25 rounds down
+    [0, 0, 0]
   """
   m, n = int(m), int(n)
   if m < 1 or n < 1:
