@@ -44,10 +44,10 @@ def conv_cov(t, filter_shape: Sequence[int], strides: Sequence[int],
   with zero ('SAME'), no ('VALID') or periodic ('CIRCULAR') padding.
 
   Example:
-    >>> import numpy as np
-    >>> t = np.ones((4, 4, 1))        # one spatial dim (full), one batch axis
+    >>> import tensorflow as tf
+    >>> t = tf.ones((4, 4, 1), tf.float64)  # one spatial dim (full), one batch axis
     >>> conv_cov(t, (3,), (1,), 'SAME', False)[..., 0].numpy()[0].tolist()
-    [0.6666666666666666, 0.6666666666666666, 0.3333333333333333, 0.0]
+    [0.6666666666666666, 0.6666666666666666, 0.6666666666666666, 0.3333333333333333]
   """
   if _skip(t):
     return t

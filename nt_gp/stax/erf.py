@@ -23,8 +23,9 @@ def Erf(a=1., b=1., c=0.):
     >>> import numpy as np
     >>> from nt_gp import stax
     >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Erf())
-    >>> round(float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0]), 6)
-    0.468164
+    >>> k = float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])
+    >>> round(k, 6), round(float(2 / np.pi * np.arcsin(2 / 3)), 6)  # q = 1
+    (0.464559, 0.464559)
   """
   def fn(x):
     dtype = x.dtype
