@@ -26,9 +26,12 @@ INSTALL_REQUIRES = [
     'matplotlib>=3.7',
 ]
 
+DOCS = ['mkdocs>=1.6,<2', 'mkdocs-material>=9.5,<10',
+        'mkdocstrings[python]>=0.26']
 EXTRAS = {
-    'test': ['pytest>=7.4', 'pytest-xdist>=3.3'],
-    'docs': ['mkdocs>=1.5', 'mkdocs-material>=9.4', 'mkdocstrings[python]>=0.24'],
+    # The tests build the documentation (tests/test_docs_build.py).
+    'test': ['pytest>=7.4', 'pytest-xdist>=3.3'] + DOCS,
+    'docs': DOCS,
 }
 EXTRAS['dev'] = sorted({r for v in EXTRAS.values() for r in v})
 

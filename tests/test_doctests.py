@@ -43,3 +43,17 @@ def _defined_here(test, module):
   """Skips objects re-exported from another module (tested there)."""
   return test.filename is None or os.path.abspath(test.filename) == \
       os.path.abspath(module.__file__)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = ['docs/quickstart.md', 'docs/tutorials/tfp.md',
+         'docs/tutorials/gpflow.md']
+
+
+@pytest.mark.parametrize('page', PAGES)
+def test_documentation_pages(page):
+  """The `>>>` examples of the quickstart and tutorial pages run as shown."""
+  result = doctest.testfile(os.path.join(ROOT, page), module_relative=False,
+                            optionflags=FLAGS, verbose=False)
+  assert result.attempted > 5, page
+  assert result.failed == 0, f'{result.failed} example(s) failed in {page}'

@@ -81,6 +81,11 @@ def run(quick: bool = False, out_dir: str = 'demo-output',
 
   Returns:
     0 (the command's exit status).
+
+  Example (what `nt-gp demo --quick` runs; tests/test_demo.py checks it):
+    >>> from nt_gp.demo import run
+    >>> run(quick=True, out_dir='demo-output')  # doctest: +SKIP
+    0
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.get_logger().setLevel('ERROR')

@@ -26,6 +26,11 @@ class Fit(NamedTuple):
     curve: negative log marginal likelihood per optimiser iteration (GPflow
       models) or over the regulariser grid (precomputed kernels).
     seconds: wall time of the fit and prediction.
+
+  Example:
+    >>> fit = Fit(np.zeros((2, 1)), 1e-3, [3.0, 2.5], 0.1)
+    >>> fit.curve[-1] < fit.curve[0]
+    True
   """
   mean: np.ndarray
   diag_reg: float
