@@ -159,6 +159,17 @@ class ArchitectureKernel:
     self._compiled = {}
     self._checked_shapes = set()
 
+  def __deepcopy__(self, memo):
+    # Compiled functions are not copyable; a copy compiles its own.
+    return ArchitectureKernel(self.architecture, self.get, self.owner)
+
+  def __getstate__(self):
+    return {'architecture': self.architecture, 'get': self.get,
+            'owner': self.owner}
+
+  def __setstate__(self, state):
+    self.__init__(**state)
+
   # --------------------------------------------------------------------------
   def build(self, values: Dict):
     """Returns `(init_fn, kernel_fn)` of the network at `values`."""

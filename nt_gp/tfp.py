@@ -89,7 +89,7 @@ def _common_dtype(values):
   return dtypes.pop() if dtypes else None
 
 
-def is_python_number(v) -> bool:
+def _is_python_number(v) -> bool:
   """A plain Python `int`/`float` (kept as is: cast when computing)."""
   return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -113,7 +113,7 @@ def _store(value, dtype):
     if tf.is_tensor(value):
       return value if value.dtype == dtype else tf.cast(value, dtype)
     return tf.constant(np.asarray(value, dtype=dtype.as_numpy_dtype))
-  if is_python_number(value) or tf.is_tensor(value):
+  if _is_python_number(value) or tf.is_tensor(value):
     return value
   return np.asarray(value, dtype=np.float64)
 
@@ -238,7 +238,7 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
       return []
     assertions = []
     for n, v in self._hyperparameters.items():
-      if is_python_number(v) or isinstance(v, np.ndarray):
+      if _is_python_number(v) or isinstance(v, np.ndarray):
         continue
       if is_init != _is_ref(v):
         assertions.append(tf.debugging.assert_positive(
@@ -249,7 +249,7 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
   # Kernel evaluation.
   # --------------------------------------------------------------------------
   def _values(self):
-    return {n: v if is_python_number(v) else tf.convert_to_tensor(v)
+    return {n: v if _is_python_number(v) else tf.convert_to_tensor(v)
             for n, v in self._hyperparameters.items()}
 
   def _evaluate(self, x1, x2, x1_example_ndims, x2_example_ndims, kind):

@@ -286,6 +286,28 @@ def test_priors():
       -(model.log_marginal_likelihood().numpy() + want), rtol=1e-10)
 
 
+def test_hyperparameters_are_positive_parameters_and_copy():
+  own = gpflow.Parameter(1.2, transform=gpflow.utilities.positive(lower=0.5))
+  k = NeuralKernel(relu_net, W_std=own, b_std=0.3)
+  assert k.W_std is own
+  assert isinstance(k.b_std, gpflow.Parameter)
+  assert k.b_std.transform is not None and k.b_std.trainable
+  k.b_std.unconstrained_variable.assign(-30.)
+  assert float(k.b_std.numpy()) > 0
+  k.b_std.assign(0.3)
+  assert sorted(v.name for v in k.trainable_variables) == sorted(
+      p.unconstrained_variable.name for p in (k.W_std, k.b_std))
+  X = np.random.RandomState(0).randn(5, 3)
+  copied = gpflow.utilities.deepcopy(k)
+  copied.W_std.assign(2.)
+  np.testing.assert_allclose(k.K(X).numpy(),
+                             relu_closed_form(X, None, 1.2, .3, 'nngp'),
+                             rtol=1e-12)
+  np.testing.assert_allclose(copied.K(X).numpy(),
+                             relu_closed_form(X, None, 2., .3, 'nngp'),
+                             rtol=1e-12)
+
+
 def test_bad_input_raises_clear_errors():
   X = np.random.RandomState(0).randn(4, 3)
   with pytest.raises(TypeError, match='unknown hyperparameter'):
