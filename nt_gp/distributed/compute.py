@@ -255,7 +255,7 @@ def compute_kernel(kernel_fn: Callable, x1, x2=None, *, out, arch,
   bar = tqdm.tqdm(total=n1 * n2, initial=done_entries, unit='entry',
                   unit_scale=True, desc='kernel', disable=not progress,
                   file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-  bar.set_postfix_str(f'blocks {n_tasks - len(tasks)}/{n_tasks}')
+  bar.set_postfix_str(f'blocks {n_tasks - len(tasks)}/{n_tasks}', refresh=False)
 
   def emit(msg):
     if log is not None:
@@ -297,8 +297,8 @@ def compute_kernel(kernel_fn: Callable, x1, x2=None, *, out, arch,
       store.write_blocks(blocks)
       finished += 1
       emit(f'computed block ({task.i}, {task.j})')
+      bar.set_postfix_str(f'blocks {finished}/{n_tasks}', refresh=False)
       bar.update(grid.entries(task))
-      bar.set_postfix_str(f'blocks {finished}/{n_tasks}')
   finally:
     bar.close()
     if store is not None:
