@@ -8,7 +8,9 @@ activation has covariances
   q12' = q12 / sqrt(v1 v2),     ntk' = ntk / sqrt(v1 v2),
 
 where v is ``eps`` plus the variance averaged over the normalised non-channel
-axes (masked positions excluded), as in neural-tangents. The rule works
+axes, as in neural-tangents (with masks: the sum of ``eps + variance`` over
+all positions, whose variances are zero where masked, divided by the number
+of unmasked positions). The rule works
 directly on the batch-last layouts: variances ``(*spatial, N)`` are averaged
 (keeping singleton axes) and broadcast against every covariance.
 """
@@ -41,15 +43,19 @@ def _canonical_axes(axis, ndim: int):
   return sorted(out)
 
 
-def _masked_mean(v, mask, axes):
-  """Mean of `v` over `axes` (keepdims), skipping entries where `mask`."""
+def _masked_mean(v, mask, axes, skip_masked=True):
+  """Mean of `v` over `axes` (keepdims) divided by the number of unmasked
+  entries (at least 1). Masked entries are left out of the sum if
+  `skip_masked`, else summed too (neural-tangents' kernel statistics, where
+  they hold `eps`, so that fully masked rows stay finite)."""
   if not axes:
     return v
   if mask is None:
     return tf.reduce_mean(v, axis=axes, keepdims=True)
   mask = tf.broadcast_to(mask, tf.shape(v))
-  total = tf.reduce_sum(tf.where(mask, tf.zeros_like(v), v), axes,
-                        keepdims=True)
+  if skip_masked:
+    v = tf.where(mask, tf.zeros_like(v), v)
+  total = tf.reduce_sum(v, axes, keepdims=True)
   count = tf.reduce_sum(tf.cast(tf.logical_not(mask), v.dtype), axes,
                         keepdims=True)
   return total / tf.maximum(count, 1)
@@ -159,7 +165,8 @@ def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
 
     def inv_std(cov, mask, shape):
       v = diagonal.variances(cov, db, ds, s) + e
-      return tf.math.rsqrt(_masked_mean(v, kernel_mask(mask, shape), var_axes))
+      return tf.math.rsqrt(_masked_mean(v, kernel_mask(mask, shape), var_axes,
+                                        skip_masked=False))
 
     r1 = inv_std(k.cov1, k.mask1, k.shape1)
     r2 = r1 if k.cov2 is None else inv_std(k.cov2, k.mask2, k.shape2)

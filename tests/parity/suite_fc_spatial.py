@@ -144,3 +144,18 @@ SUITE += [
              'stax.Dense(1, channel_axis=1))',
          shape=(3, 2, 4), get=('nngp', 'ntk', 'cov1')),
 ]
+
+# Masked inputs with the layer last (no re-masking Dense after it), and the
+# second input of each batch fully masked.
+_FULLY_MASKED = ('np.where((rng.rand(*shape[:-1], 1) < 0.3) | '
+                 '(np.arange(shape[0]) == 1)[:, None, None], 7., '
+                 'rng.randn(*shape))')
+for _name, _layer in [('exp', 'stax.Exp(0.8, 0.5)'),
+                      ('gaussian', 'stax.Gaussian(0.9, -0.6)'),
+                      ('numerical', 'stax.ElementwiseNumerical(ops.cos, deg=8)'),
+                      ('layernorm', 'stax.LayerNorm(axis=(1, 2))')]:
+  SUITE.append(dict(
+      name=f'masked_last_{_name}',
+      net=f'stax.serial({_D}, {_layer})', shape=_SHAPES['1d'],
+      inputs=_FULLY_MASKED, get=('nngp', 'ntk', 'cov1'),
+      kernel_kwargs=dict(mask_constant=7.)))
