@@ -16,10 +16,10 @@
   strict build.
 """
 import importlib
-import importlib.util
 import inspect
 import os
 import re
+import sys
 
 API = re.compile(r'<!-- api: ([\w.]+) -->')
 CLI_HELP = re.compile(r'<!-- cli-help: ?([\w-]*) -->')
@@ -67,8 +67,22 @@ def _filter_nav(nav, docs_dir):
   return out
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _has_source(module_name):
+  """Whether this checkout has the module's source (griffe reads it there)."""
+  path = os.path.join(ROOT, *module_name.split('.'))
+  return (os.path.exists(path + '.py') or
+          os.path.exists(os.path.join(path, '__init__.py')))
+
+
 def on_config(config, **kwargs):
   del kwargs
+  # Import nt_gp from this checkout (public names, `--help` texts), as griffe
+  # reads it from here.
+  if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
   if config.get('nav'):
     config['nav'] = _filter_nav(config['nav'], _docs_dir(config))
   return config
@@ -88,8 +102,7 @@ def public_names(module_name):
 
 def _expand_api(match):
   module_name = match.group(1)
-  spec = importlib.util.find_spec(module_name)
-  if spec is None or spec.origin is None:  # missing, or a bare folder
+  if not _has_source(module_name):
     return (f'!!! note\n    `{module_name}` is not part of this version of '
             f'nt_gp.\n')
   blocks = [f'::: {module_name}\n    options:\n      members: false\n'
