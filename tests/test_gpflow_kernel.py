@@ -4,8 +4,6 @@ References: closed-form arc-cosine kernels of a one-hidden-layer ReLU network
 in numpy, a numpy Cholesky GP posterior, `nt_gp.predict.gp_inference`, and
 central finite differences.
 """
-import doctest
-
 import gpflow
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from sklearn.datasets import load_diabetes, load_digits
 
-import nt_gp.gpflow
 from nt_gp import predict, stax
 from nt_gp.gpflow import NeuralKernel
 
@@ -331,7 +328,3 @@ def test_bad_input_raises_clear_errors():
   with pytest.raises(ValueError, match='input_shape'):
     k.K(X)
 
-
-def test_docstring_examples_run():
-  result = doctest.testmod(nt_gp.gpflow, optionflags=doctest.ELLIPSIS)
-  assert result.attempted > 0 and result.failed == 0
