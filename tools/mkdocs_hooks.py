@@ -107,8 +107,15 @@ def _expand_api(match):
             f'nt_gp.\n')
   blocks = [f'::: {module_name}\n    options:\n      members: false\n'
             f'      show_root_heading: false\n']
+  module = importlib.import_module(module_name)
   for name in public_names(module_name):
-    blocks.append(f'::: {module_name}.{name}\n')
+    path = f'{module_name}.{name}'
+    obj = getattr(module, name, None)
+    if _has_source(path) and not inspect.ismodule(obj):
+      # A function named like a submodule (`stax.layer`): griffe would
+      # document the module, so point at the function's own definition.
+      path = f'{obj.__module__}.{obj.__qualname__}'
+    blocks.append(f'::: {path}\n')
   return '\n'.join(blocks)
 
 
