@@ -52,7 +52,7 @@ def bar_chart(values: Dict[str, float], ylabel: str, title: str,
     ax.text(values[n], i, f' {values[n]:.3g}', va='center')
   if baseline is not None:
     ax.axvline(baseline, color='tab:red', ls='--', label=baseline_label)
-    ax.legend(loc='lower right')
+    ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.2), frameon=False)
   ax.invert_yaxis()
   ax.set_xlabel(ylabel)
   ax.set_title(title)
@@ -91,7 +91,7 @@ def kernel_heatmaps(kernels: Dict[str, np.ndarray], labels: np.ndarray,
     ax.set_xticks([])
     ax.set_yticks([])
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-  fig.suptitle('train kernels sorted by digit class (correlation)')
+  fig.suptitle('train kernels sorted by digit class (correlation)', y=1.04)
   return _save(fig, out_dir, name)
 
 
@@ -117,7 +117,7 @@ def predicted_vs_true(predictions: Dict[str, np.ndarray], y: np.ndarray,
     ax.set_title(title, fontsize=9)
     ax.set_xlabel('true')
   axes[0][0].set_ylabel('predicted')
-  fig.suptitle('diabetes: test-set predictions')
+  fig.suptitle('diabetes: test-set predictions', y=1.04)
   return _save(fig, out_dir, name)
 
 
