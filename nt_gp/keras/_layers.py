@@ -1,0 +1,187 @@
+"""Small stax layers used to assemble a Keras graph into a stax network.
+
+* `Route`: picks (and repeats) entries of the list of live activations, so a
+  graph with branches becomes a `serial` of stages.
+* `Keep`: the identity for activations that later layers still need; it
+  declares a full spatial covariance downstream, so the diagonal-only layout
+  of a `Flatten` in one branch is not used while another branch is live.
+* `Named`: runs a layer and prefixes its errors with the Keras layer's name.
+* `Scale`: multiplication by a constant.
+* `SumUncorrelated`: the sum of uncorrelated branches, at most one of which is
+  not a zero-mean Gaussian (e.g. a ReLU shortcut plus a convolution).
+* `NormAffine`: the trainable scale and offset of `LayerNormalization`.
+* `FixedParams`: a layer whose `init_fn` returns given parameters.
+"""
+import functools
+
+import tensorflow as tf
+
+from nt_gp.stax.branching import _check_fan_in, _merged, _same_shapes  # pylint: disable=protected-access
+from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.requirements import Diagonal, get_req, requires
+
+__all__ = ['Route', 'Keep', 'Named', 'Scale', 'SumUncorrelated', 'NormAffine',
+           'FixedParams']
+
+
+def _pick(spec, items):
+  if isinstance(spec, int):
+    return items[spec]
+  return [_pick(s, items) for s in spec]
+
+
+@layer
+def Route(spec, single_input: bool, axes=None):
+  """Maps a list of activations to `spec` (ints index the list; nested lists
+  build nested lists); `single_input` wraps a lone input into a list first.
+
+  `axes=(batch_axis, channel_axis)` declares the layout of the network's
+  inputs (used on the first layer of a converted model).
+  """
+  def pick(x):
+    items = [x] if single_input else list(x)
+    return _pick(spec, items)
+
+  def shape_fn(shapes):
+    return pick(shapes)
+
+  def apply_fn(params, inputs, **kwargs):
+    return pick(inputs)
+
+  reqs = {}
+  if axes is not None:
+    reqs = dict(batch_axis=axes[0], channel_axis=axes[1])
+
+  @requires(**reqs)
+  def rule(k, **kwargs):
+    return pick(k)
+  rule.supports_packed = True
+  return make_init_fn(shape_fn), apply_fn, rule
+
+
+@layer
+def Keep():
+  """The identity, requiring full spatial covariances downstream."""
+  def apply_fn(params, inputs, **kwargs):
+    return inputs
+
+  @requires(diagonal_spatial=Diagonal())
+  def rule(k, **kwargs):
+    return k
+  rule.supports_packed = True
+  return make_init_fn(lambda shape: shape), apply_fn, rule
+
+
+@layer
+def Named(label: str, net):
+  """`net` with errors of its `kernel_fn` prefixed by `label`."""
+  init_fn, apply_fn, kernel_fn = net
+
+  @requires(**(get_req(kernel_fn) or {}))
+  def rule(k, **kwargs):
+    try:
+      return kernel_fn(k, **kwargs)
+    except (ValueError, NotImplementedError) as e:
+      raise ValueError(f'{label}: {e}') from e
+  rule.sets_shapes = True
+  rule.supports_packed = getattr(kernel_fn, 'supports_packed', False)
+  return init_fn, apply_fn, rule
+
+
+def _scaled(k, factor):
+  def sc(t):
+    return None if t is None else factor * t
+  return k.replace(nngp=sc(k.nngp), ntk=sc(k.ntk), cov1=sc(k.cov1),
+                   cov2=sc(k.cov2))
+
+
+@layer
+def Scale(c: float):
+  """Multiplies activations by the constant `c` (covariances by `c²`)."""
+  def apply_fn(params, inputs, **kwargs):
+    x = tf.convert_to_tensor(inputs)
+    return tf.cast(c, x.dtype) * x
+
+  @requires(diagonal_spatial=Diagonal())
+  def rule(k, **kwargs):
+    return _scaled(k, tf.constant(float(c) ** 2, k.dtype))
+  rule.supports_packed = True
+  return make_init_fn(lambda shape: shape), apply_fn, rule
+
+
+@layer
+def SumUncorrelated():
+  """Sum of uncorrelated branches, at most one with a non-zero mean.
+
+  The cross-covariances of the branches vanish (a zero-mean Gaussian branch
+  has its own weights, independent of the other branches), so the NNGP, NTK
+  and covariances add; the sum is Gaussian only if every branch is.
+  """
+  def shape_fn(shapes):
+    return shapes[0]
+
+  def apply_fn(params, inputs, **kwargs):
+    return functools.reduce(tf.add, [tf.convert_to_tensor(x) for x in inputs])
+
+  def rule(ks, **kwargs):
+    ks = _check_fan_in(ks, 'SumUncorrelated')
+    _same_shapes(ks, 'SumUncorrelated')
+    if sum(not k.is_gaussian for k in ks) > 1:
+      raise ValueError('at most one summand may be a non-Gaussian activation '
+                       '(two non-zero-mean summands are correlated through '
+                       'their means).')
+
+    def total(attr):
+      mats = [getattr(k, attr) for k in ks]
+      return None if mats[0] is None else functools.reduce(tf.add, mats)
+    return _merged(ks, cov1=total('cov1'), cov2=total('cov2'),
+                   nngp=total('nngp'), ntk=total('ntk'),
+                   is_gaussian=all(k.is_gaussian for k in ks))
+  rule.supports_packed = True
+  return make_init_fn(shape_fn), apply_fn, rule
+
+
+@layer
+def NormAffine(scale: bool, center: bool, channel_axis: int = -1):
+  """`gamma * x + beta` per channel, initialised to `gamma = 1`, `beta = 0`.
+
+  The kernel of the output at initialisation is the input's; trained `gamma`
+  and `beta` add their gradients to the NTK: `ntk + nngp` (scale) `+ 1`
+  (center), in either parameterization (they are not scaled by a fan-in).
+  """
+  def params_fn(key, input_shape):
+    c = input_shape[channel_axis]
+    shape = [1] * len(input_shape)
+    shape[channel_axis] = c
+    gamma = tf.ones(shape) if scale else None
+    beta = tf.zeros(shape) if center else None
+    return gamma, beta
+
+  def apply_fn(params, inputs, **kwargs):
+    x = tf.convert_to_tensor(inputs)
+    gamma, beta = params
+    if gamma is not None:
+      x = x * tf.cast(gamma, x.dtype)
+    if beta is not None:
+      x = x + tf.cast(beta, x.dtype)
+    return x
+
+  @requires(diagonal_spatial=Diagonal(), channel_axis=channel_axis)
+  def rule(k, **kwargs):
+    if k.ntk is None:
+      return k
+    ntk = k.ntk
+    if scale:
+      ntk = ntk + k.nngp
+    if center:
+      ntk = ntk + tf.ones((), ntk.dtype)
+    return k.replace(ntk=ntk)
+  rule.supports_packed = True
+  return make_init_fn(lambda shape: shape, params_fn), apply_fn, rule
+
+
+def FixedParams(net, params):
+  """`net` whose `init_fn` ignores its seed and returns `params`."""
+  init_fn, apply_fn, kernel_fn = net
+  return (make_init_fn(init_fn.shape_fn, lambda key, shape: params), apply_fn,
+          kernel_fn)
