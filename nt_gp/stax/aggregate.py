@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import spatial_matrix
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
@@ -180,20 +181,6 @@ def Aggregate(aggregate_axis=None,
       return tf.cast(flat, tf.int32)
     return ravel(s), ravel(r)
 
-  def wrap(s, v):
-    # A negative (padding) tail indexes the last vertex.
-    return tf.where(s < 0, s + v, s)
-
-  def segment_sum(data, ids, v):
-    """Sums `data (N, E, ...)` into `(N, V, ...)` by `ids (N, E)`."""
-    n = tf.shape(ids)[0]
-    offsets = tf.range(n, dtype=ids.dtype)[:, None] * v
-    flat_ids = tf.reshape(tf.where(ids >= 0, ids + offsets, -1), [-1])
-    rest = tf.shape(data)[2:]
-    flat = tf.reshape(data, tf.concat([[-1], rest], 0))
-    out = tf.math.unsorted_segment_sum(flat, flat_ids, n * v)
-    return tf.reshape(out, tf.concat([[n, v], rest], 0))
-
   def apply_fn(params, inputs, pattern=None, **kwargs):
     x = tf.convert_to_tensor(inputs)
     if pattern is None:
@@ -218,8 +205,8 @@ def Aggregate(aggregate_axis=None,
     t = tf.transpose(x, perm)
     canon_shape = tf.shape(t)
     t = tf.reshape(t, tf.concat([[n, v], canon_shape[1 + len(agg):]], 0))
-    msgs = tf.gather(t, wrap(s, v), axis=1, batch_dims=1)
-    out = tf.reshape(segment_sum(msgs, r, v), canon_shape)
+    msgs = tf.gather(t, _wrap(s, v), axis=1, batch_dims=1)
+    out = tf.reshape(_segment_sum(msgs, r, v), canon_shape)
     return tf.transpose(out, np.argsort(perm).tolist())
 
   def get_patterns(pattern):
@@ -252,70 +239,104 @@ def Aggregate(aggregate_axis=None,
     agg_shape = [k.shape1[a] for a in agg]
     n1, n2 = k.shape1[ba], k.shape2[ba]
     group = [spatial.index(a) for a in agg]
-    cb = 1 if k.diagonal_batch else 2
     dtype = k.dtype
 
     if impl == AggregateImplementation.DENSE:
       a1 = dense_pattern(p1, n1, agg_shape, dtype, 'pattern1')
-      a2 = a1 if k.cov2 is None and p2 is p1 else dense_pattern(
-          p2, n2, agg_shape, dtype, 'pattern2')
-
-      def agg_fn(t, pa, pb, kind):
-        if t is None or t.shape.rank == 0:
-          return t
-        letters = iter(string.ascii_letters)
-        left = {i: next(letters) for i in spatial}
-        right = {i: next(letters) for i in spatial}
-        left_new = {a: next(letters) for a in agg}
-        right_new = {a: next(letters) for a in agg}
-        bl = next(letters)
-        br = bl if kind == 'diag' else next(letters)
-        t_sub = ''.join(left[i] + right[i] for i in spatial)
-        out = ''.join(left_new.get(i, left[i]) + right_new.get(i, right[i])
-                      for i in spatial)
-        batch = bl if kind == 'diag' else bl + br
-        pa_sub = bl + ''.join(left[a] for a in agg) + ''.join(
-            left_new[a] for a in agg)
-        pb_sub = br + ''.join(right[a] for a in agg) + ''.join(
-            right_new[a] for a in agg)
-        return tf.einsum(f'{pa_sub},{t_sub}{batch},{pb_sub}->{out}{batch}',
-                         pa, t, pb)
+      a2 = dense_pattern(p2, n2, agg_shape, dtype, 'pattern2')
+      nngp, ntk, cov1, cov2 = _dense_map(
+          k.nngp, k.ntk, k.cov1, k.cov2, a1, a2,
+          (tuple(spatial), tuple(agg), k.diagonal_batch))
     else:
       v = int(np.prod(agg_shape, dtype=np.int64))
       s1, r1 = edges(p1, n1, agg_shape, 'pattern1')
-      s2, r2 = (s1, r1) if k.cov2 is None and p2 is p1 else edges(
-          p2, n2, agg_shape, 'pattern2')
-      s1, s2 = wrap(s1, v), wrap(s2, v)
-
-      def agg_fn(t, pa, pb, kind):
-        if t is None or t.shape.rank == 0:
-          return t
-        (sa, ra), (sb, rb) = pa, pb
-        bn = 1 if kind == 'diag' else 2
-        g = spatial_matrix.to_grouped(t, sizes, group, bn)
-        if kind == 'diag':                                # (N, V, V', R)
-          g = tf.gather(g, sa, axis=1, batch_dims=1)      # (N, E, V', R)
-          g = tf.gather(g, sa, axis=2, batch_dims=1)      # (N, E, E', R)
-          g = segment_sum(tf.transpose(g, [0, 2, 1, 3]), ra, v)  # (N,V',E,R)
-          g = segment_sum(tf.transpose(g, [0, 2, 1, 3]), ra, v)  # (N,V,V',R)
-        else:                                             # (N1, N2, V, V', R)
-          g = tf.gather(g, sa, axis=2, batch_dims=1)      # (N1, N2, E1, V', R)
-          g = tf.transpose(g, [1, 0, 2, 3, 4])            # (N2, N1, E1, V', R)
-          g = tf.gather(g, sb, axis=3, batch_dims=1)      # (N2, N1, E1, E2, R)
-          g = tf.transpose(g, [0, 3, 1, 2, 4])            # (N2, E2, N1, E1, R)
-          g = segment_sum(g, rb, v)                       # (N2, V', N1, E1, R)
-          g = tf.transpose(g, [2, 3, 0, 1, 4])            # (N1, E1, N2, V', R)
-          g = segment_sum(g, ra, v)                       # (N1, V, N2, V', R)
-          g = tf.transpose(g, [0, 2, 1, 3, 4])            # (N1, N2, V, V', R)
-        return spatial_matrix.from_grouped(g, sizes, group, bn)
-
-      a1, a2 = (s1, r1), (s2, r2)
-
-    cov_kind = 'diag' if k.diagonal_batch else 'pair'
-    del cb
-    return k.replace(nngp=agg_fn(k.nngp, a1, a2, 'pair'),
-                     ntk=agg_fn(k.ntk, a1, a2, 'pair'),
-                     cov1=agg_fn(k.cov1, a1, a1, cov_kind),
-                     cov2=agg_fn(k.cov2, a2, a2, cov_kind))
+      s2, r2 = edges(p2, n2, agg_shape, 'pattern2')
+      nngp, ntk, cov1, cov2 = _sparse_map(
+          k.nngp, k.ntk, k.cov1, k.cov2, _wrap(s1, v), r1, _wrap(s2, v), r2,
+          (tuple(sizes), tuple(group), v, k.diagonal_batch))
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
 
   return make_init_fn(shape_fn), apply_fn, rule
+
+
+def _wrap(s, v):
+  """A negative (padding) tail indexes the last vertex."""
+  return tf.where(s < 0, s + v, s)
+
+
+def _segment_sum(data, ids, v):
+  """Sums `data (N, E, ...)` into `(N, V, ...)` by `ids (N, E)` (-1 dropped)."""
+  n = ids.shape[0] if ids.shape[0] is not None else tf.shape(ids)[0]
+  offsets = tf.range(n, dtype=ids.dtype)[:, None] * v
+  flat_ids = tf.reshape(tf.where(ids >= 0, ids + offsets, -1), [-1])
+  rest = tf.shape(data)[2:]
+  flat = tf.reshape(data, tf.concat([[-1], rest], 0))
+  out = tf.math.unsorted_segment_sum(flat, flat_ids, n * v)
+  return tf.reshape(out, tf.concat([[n, v], rest], 0))
+
+
+def _dense_equation(spatial, agg, kind):
+  """`einsum` equation of `A1^T K A2` on a batch-last covariance."""
+  letters = iter(string.ascii_letters)
+  left = {i: next(letters) for i in spatial}
+  right = {i: next(letters) for i in spatial}
+  left_new = {a: next(letters) for a in agg}
+  right_new = {a: next(letters) for a in agg}
+  bl = next(letters)
+  br = bl if kind == 'diag' else next(letters)
+  t_sub = ''.join(left[i] + right[i] for i in spatial)
+  out = ''.join(left_new.get(i, left[i]) + right_new.get(i, right[i])
+                for i in spatial)
+  batch = bl if kind == 'diag' else bl + br
+  pa_sub = bl + ''.join(left[a] for a in agg) + ''.join(
+      left_new[a] for a in agg)
+  pb_sub = br + ''.join(right[a] for a in agg) + ''.join(
+      right_new[a] for a in agg)
+  return f'{pa_sub},{t_sub}{batch},{pb_sub}->{out}{batch}'
+
+
+def _dense_map_impl(nngp, ntk, cov1, cov2, a1, a2, static):
+  spatial, agg, diagonal_batch = static
+
+  def agg_fn(t, pa, pb, kind):
+    if t is None or t.shape.rank == 0:
+      return t
+    return tf.einsum(_dense_equation(spatial, agg, kind), pa, t, pb)
+  cov_kind = 'diag' if diagonal_batch else 'pair'
+  return (agg_fn(nngp, a1, a2, 'pair'), agg_fn(ntk, a1, a2, 'pair'),
+          agg_fn(cov1, a1, a1, cov_kind), agg_fn(cov2, a2, a2, cov_kind))
+
+
+def _sparse_map_impl(nngp, ntk, cov1, cov2, s1, r1, s2, r2, static):
+  sizes, group, v, diagonal_batch = static
+
+  def agg_fn(t, sa, ra, sb, rb, kind):
+    if t is None or t.shape.rank == 0:
+      return t
+    bn = 1 if kind == 'diag' else 2
+    g = spatial_matrix.to_grouped(t, sizes, group, bn)
+    if kind == 'diag':                                  # (N, V, V', R)
+      g = tf.gather(g, sa, axis=1, batch_dims=1)        # (N, E, V', R)
+      g = tf.gather(g, sa, axis=2, batch_dims=1)        # (N, E, E', R)
+      g = _segment_sum(tf.transpose(g, [0, 2, 1, 3]), ra, v)  # (N, V', E, R)
+      g = _segment_sum(tf.transpose(g, [0, 2, 1, 3]), ra, v)  # (N, V, V', R)
+    else:                                               # (N1, N2, V, V', R)
+      g = tf.gather(g, sa, axis=2, batch_dims=1)        # (N1, N2, E1, V', R)
+      g = tf.transpose(g, [1, 0, 2, 3, 4])              # (N2, N1, E1, V', R)
+      g = tf.gather(g, sb, axis=3, batch_dims=1)        # (N2, N1, E1, E2, R)
+      g = tf.transpose(g, [0, 3, 1, 2, 4])              # (N2, E2, N1, E1, R)
+      g = _segment_sum(g, rb, v)                        # (N2, V', N1, E1, R)
+      g = tf.transpose(g, [2, 3, 0, 1, 4])              # (N1, E1, N2, V', R)
+      g = _segment_sum(g, ra, v)                        # (N1, V, N2, V', R)
+      g = tf.transpose(g, [0, 2, 1, 3, 4])              # (N1, N2, V, V', R)
+    return spatial_matrix.from_grouped(g, sizes, group, bn)
+  cov_kind = 'diag' if diagonal_batch else 'pair'
+  return (agg_fn(nngp, s1, r1, s2, r2, 'pair'),
+          agg_fn(ntk, s1, r1, s2, r2, 'pair'),
+          agg_fn(cov1, s1, r1, s1, r1, cov_kind),
+          agg_fn(cov2, s2, r2, s2, r2, cov_kind))
+
+
+# Each covariance map runs as one XLA cluster.
+_dense_map = compile_ops.xla(_dense_map_impl)
+_sparse_map = compile_ops.xla(_sparse_map_impl)

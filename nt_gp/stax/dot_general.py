@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from nt_gp.ops import compile as compile_ops
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
@@ -191,6 +192,12 @@ def DotGeneral(*,
     raise ValueError(f'`precision` must be None or one of {_PRECISIONS[1:]}, '
                      f'got {precision!r}.')
   is_identity = lhs is None and rhs is None
+  try:
+    (_, _), (_, _) = dimension_numbers
+  except (TypeError, ValueError):
+    raise ValueError(
+        f'`dimension_numbers` must be ((lhs_contracting, rhs_contracting), '
+        f'(lhs_batch, rhs_batch)), got {dimension_numbers!r}.') from None
   is_lhs = rhs is None
   other = None
   if not is_identity:
@@ -276,10 +283,8 @@ def DotGeneral(*,
     in_side = 'rhs' if is_lhs else 'lhs'
     pairs = dict(zip(other_c + other_b, in_c + in_b))   # other dim -> input
 
-    def contract(t, kind):
-      """`kind`: 'pair' (two batch axes, two sides), 'diag' (one batch)."""
-      if t is None or t.shape.rank == 0:
-        return t
+    def equation(kind):
+      """`einsum` of `c . t . c`; `kind` 'pair' (two batch axes) or 'diag'."""
       letters = iter(string.ascii_letters)
       left = {i: next(letters) for i in range(ndim) if i != ca}
       right = {i: (left[i] if (ds and i != ba) or (i == ba and kind == 'diag')
@@ -303,15 +308,14 @@ def DotGeneral(*,
         else:
           out += free1[a] if ds else free1[a] + free2[a]
       out += left[ba] if kind == 'diag' else left[ba] + right[ba]
-      return tf.einsum(f'{o1},{t_sub},{o2}->{out}', c, t, c)
+      return f'{o1},{t_sub},{o2}->{out}'
 
-    cov_kind = 'diag' if k.diagonal_batch else 'pair'
+    eq_cov = equation('diag' if k.diagonal_batch else 'pair')
+    nngp, ntk, cov1, cov2 = _dot_map(k.nngp, k.ntk, k.cov1, k.cov2, c,
+                                     equation('pair'), eq_cov)
     new_ba = out_dims.index((in_side, ba))
     new_ca = out_dims.index((in_side, ca))
-    return k.replace(nngp=contract(k.nngp, 'pair'),
-                     ntk=contract(k.ntk, 'pair'),
-                     cov1=contract(k.cov1, cov_kind),
-                     cov2=contract(k.cov2, cov_kind),
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2,
                      batch_axis=new_ba, channel_axis=new_ca,
                      is_reversed=False)
 
@@ -324,3 +328,16 @@ def DotGeneral(*,
     return tf.logical_not(dot_fn(tf.logical_not(mask)))
 
   return make_init_fn(shape_fn), apply_fn, rule, mask_fn
+
+
+def _dot_map_impl(nngp, ntk, cov1, cov2, c, eq_pair, eq_cov):
+  def contract(t, eq):
+    if t is None or t.shape.rank == 0:
+      return t
+    return tf.einsum(eq, c, t, c)
+  return (contract(nngp, eq_pair), contract(ntk, eq_pair),
+          contract(cov1, eq_cov), contract(cov2, eq_cov))
+
+
+# The layer's covariance map as one XLA cluster.
+_dot_map = compile_ops.xla(_dot_map_impl)
