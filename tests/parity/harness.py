@@ -10,6 +10,9 @@ A *suite* is a Python file defining `SUITE`, a list of dicts:
   kernel_kwargs: extra keyword arguments of `kernel_fn` (optional)
   inputs: optional expression over `rng` (np.random.RandomState) and `shape`
           returning x1; x2 uses the same expression with the batch replaced.
+  pattern: optional expression over `rng` and `shape` (of x1, then of x2)
+          giving the graphs of each batch; `kernel_fn` then gets
+          `pattern=(p1, p1)` for x2=None and `pattern=(p1, p2)` otherwise.
 
 The reference runs as a subprocess in the virtualenv of
 `tools/reference_env.sh` (never imported here). Golden files in
@@ -49,12 +52,39 @@ def make_inputs(case):
           np.asarray(eval(expr, dict(env, shape=shape2)), np.float64))  # pylint: disable=eval-used
 
 
+def make_patterns(case):
+  """Graphs `(p1, p2)` of a case's two batches, or None (see `pattern`)."""
+  expr = case.get('pattern')
+  if expr is None:
+    return None
+  rng = np.random.RandomState(
+      (zlib.crc32(case['name'].encode()) + 1) % (2**31))
+  shape = tuple(case['shape'])
+  shape2 = (case.get('n2', 3),) + shape[1:]
+  env = {'np': np, 'rng': rng}
+  return (np.asarray(eval(expr, dict(env, shape=shape))),  # pylint: disable=eval-used
+          np.asarray(eval(expr, dict(env, shape=shape2))))  # pylint: disable=eval-used
+
+
+def case_kernel_kwargs(case, patterns, tag):
+  """`kernel_kwargs` of a case, with its graphs for `tag` 'sym'/'cross'."""
+  kwargs = dict(case.get('kernel_kwargs', {}))
+  if patterns is not None:
+    p1, p2 = patterns
+    kwargs['pattern'] = (p1, p1 if tag == 'sym' else p2)
+  return kwargs
+
+
 def suite_inputs(suite):
   out = {}
   for case in suite:
     x1, x2 = make_inputs(case)
     out[f'{case["name"]}/x1'] = x1
     out[f'{case["name"]}/x2'] = x2
+    patterns = make_patterns(case)
+    if patterns is not None:
+      out[f'{case["name"]}/pattern1'] = patterns[0]
+      out[f'{case["name"]}/pattern2'] = patterns[1]
   return out
 
 
@@ -97,18 +127,32 @@ def load_golden(suite_name):
     return {k: f[k] for k in f.files}
 
 
+_OURS_CACHE = {}
+
+
 def compute_ours(case, dtype=np.float64):
-  """nt_gp kernels of a case: {'sym/nngp': ..., 'cross/ntk': ...}."""
+  """nt_gp kernels of a case: {'sym/nngp': ..., 'cross/ntk': ...}.
+
+  Cached per case within a test process (golden and live checks share it).
+  """
+  key = (repr(sorted(case.items())), np.dtype(dtype).name)
+  if key not in _OURS_CACHE:
+    _OURS_CACHE[key] = _compute_ours(case, dtype)
+  return _OURS_CACHE[key]
+
+
+def _compute_ours(case, dtype):
   from nt_gp import stax  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   net = eval(case['net'], {'stax': stax, 'np': np, 'ops': tf.math})  # pylint: disable=eval-used
   kernel_fn = net[2]
   get = tuple(case.get('get', ('nngp', 'ntk')))
-  kwargs = dict(case.get('kernel_kwargs', {}))
   x1, x2 = make_inputs(case)
   x1, x2 = x1.astype(dtype), x2.astype(dtype)
+  patterns = make_patterns(case)
   out = {}
   for tag, args in (('sym', (x1, None)), ('cross', (x1, x2))):
+    kwargs = case_kernel_kwargs(case, patterns, tag)
     res = kernel_fn(*args, get, **kwargs)
     for g, v in zip(get, res):
       out[f'{tag}/{g}'] = np.asarray(v)

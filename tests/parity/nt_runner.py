@@ -29,10 +29,14 @@ def main(suite_file, inputs_file, out_file):
       net = eval(case['net'], {'stax': stax, 'np': np, 'ops': jnp})  # pylint: disable=eval-used
       kernel_fn = net[2]
       get = tuple(case.get('get', ('nngp', 'ntk')))
-      kwargs = dict(case.get('kernel_kwargs', {}))
       x1 = inputs[f'{name}/x1']
       x2 = inputs[f'{name}/x2']
       for tag, args in (('sym', (x1, None)), ('cross', (x1, x2))):
+        kwargs = dict(case.get('kernel_kwargs', {}))
+        if f'{name}/pattern1' in inputs:
+          p1 = inputs[f'{name}/pattern1']
+          kwargs['pattern'] = (p1, p1 if tag == 'sym' else
+                               inputs[f'{name}/pattern2'])
         res = kernel_fn(*args, get, **kwargs)
         for g, v in zip(get, res):
           out[f'{name}/{tag}/{g}'] = np.asarray(v)
