@@ -1,0 +1,115 @@
+"""Kernels of masked (variable-length) inputs equal neural-tangents 0.6.5
+through every mask-aware layer (float64, ≤ 1e-6 relative error); `apply_fn`
+with `mask_constant=` returns `MaskedArray`s as neural-tangents does."""
+import functools
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from nt_gp import stax
+from tests.parity import apply_harness
+from tests.parity import harness
+from tests.parity import shared_reference
+
+SUITE_FILE = pathlib.Path(__file__).parent / 'parity' / 'suite_masking.py'
+SUITE = harness.load_suite(SUITE_FILE)
+APPLY_SUITE = apply_harness.load_apply_suite(SUITE_FILE)
+GOLDEN = harness.load_golden('masking')
+GOLDEN_APPLY = apply_harness.load_golden('masking')
+_CASES = {c['name']: c for c in SUITE}
+
+
+@functools.lru_cache(maxsize=None)
+def _ours(name, dtype=np.float64):
+  return harness.compute_ours(_CASES[name], dtype=dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _reference(kind):
+  return shared_reference.reference(SUITE_FILE, kind)
+
+
+def _live_wanted():
+  # Live checks need the reference env; CI must have it (a missing one
+  # fails there, see `live`).
+  return (harness.reference_python() is not None or
+          os.environ.get('CI', '').lower() == 'true')
+
+
+@pytest.mark.parametrize('case', SUITE, ids=[c['name'] for c in SUITE])
+def test_kernel(case):
+  """Golden file, then (with the reference env) a live neural-tangents run;
+  one test so that the kernels are computed once per case."""
+  name = case['name']
+  x1, x2 = harness.make_inputs(case)
+  np.testing.assert_array_equal(GOLDEN[f'{name}/x1'], x1)
+  np.testing.assert_array_equal(GOLDEN[f'{name}/x2'], x2)
+  ours = _ours(name)
+  harness.assert_matches(case, ours, GOLDEN)
+  if _live_wanted():
+    harness.assert_matches(case, ours, _reference('kernel'))
+
+
+@pytest.mark.parametrize('case', APPLY_SUITE,
+                         ids=[c['name'] for c in APPLY_SUITE])
+def test_apply(case):
+  """`apply_fn` with the golden parameters, then (with the reference env)
+  with freshly drawn ones, against neural-tangents."""
+  x, _ = harness.make_inputs(case)
+  np.testing.assert_array_equal(GOLDEN_APPLY[f'{case["name"]}/x'], x)
+  apply_harness.assert_matches(
+      case, apply_harness.compute_ours(case, GOLDEN_APPLY), GOLDEN_APPLY)
+  if _live_wanted():
+    data = apply_harness.suite_data([case])
+    apply_harness.assert_matches(
+        case, apply_harness.compute_ours(case, data), _reference('apply'))
+
+
+def test_cases_are_masked():
+  for case in SUITE + APPLY_SUITE:
+    for x in harness.make_inputs(case):
+      masked = np.all(x == -7., axis=-1)
+      assert 0 < masked.mean() < 1, case['name']
+
+
+def test_masks_change_the_kernel():
+  """Without `mask_constant` the padded inputs give other kernels."""
+  case = _CASES['conv_same_relu_gap']
+  kernel_fn = eval(case['net'], {'stax': stax, 'np': np})[2]  # pylint: disable=eval-used
+  x1, x2 = harness.make_inputs(case)
+  unmasked = kernel_fn(x1, x2, 'nngp').numpy()
+  ref = GOLDEN['conv_same_relu_gap/cross/nngp']
+  assert np.max(np.abs(unmasked - ref)) > 1e-2 * np.max(np.abs(ref))
+
+
+def test_float32_masked_kernel():
+  name = 'conv_transpose_same_gap'
+  ours = _ours(name, np.float32)
+  assert all(v.dtype == np.float32 for v in ours.values())
+  harness.assert_matches(_CASES[name], ours, GOLDEN, rtol=2e-4)
+
+
+def test_apply_fn_masked_arrays_chain_and_unmask():
+  init_fn, apply_fn, _ = stax.serial(
+      stax.Conv(3, (2,), (2,), padding='SAME'), stax.Relu(), stax.Dense(2))
+  x = np.random.RandomState(0).randn(2, 6, 2)
+  x[0, 2:] = np.nan
+  _, params = init_fn(0, x.shape)
+  out = apply_fn(params, x, mask_constant=np.nan)
+  assert isinstance(out, stax.MaskedArray)
+  mask = np.broadcast_to(out.mask, out.masked_value.shape)[..., 0]
+  # Strided SAME convolution: output i looks at inputs 2i, 2i+1 and is
+  # masked if its window's centre input 2i is.
+  np.testing.assert_array_equal(mask, [[False, True, True], [False] * 3])
+  assert np.all(np.isfinite(out.masked_value.numpy()))
+  # A MaskedArray input is taken as is; unmask_fn zeroes masked outputs.
+  masked_in = stax.MaskedArray(np.where(np.isnan(x), 0., x), np.isnan(x))
+  out2 = stax.unmask_fn(apply_fn)(params, masked_in)
+  np.testing.assert_allclose(
+      out2.numpy(), np.where(np.broadcast_to(out.mask, out2.shape), 0.,
+                             out.masked_value.numpy()), rtol=1e-12)
+  # Without masked entries and without mask_constant: a plain tensor.
+  plain = apply_fn(params, np.ones((2, 6, 2)))
+  assert not isinstance(plain, stax.MaskedArray)
