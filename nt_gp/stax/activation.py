@@ -14,46 +14,13 @@ import tensorflow as tf
 from nt_gp.ops import diagonal
 from nt_gp.stax import hparams
 from nt_gp.stax.elementwise_base import elementwise
-from nt_gp.stax.layer import layer, make_init_fn
-from nt_gp.stax.masking import supports_masking
-from nt_gp.stax.requirements import Diagonal, requires
 
 __all__ = ['nonlinearity', 'pin_self_covariances', 'check_hparam', 'check_int',
            'double_factorial', 'fmt']
 
 
-def _kernel_rule(name, rule):
-  @requires(diagonal_spatial=Diagonal())
-  def kernel_rule(k, **kwargs):
-    if rule is None:
-      raise NotImplementedError(
-          f'{name} has no infinite-width kernel (no `nngp_fn` was given); use '
-          f'`ElementwiseNumerical` or `monte_carlo_kernel_fn` instead.')
-    if not k.is_gaussian:
-      raise ValueError(
-          f'The input to {name} must be Gaussian: put an affine layer (Dense, '
-          f'Conv, ...) before the nonlinearity.')
-    return rule(k).replace(is_gaussian=False)
-  kernel_rule.__qualname__ = name
-  return kernel_rule
-
-
-def _apply_fn(fn, name):
-  def apply_fn(params, inputs, **kwargs):
-    if fn is None:
-      raise NotImplementedError(f'{name} has no finite-width function.')
-    return fn(tf.convert_to_tensor(inputs))
-  return apply_fn
-
-
-@layer
-@supports_masking(remask_kernel=True)
-def _remasked(fn, name, rule):
-  return (make_init_fn(lambda shape: shape), _apply_fn(fn, name),
-          _kernel_rule(name, rule))
-
-
-def nonlinearity(fn, name: str, rule, remask_kernel: bool):
+def nonlinearity(fn, name: str, rule, remask_kernel: bool,
+                 supports_packed: bool = False):
   """Builds an elementwise nonlinearity layer.
 
   Args:
@@ -63,6 +30,8 @@ def nonlinearity(fn, name: str, rule, remask_kernel: bool):
     rule: batch-last `Kernel -> Kernel` map (see `map_covariances`), or None.
     remask_kernel: whether covariances of masked positions are zeroed after
       the layer.
+    supports_packed: whether `rule` handles symmetric block-packed kernels
+      (true when it only uses `map_covariances` and elementwise arithmetic).
 
   Returns:
     `(init_fn, apply_fn, kernel_fn)`.
@@ -73,9 +42,8 @@ def nonlinearity(fn, name: str, rule, remask_kernel: bool):
     >>> apply_fn((), np.ones(2)).numpy().tolist()
     [2.0, 2.0]
   """
-  if remask_kernel:
-    return _remasked(fn, name, rule)
-  return elementwise(fn, name, rule)
+  return elementwise(fn, name, rule, supports_packed=supports_packed,
+                     remask_kernel=remask_kernel)
 
 
 def pin_self_covariances(k):

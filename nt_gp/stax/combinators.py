@@ -128,11 +128,15 @@ def parallel(*layers):
 
 
 @layer
-def repeat(layer_, n: int):
-  """Composes `layer_` with itself `n` times (`serial(*[layer_] * n)`).
+def repeat(layer, n: int):  # pylint: disable=redefined-outer-name
+  """Composes `layer` with itself `n` times (`serial(*[layer] * n)`).
 
   Each repetition has its own parameters in `init_fn`. The layer must keep
   the shape of its input.
+
+  Args:
+    layer: the `(init_fn, apply_fn, kernel_fn)` triple to repeat.
+    n: number of repetitions.
 
   Example:
     >>> from nt_gp import stax
@@ -141,7 +145,7 @@ def repeat(layer_, n: int):
   """
   if not isinstance(n, int) or n < 0:
     raise ValueError(f'`n` must be a non-negative int, got {n!r}.')
-  init_fn, apply_fn, kernel_fn = layer_
+  init_fn, apply_fn, kernel_fn = layer
 
   def shape_fn(shape):
     out = _output_shapes(init_fn, shape)

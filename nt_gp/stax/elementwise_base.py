@@ -10,6 +10,7 @@ import functools
 
 import tensorflow as tf
 
+from nt_gp import _config
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import diagonal
 from nt_gp.ops import packing
@@ -56,12 +57,28 @@ def map_covariances(k, fn, diag_fn=None, params=(), compile=True):  # pylint: di
       return None, None
     return side(v, 0, not db), side(v, 1, not db)
 
+  if not compile or _config.config.jit_compile is False:
+    # TensorFlow's own kernels broadcast two operands against each other only
+    # up to 5 dimensions; XLA has no such limit. Without XLA, tile instead.
+    q11, q22 = _tile_to(q11, k.nngp), _tile_to(q22, k.nngp)
+
+    def self_args(cov, v, _plain=self_args):  # pylint: disable=function-redefined
+      a, b = _plain(cov, v)
+      return (None, None) if a is None else (_tile_to(a, cov), _tile_to(b, cov))
+
   args = (k.nngp, q11, q22, k.ntk, k.cov1, *self_args(k.cov1, v1), k.cov2,
           *self_args(k.cov2, v2), tuple(params))
   run = _compiled_map(fn, diag_fn) if compile else functools.partial(
       _map_impl, fn, diag_fn)
   nngp, ntk, cov1, cov2 = run(*args)
   return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
+
+
+def _tile_to(v, target):
+  """Tiles `v` (with singleton axes) to the shape of `target`."""
+  if target.shape.rank <= 5:
+    return v
+  return tf.tile(v, [t // d for t, d in zip(target.shape, v.shape)])
 
 
 _COMPILED = {}
@@ -93,20 +110,13 @@ def _map_impl(fn, diag_fn, nngp, q11, q22, ntk, cov1, c1a, c1b, cov2, c2a,
           self_map(cov2, c2a, c2b))
 
 
-@layer
-@supports_masking(remask_kernel=False)
-def _elementwise(fn, name, rule, supports_packed):
-  init_fn = make_init_fn(lambda shape: shape)
-
-  def apply_fn(params, inputs, **kwargs):
-    if fn is None:
-      raise NotImplementedError(f'{name} has no finite-width function.')
-    return fn(tf.convert_to_tensor(inputs))
-
+def _kernel_rule(name, rule, supports_packed):
   @requires(diagonal_spatial=Diagonal())
   def kernel_rule(k, **kwargs):
     if rule is None:
-      raise NotImplementedError(f'{name} has no kernel.')
+      raise NotImplementedError(
+          f'{name} has no infinite-width kernel (no `nngp_fn` was given); use '
+          f'`ElementwiseNumerical` or `monte_carlo_kernel_fn` instead.')
     if not k.is_gaussian:
       raise ValueError(
           f'The input to {name} must be Gaussian: put an affine layer (Dense, '
@@ -114,10 +124,31 @@ def _elementwise(fn, name, rule, supports_packed):
     return rule(k).replace(is_gaussian=False)
   kernel_rule.__qualname__ = name
   kernel_rule.supports_packed = supports_packed
-  return init_fn, apply_fn, kernel_rule
+  return kernel_rule
 
 
-def elementwise(fn, name, rule, supports_packed=False):
+def _layer_fns(fn, name, rule, supports_packed):
+  def apply_fn(params, inputs, **kwargs):
+    if fn is None:
+      raise NotImplementedError(f'{name} has no finite-width function.')
+    return fn(tf.convert_to_tensor(inputs))
+  return (make_init_fn(lambda shape: shape), apply_fn,
+          _kernel_rule(name, rule, supports_packed))
+
+
+@layer
+@supports_masking(remask_kernel=False)
+def _elementwise(fn, name, rule, supports_packed):
+  return _layer_fns(fn, name, rule, supports_packed)
+
+
+@layer
+@supports_masking(remask_kernel=True)
+def _elementwise_remasked(fn, name, rule, supports_packed):
+  return _layer_fns(fn, name, rule, supports_packed)
+
+
+def elementwise(fn, name, rule, supports_packed=False, remask_kernel=False):
   """Builds a nonlinearity layer from `fn` (finite width) and its kernel `rule`.
 
   Args:
@@ -126,11 +157,20 @@ def elementwise(fn, name, rule, supports_packed=False):
     rule: batch-last `Kernel -> Kernel` map (or None).
     supports_packed: whether `rule` accepts kernels with `packed=True` (true
       when it only uses `map_covariances` and elementwise arithmetic).
+    remask_kernel: zero the covariances of masked positions after the layer
+      (needed when the map sends a zero covariance to a non-zero one).
 
   Returns:
     `(init_fn, apply_fn, kernel_fn)`.
+
+  Example:
+    >>> import numpy as np
+    >>> _, apply_fn, _ = elementwise(lambda x: 2 * x, 'Double', None)
+    >>> apply_fn((), np.ones(2)).numpy().tolist()
+    [2.0, 2.0]
   """
-  return _elementwise(fn, name, rule, supports_packed)
+  build = _elementwise_remasked if remask_kernel else _elementwise
+  return build(fn, name, rule, supports_packed)
 
 
 def scale_kernel(k, var, add=None):

@@ -52,7 +52,8 @@ def Erf(a=1., b=1., c=0.):
 
     k = map_covariances(k, q_map, diag_fn=diag)
     return scale_kernel(k, tf.square(a_), tf.square(c_))
-  return elementwise(fn, f'Erf({a}, {b}, {c})', rule, supports_packed=True)
+  return elementwise(fn, f'Erf({a}, {b}, {c})', rule, supports_packed=True,
+                     remask_kernel=True)
 
 
 def Sigmoid_like():

@@ -66,7 +66,8 @@ def Exp(a=1., b=1.):
     return scale_kernel(map_covariances(k, q_map, diag_fn=diag), a_sq)
 
   return nonlinearity(fn, f'Exp({fmt(a)}, {fmt(b)})', rule,
-                      remask_kernel=True)
+                      remask_kernel=True,
+                      supports_packed=True)
 
 
 def Gaussian(a=1., b=-1.):
@@ -115,7 +116,8 @@ def Gaussian(a=1., b=-1.):
     return scale_kernel(map_covariances(k, q_map, diag_fn=diag), a_sq)
 
   return nonlinearity(fn, f'Gaussian({fmt(a)}, {fmt(b)})', rule,
-                      remask_kernel=True)
+                      remask_kernel=True,
+                      supports_packed=True)
 
 
 def Rbf(gamma=1.):
@@ -156,7 +158,8 @@ def Rbf(gamma=1.):
 
     return map_covariances(k, q_map, diag_fn=tf.ones_like)
 
-  return nonlinearity(fn, f'Rbf({fmt(gamma)})', rule, remask_kernel=True)
+  return nonlinearity(fn, f'Rbf({fmt(gamma)})', rule, remask_kernel=True,
+                      supports_packed=True)
 
 
 def ExpNormalized(gamma=1., shift=-1., do_clip: bool = False):
@@ -203,4 +206,5 @@ def ExpNormalized(gamma=1., shift=-1., do_clip: bool = False):
 
     return map_covariances(k, q_map)
 
-  return nonlinearity(None, 'ExpNormalized', rule, remask_kernel=True)
+  return nonlinearity(None, 'ExpNormalized', rule, remask_kernel=True,
+                      supports_packed=True)

@@ -70,4 +70,4 @@ def Gelu(approximate: bool = False):
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, 'Gelu', rule, remask_kernel=False)
+  return nonlinearity(fn, 'Gelu', rule, remask_kernel=False, supports_packed=True)

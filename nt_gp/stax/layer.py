@@ -358,6 +358,10 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
       out = compiled[key](x1, x2, pattern)
     return _select(out, single, names)
 
+  # Inside a user's tf.function, AutoGraph would otherwise convert (and slow
+  # down the tracing of) the whole propagation, which has no data-dependent
+  # Python control flow.
+  kernel_fn = tf.autograph.experimental.do_not_convert(kernel_fn)
   kernel_fn.__name__ = name
   kernel_fn.__doc__ = _KERNEL_FN_DOC
   requirements.set_req(kernel_fn, requirements.get_req(rule))

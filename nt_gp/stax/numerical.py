@@ -95,7 +95,7 @@ def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
   name = _fn_name(fn if fn is not None else nngp_fn)
 
   if nngp_fn is None:
-    return nonlinearity(fn, name, None, remask_kernel=True)
+    return nonlinearity(fn, name, None, remask_kernel=True, supports_packed=True)
 
   def nngp(q12, q11, q22):
     return _check_shape(nngp_fn(q12, q11, q22), q12, 'nngp_fn')
@@ -117,7 +117,7 @@ def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
   def rule(k):
     return map_covariances(k, q_map)
 
-  return nonlinearity(fn, name, rule, remask_kernel=True)
+  return nonlinearity(fn, name, rule, remask_kernel=True, supports_packed=True)
 
 
 def ElementwiseNumerical(fn, deg: int, df=None):
@@ -202,4 +202,5 @@ def ElementwiseNumerical(fn, deg: int, df=None):
     return map_covariances(k, q_map, diag_fn=diag)
 
   return nonlinearity(fn, f'ElementwiseNumerical({_fn_name(fn)}, deg={deg})',
-                      rule, remask_kernel=True)
+                      rule, remask_kernel=True,
+                      supports_packed=True)

@@ -81,7 +81,8 @@ def Monomial(degree: int):
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, f'{degree}-monomial', rule, remask_kernel=False)
+  return nonlinearity(fn, f'{degree}-monomial', rule, remask_kernel=False,
+                      supports_packed=True)
 
 
 def _arccos_kernel(q12, sin_root, degree: int):
@@ -143,7 +144,8 @@ def RectifiedMonomial(degree: int):
     return pin_self_covariances(k) if degree == 0 else k
 
   return nonlinearity(fn, f'{degree}-rectified-monomial', rule,
-                      remask_kernel=False)
+                      remask_kernel=False,
+                      supports_packed=degree != 0)
 
 
 def _coefficients(coef):
@@ -230,7 +232,8 @@ def Polynomial(coef):
 
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, f'{n - 1}-polynomial', rule, remask_kernel=False)
+  return nonlinearity(fn, f'{n - 1}-polynomial', rule, remask_kernel=False,
+                      supports_packed=True)
 
 
 def Hermite(degree: int):
@@ -281,4 +284,4 @@ def Hermite(degree: int):
                      cov2=power(k.cov2), ntk=ntk)
 
   return nonlinearity(fn, f'{degree}-Hermite polynomial', rule,
-                      remask_kernel=True)
+                      remask_kernel=True, supports_packed=True)

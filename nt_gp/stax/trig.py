@@ -56,7 +56,8 @@ def _sinusoid(a, b, c, phase: float, name: str):
     return map_covariances(k, q_map, diag_fn=diag)
 
   return nonlinearity(fn, f'{name}({fmt(a)}, {fmt(b)}, {fmt(c)})', rule,
-                      remask_kernel=True)
+                      remask_kernel=True,
+                      supports_packed=True)
 
 
 def Sin(a=1., b=1., c=0.):
@@ -144,4 +145,5 @@ def Gabor():
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, 'Gabor', rule, remask_kernel=False)
+  return nonlinearity(fn, 'Gabor', rule, remask_kernel=False,
+                      supports_packed=True)
