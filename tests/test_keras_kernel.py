@@ -142,7 +142,7 @@ def conv_transpose(w, o):
   h = L.Conv2D(w, 2, padding='same', activation='relu')(inp)
   h = L.Conv2DTranspose(w, 3, strides=2, padding='same', activation='relu')(h)
   h = L.Conv2DTranspose(w, 2, strides=2, padding='valid')(h)
-  h = L.Flatten()(h)
+  h = L.Flatten()(L.AveragePooling2D(4)(h))
   return keras.Model(inp, L.Dense(o)(h))
 
 
@@ -151,7 +151,7 @@ def conv_transpose_ref(W, b):
       stax.Conv(1, (2, 2), None, 'SAME', W, b), stax.Relu(),
       stax.ConvTranspose(1, (3, 3), (2, 2), 'SAME', W, b), stax.Relu(),
       stax.ConvTranspose(1, (2, 2), (2, 2), 'VALID', W, b),
-      stax.Flatten(), stax.Dense(1, W, b))
+      stax.AvgPool((4, 4), (4, 4)), stax.Flatten(), stax.Dense(1, W, b))
 
 
 def layer_norm(w, o):
@@ -420,7 +420,7 @@ def test_hyperparameter_gradients(converted):
 # ----------------------------------------------------------------------------
 def _randomize(model, seed, W, b):
   """Keras weights W ~ N(0, W² / fan_in), b ~ N(0, b²) (in place)."""
-  rng = np.random.RandomState(seed)
+  rng = np.random.default_rng(seed)
   for layer in _layers(model):
     kernel = getattr(layer, 'kernel', None)
     if kernel is None or isinstance(layer, keras.Model):
@@ -430,11 +430,11 @@ def _randomize(model, seed, W, b):
       fan_in = int(np.prod(shape[:-2])) * shape[-1]
     else:
       fan_in = int(np.prod(shape[:-1]))
-    kernel.assign((rng.randn(*shape) * W / np.sqrt(fan_in)).astype(
-        np.float32))
+    kernel.assign(rng.standard_normal(shape, np.float32) *
+                  np.float32(W / np.sqrt(fan_in)))
     if getattr(layer, 'bias', None) is not None:
-      layer.bias.assign((rng.randn(*layer.bias.shape) * b).astype(
-          np.float32))
+      layer.bias.assign(rng.standard_normal(tuple(layer.bias.shape),
+                                            np.float32) * np.float32(b))
 
 
 def _layers(model):
@@ -510,3 +510,362 @@ def test_monte_carlo_of_wide_keras_model(converted, name):
   wrong = converted[name](x, W=1.05 * W_STD).nngp.numpy()
   with pytest.raises(AssertionError):
     _check_monte_carlo(estimates, wrong, width, name)
+
+
+# ----------------------------------------------------------------------------
+# NTK of the layers the converter adds (LayerNormalization's scale/offset, a
+# ReLU shortcut): Monte Carlo of the converted finite network, whose
+# `apply_fn` equals the Keras model (test_init_from_model_reproduces_keras).
+# ----------------------------------------------------------------------------
+def _ntk_samples(init_fn, apply_fn, x, seeds):
+  x = tf.constant(x, tf.float64)
+
+  @tf.function(autograph=False)
+  def sample(seed):
+    _, params = init_fn(seed, tuple(x.shape))
+    flat = [tf.cast(p, tf.float64) for p in tf.nest.flatten(params)]
+    with tf.GradientTape() as tape:
+      tape.watch(flat)
+      f = apply_fn(tf.nest.pack_sequence_as(params, flat), x)
+    jacobians = tape.jacobian(f, flat, experimental_use_pfor=True)
+    n, n_out = f.shape
+    ntk = tf.zeros((n, n), tf.float64)
+    for j in jacobians:
+      j = tf.reshape(j, (n, n_out, -1))
+      ntk += tf.einsum('iap,jap->ij', j, j)
+    return ntk / n_out
+
+  return np.stack([sample(tf.constant([7, s], tf.int64)).numpy()
+                   for s in range(seeds)])
+
+
+def norm_shortcut(w, o):
+  inp = keras.Input((5,))
+  a = L.ReLU()(L.LayerNormalization()(L.Dense(w)(inp)))
+  s = L.Add()([a, L.Dense(w)(a)])
+  return keras.Model(inp, L.Dense(o)(s))
+
+
+def norm_gelu(w, o):
+  inp = keras.Input((5,))
+  h = L.Rescaling(0.8)(L.LayerNormalization()(L.Dense(w)(inp)))
+  return keras.Model(inp, L.Dense(o)(L.Activation('gelu')(h)))
+
+
+def _without_norm_affine(builder):
+  """The kernel of `builder`'s model with LayerNormalization scale/offset
+  left out of the NTK (stax.LayerNorm alone)."""
+  def plain(w, o):
+    model = builder(w, o)
+    for layer in _layers(model):
+      if isinstance(layer, L.LayerNormalization):
+        layer.scale = layer.center = False
+    return model
+  return plain
+
+
+@pytest.mark.parametrize('builder', [norm_shortcut, norm_gelu])
+def test_ntk_monte_carlo_of_norm_affine(builder):
+  width, seeds = 512, 24
+  x = _inputs((5,), 4, seed=3)
+  init_fn, apply_fn, _ = nk.kernel_fn_from_model(builder(width, 16), W_STD,
+                                                 B_STD)
+  samples = _ntk_samples(init_fn, apply_fn, x, seeds)
+  _, _, kernel_fn = nk.kernel_fn_from_model(builder(3, 1), W_STD, B_STD)
+  analytic = kernel_fn(x, None, 'ntk').numpy()
+  mean = samples.mean(0)
+  se = samples.std(0, ddof=1) / np.sqrt(seeds)
+  band = 4 * se + 4 / width * np.abs(analytic).max()
+  assert np.all(np.abs(mean - analytic) <= band), (mean, analytic, se)
+  # Without the NTK of the scale and offset the band is missed.
+  _, _, wrong_fn = nk.kernel_fn_from_model(
+      _without_norm_affine(builder)(3, 1), W_STD, B_STD)
+  wrong = wrong_fn(x, None, 'ntk').numpy()
+  assert np.any(np.abs(mean - wrong) > band)
+
+
+# ----------------------------------------------------------------------------
+# (c) Unsupported layers and options.
+# ----------------------------------------------------------------------------
+class Doubling(L.Layer):
+  """A custom layer (not convertible)."""
+
+  def call(self, x):
+    return 2 * x
+
+
+class MyDense(L.Dense):
+  """A subclass of Dense may change `call`: treated as custom."""
+
+
+def _seq(*layers, shape=(4,)):
+  return keras.Sequential([keras.Input(shape)] + list(layers))
+
+
+def _functional(fn, shapes=((4,),)):
+  inputs = [keras.Input(s) for s in shapes]
+  out = fn(*inputs)
+  return keras.Model(inputs if len(inputs) > 1 else inputs[0], out)
+
+
+def _shared_dense():
+  d = L.Dense(4, name='shared')
+  return _functional(lambda x: L.Concatenate()([d(x), d(L.Dense(4)(x))]))
+
+
+def _add_self():
+  def fn(x):
+    h = L.Dense(4, name='h')(x)
+    return L.Add(name='twice')([h, L.Dropout(0.1)(h)])
+  return _functional(fn)
+
+
+def _add_pooled():
+  def fn(x):
+    h = L.Conv1D(3, 2, padding='same', name='c')(x)
+    return L.Add(name='sum')([h, L.AveragePooling1D(3, 1, 'same')(h)])
+  return _functional(fn, ((6, 2),))
+
+
+def _add_relus():
+  def fn(x):
+    return L.Add(name='relus')([L.Dense(3, activation='relu')(x),
+                                L.Dense(3, activation='relu')(x)])
+  return _functional(fn)
+
+
+def _multiply_inputs():
+  return _functional(lambda a, b: L.Multiply(name='prod')([a, b]),
+                     ((4,), (4,)))
+
+
+def _dense_on_channels_first():
+  return _seq(L.Conv1D(3, 2, data_format='channels_first'),
+              L.Dense(2, name='dense_cf'), shape=(2, 5))
+
+
+ERRORS = [
+    (lambda: _seq(L.Reshape((4, 1)), L.MaxPooling1D(2, name='mp')),
+     r"'reshape' \(Reshape\) has no infinite-width kernel"),
+    (lambda: _seq(L.Conv1D(3, 2), L.MaxPooling1D(2, name='mp'), shape=(6, 2)),
+     r"'mp' \(MaxPooling1D\) has no infinite-width kernel: max pooling is "
+     r'not a linear or elementwise operation of Gaussian inputs; its '
+     r'infinite-width kernel has no closed form'),
+    (lambda: _seq(L.Conv1D(3, 2), L.GlobalMaxPooling1D(name='gmp'),
+                  shape=(6, 2)),
+     r"'gmp' \(GlobalMaxPooling1D\).*max pooling"),
+    (lambda: _seq(L.Dense(3), L.BatchNormalization(name='bn')),
+     r"'bn' \(BatchNormalization\).*batch normalization"),
+    (lambda: _seq(Doubling(name='twice')),
+     r"'twice' \(Doubling\).*not a Keras layer with a known infinite-width "
+     r"kernel.*layer_kernels=\{'twice'"),
+    (lambda: _seq(MyDense(3, name='mine')), r"'mine' \(MyDense\)"),
+    (lambda: _seq(L.Conv2D(3, 2, dilation_rate=2, name='dil'),
+                  shape=(6, 6, 2)),
+     r"'dil' \(Conv2D\).*dilation_rate=\(2, 2\)"),
+    (lambda: _seq(L.Conv2D(4, 2, groups=2, name='grp'), shape=(6, 6, 2)),
+     r"'grp' \(Conv2D\).*groups=2"),
+    (lambda: _seq(L.Conv1D(4, 2, padding='causal', name='causal'),
+                  shape=(6, 2)),
+     r"'causal' \(Conv1D\).*padding='causal'"),
+    (lambda: _seq(L.Conv2DTranspose(4, 3, strides=2, output_padding=1,
+                                    name='tp'), shape=(3, 3, 2)),
+     r"'tp' \(Conv2DTranspose\).*output_padding"),
+    (lambda: _seq(L.LSTM(3, name='rnn'), shape=(5, 2)),
+     r"'rnn' \(LSTM\).*recurrent"),
+    (lambda: _seq(L.DepthwiseConv2D(2, name='dw'), shape=(5, 5, 2)),
+     r"'dw' \(DepthwiseConv2D\).*does not become Gaussian"),
+    (lambda: _seq(L.Embedding(10, 3, name='emb'), shape=(5,)),
+     r"'emb' \(Embedding\).*one-hot"),
+    (lambda: _seq(L.Lambda(lambda x: x * 2, name='lam')),
+     r"'lam' \(Lambda\).*layer_kernels"),
+    (lambda: _seq(L.Dense(3, activation='softmax', name='sm')),
+     r"'sm' \(Dense\).*'softmax' is not elementwise"),
+    (lambda: _seq(L.Dense(3, activation=lambda x: x, name='anon')),
+     r"'anon' \(Dense\).*not a known elementwise.*activation_kernels"),
+    (lambda: _seq(L.Dense(3, activation='hard_shrink', name='hs')),
+     r"'hs' \(Dense\).*discontinuous"),
+    (lambda: _seq(L.Dense(3, activation='relu'), L.Activation('tanh',
+                                                              name='act2')),
+     r"'act2' \(Activation\).*needs a Gaussian input"),
+    (lambda: _seq(L.LayerNormalization(name='ln')),
+     r"'ln' \(LayerNormalization\).*needs a Gaussian input"),
+    (lambda: _seq(L.Dense(3), L.LayerNormalization(
+        axis=[0, 1], center=False, scale=False, name='ln0')),
+     r"'ln0' \(LayerNormalization\).*batch axis"),
+    (_shared_dense, r"'shared' \(Dense\).*called 2 times"),
+    (_add_self, r"'twice' \(Add\).*inputs 0 and 1 both depend on Keras layer "
+                r"'h' \(Dense\)"),
+    (_add_pooled, r"'sum' \(Add\).*both depend on Keras layer 'c'"),
+    (_add_relus, r"'relus' \(Add\).*not zero-mean Gaussian"),
+    (_multiply_inputs, r"'prod' \(Multiply\).*network inputs directly"),
+    (_dense_on_channels_first,
+     r"'dense_cf' \(Dense\).*channels of that tensor are on axis 1"),
+    (lambda: _seq(L.Conv1D(3, 2), L.GlobalAveragePooling1D(keepdims=True,
+                                                           name='gk'),
+                  shape=(5, 2)), r"'gk' .*keepdims"),
+    (lambda: _seq(L.Rescaling(2., offset=1., name='resc')),
+     r"'resc' \(Rescaling\).*offset"),
+    (lambda: _functional(lambda x: L.Dense(3)(x) * 2.),
+     r'\(Multiply\).*extra arguments'),
+    (lambda: _functional(lambda x: keras.ops.sum(L.Dense(3)(x), axis=-1,
+                                                 keepdims=True)),
+     r"keras.ops operation 'Sum' is not supported"),
+]
+
+
+@pytest.mark.parametrize('index', range(len(ERRORS)))
+def test_unsupported_layers_raise_named_errors(index):
+  build, pattern = ERRORS[index]
+  model = build()
+  with pytest.raises(ValueError, match=pattern):
+    nk.kernel_fn_from_model(model)
+
+
+def test_bad_models_and_options():
+  with pytest.raises(TypeError, match='Keras 3 model'):
+    nk.kernel_fn_from_model(stax.Dense(1))
+
+  class Subclassed(keras.Model):
+
+    def __init__(self):
+      super().__init__()
+      self.d = L.Dense(2)
+
+    def call(self, x):
+      return self.d(x)
+  sub = Subclassed()
+  sub(np.ones((1, 3), np.float32))
+  with pytest.raises(ValueError, match='subclassed model'):
+    nk.kernel_fn_from_model(sub)
+  with pytest.raises(ValueError, match='not built'):
+    nk.kernel_fn_from_model(keras.Sequential([L.Dense(2)]))
+  model = _seq(L.Dense(2))
+  with pytest.raises(ValueError, match='parameterization'):
+    nk.kernel_fn_from_model(model, parameterization='mean_field')
+  with pytest.raises(ValueError, match='quadrature_deg'):
+    nk.kernel_fn_from_model(model, quadrature_deg=0)
+  with pytest.raises(ValueError, match='W_std'):
+    nk.kernel_fn_from_model(model, W_std=-1.)
+
+
+def test_layer_and_activation_overrides():
+  """`layer_kernels` replaces a custom layer; errors of its stax layer name
+  the Keras layer."""
+  model = _seq(L.Dense(3, name='d'), Doubling(name='dbl'), L.Dense(1))
+  _, _, kernel_fn = nk.kernel_fn_from_model(
+      model, W_STD, B_STD, layer_kernels={'dbl': stax.Erf(a=2., b=1.)})
+  _, _, ref = stax.serial(stax.Dense(1, W_STD, B_STD), stax.Erf(a=2., b=1.),
+                          stax.Dense(1, W_STD, B_STD))
+  x = _inputs((4,))
+  np.testing.assert_allclose(kernel_fn(x, None, 'ntk'), ref(x, None, 'ntk'),
+                             rtol=1e-10)
+  model = _seq(Doubling(name='dbl'), L.Dense(1))
+  _, _, kernel_fn = nk.kernel_fn_from_model(
+      model, layer_kernels={'dbl': stax.Erf()})
+  with pytest.raises(ValueError, match=r"Keras layer 'dbl' \(Doubling\).*"
+                     r'must be Gaussian'):
+    kernel_fn(x, None, 'nngp')
+
+  def cube(x):
+    return x ** 3
+  model = _seq(L.Dense(3, activation=cube), L.Dense(1))
+  _, _, kernel_fn = nk.kernel_fn_from_model(
+      model, W_STD, B_STD, activation_kernels={cube: stax.Monomial(3)})
+  _, _, ref = stax.serial(stax.Dense(1, W_STD, B_STD), stax.Monomial(3),
+                          stax.Dense(1, W_STD, B_STD))
+  np.testing.assert_allclose(kernel_fn(x, None, 'ntk'), ref(x, None, 'ntk'),
+                             rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------
+# (d) TFP and GPflow kernels.
+# ----------------------------------------------------------------------------
+def test_tfp_kernel_matches_and_trains(narrow_models):
+  import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
+  for name, get in (('mlp', 'nngp'), ('cnn', 'ntk')):
+    kernel = nk.tfp_kernel_from_model(narrow_models[name], get=get,
+                                      W_std=W_STD, b_std=B_STD)
+    assert sorted(kernel.hyperparameters) == ['W_std', 'b_std']
+    assert kernel.feature_ndims == len(MODELS[name][2])
+    x1, x2 = _inputs(MODELS[name][2], 4, 1), _inputs(MODELS[name][2], 3, 2)
+    _, _, kernel_fn = nk.kernel_fn_from_model(narrow_models[name], W_STD,
+                                              B_STD)
+    np.testing.assert_allclose(kernel.matrix(x1, x2),
+                               kernel_fn(x1, x2, get), rtol=1e-10)
+  # One optimizer step on the GP marginal likelihood moves both.
+  kernel = nk.tfp_kernel_from_model(narrow_models['mlp'], W_std=W_STD,
+                                    b_std=B_STD)
+  x = _inputs((3,), 6, 4)
+  y = np.sin(x[:, 0])
+  before = {n: float(tf.convert_to_tensor(v))
+            for n, v in kernel.hyperparameters.items()}
+  optimizer = keras.optimizers.Adam(0.05)
+  variables = kernel.trainable_variables
+  with tf.GradientTape() as tape:
+    gp = tfp.distributions.GaussianProcess(
+        kernel, index_points=x, observation_noise_variance=0.01)
+    loss = -gp.log_prob(y)
+  grads = tape.gradient(loss, variables)
+  assert len(variables) == 2
+  assert all(g is not None and np.all(np.isfinite(g)) for g in grads)
+  optimizer.apply_gradients(zip(grads, variables))
+  after = {n: float(tf.convert_to_tensor(v))
+           for n, v in kernel.hyperparameters.items()}
+  assert all(after[n] != before[n] for n in before), (before, after)
+
+
+def test_tfp_per_layer_hyperparameters(narrow_models):
+  kernel = nk.tfp_kernel_from_model(
+      narrow_models['mlp'], get='ntk', W_std=W_STD, b_std=B_STD,
+      per_layer_hyperparameters=True, per_layer={'d2': {'W_std': 0.7}})
+  assert sorted(kernel.hyperparameters) == [
+      'W_std_d1', 'W_std_d2', 'W_std_out', 'b_std_d1', 'b_std_d2',
+      'b_std_out']
+  x = _inputs((3,), 4, 1)
+  _, _, kernel_fn = nk.kernel_fn_from_model(
+      narrow_models['mlp'], W_STD, B_STD, per_layer={'d2': {'W_std': 0.7}})
+  np.testing.assert_allclose(kernel.matrix(x, x), kernel_fn(x, None, 'ntk'),
+                             rtol=1e-10)
+  # No bias anywhere: no b_std.
+  model = _seq(L.Dense(3, use_bias=False), L.Dense(1, use_bias=False))
+  assert list(nk.tfp_kernel_from_model(model).hyperparameters) == ['W_std']
+  with pytest.raises(ValueError, match='positive'):
+    nk.tfp_kernel_from_model(model, W_std=0.)
+  two_outputs = _functional(lambda x: [L.Dense(1)(x), L.Dense(1)(x)])
+  with pytest.raises(ValueError, match='exactly one'):
+    nk.tfp_kernel_from_model(two_outputs)
+
+
+def test_gpflow_kernel_matches_and_trains(narrow_models):
+  import gpflow  # pylint: disable=g-import-not-at-top
+  model = narrow_models['cnn']
+  kernel = nk.gpflow_kernel_from_model(model, get='nngp', W_std=W_STD,
+                                       b_std=B_STD)
+  x = _inputs((8, 8, 2), 5, 1)
+  X = x.reshape(5, -1)
+  _, _, kernel_fn = nk.kernel_fn_from_model(model, W_STD, B_STD)
+  np.testing.assert_allclose(kernel(X), kernel_fn(x, None, 'nngp'),
+                             rtol=1e-10)
+  np.testing.assert_allclose(kernel(X, full_cov=False),
+                             np.diag(kernel_fn(x, None, 'nngp')), rtol=1e-10)
+  gp = gpflow.models.GPR((X, np.sin(X[:, :1])), kernel, noise_variance=0.1)
+  gpflow.set_trainable(gp.likelihood, False)
+  before = (kernel.W_std.numpy(), kernel.b_std.numpy())
+  with tf.GradientTape() as tape:
+    loss = gp.training_loss()
+  variables = gp.trainable_variables
+  grads = tape.gradient(loss, variables)
+  assert len(variables) == 2
+  assert all(g is not None and np.all(np.isfinite(g)) for g in grads)
+  keras.optimizers.Adam(0.05).apply_gradients(zip(grads, variables))
+  after = (kernel.W_std.numpy(), kernel.b_std.numpy())
+  assert after[0] != before[0] and after[1] != before[1]
+
+
+def test_docstring_examples():
+  import doctest  # pylint: disable=g-import-not-at-top
+  from nt_gp.keras import _graph  # pylint: disable=g-import-not-at-top
+  for module in (nk, _graph):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0, module.__name__

@@ -37,10 +37,21 @@ other elementwise Keras activation (`tanh`, `sigmoid`, `softplus`, `softsign`,
 `soft_shrink`, `tanh_shrink`, `sparse_plus`, `sparse_sigmoid`, `squareplus`,
 `ReLU(max_value=...)`) gets the exact kernel of the Keras function by
 Gauss–Hermite quadrature (`stax.ElementwiseNumerical`, `quadrature_deg`
-nodes per dimension): smooth functions converge fast; functions with kinks
-(`relu6`, `hard_*`, `soft_shrink`, `selu`) converge slowly, to about 1e-3 at
-the default degree. (No sigmoid is replaced by the erf-based
-`stax.Sigmoid_like` approximation.) `softmax`, `log_softmax`, `glu` and
+nodes per dimension, `quadrature_deg²` evaluations per kernel entry). Its
+accuracy depends on the smoothness of the function and on the pre-activation
+variance `q`; largest relative errors of NNGP / NTK measured at the default
+`quadrature_deg=64` (against 150 nodes):
+
+| activation | `q = 1` | `q = 4` |
+|---|---|---|
+| `sigmoid`, `softplus`, `silu`, `mish`, `gelu(approximate=True)` | < 1e-11 | < 5e-6 |
+| `tanh` | 1e-7 | 2e-3 |
+| `elu`, `selu`, `relu6`, `hard_sigmoid` (kinks) | 4e-3 | 1e-2 |
+| `softsign` | 2e-2 | 7e-2 |
+
+Raise `quadrature_deg` for large variances or kinks (the cost grows as its
+square). No sigmoid is replaced by the erf-based `stax.Sigmoid_like`
+approximation. `softmax`, `log_softmax`, `glu` and
 `sparsemax` are not elementwise, `hard_shrink` and `threshold` are
 discontinuous: they raise.
 
@@ -149,7 +160,7 @@ def kernel_fn_from_model(model,
                          *,
                          per_layer: Optional[Mapping[str, Mapping]] = None,
                          parameterization: str = 'ntk',
-                         quadrature_deg: int = 32,
+                         quadrature_deg: int = 64,
                          activation_kernels: Optional[Mapping] = None,
                          layer_kernels: Optional[Mapping[str, Any]] = None,
                          init_from_model: bool = False):
@@ -314,7 +325,7 @@ def tfp_kernel_from_model(model,
                           per_layer: Optional[Mapping[str, Mapping]] = None,
                           dtype=tf.float64,
                           parameterization: str = 'ntk',
-                          quadrature_deg: int = 32,
+                          quadrature_deg: int = 64,
                           activation_kernels: Optional[Mapping] = None,
                           layer_kernels: Optional[Mapping[str, Any]] = None,
                           validate_args: bool = False,
@@ -399,7 +410,7 @@ def gpflow_kernel_from_model(model,
                              per_layer_hyperparameters: bool = False,
                              per_layer: Optional[Mapping[str, Mapping]] = None,
                              parameterization: str = 'ntk',
-                             quadrature_deg: int = 32,
+                             quadrature_deg: int = 64,
                              activation_kernels: Optional[Mapping] = None,
                              layer_kernels: Optional[Mapping[str, Any]] = None,
                              priors: Optional[Dict] = None,
@@ -438,7 +449,7 @@ def gpflow_kernel_from_model(model,
     >>> gp = gpflow.models.GPR((X, np.sin(X[:, :1])), kernel)
     >>> _ = gpflow.optimizers.Scipy().minimize(
     ...     gp.training_loss, gp.trainable_variables, options=dict(maxiter=3))
-    >>> float(kernel.W_std) > 0
+    >>> bool(kernel.W_std.numpy() > 0)
     True
   """
   from nt_gp import gpflow as nt_gpflow  # pylint: disable=g-import-not-at-top

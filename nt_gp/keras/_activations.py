@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from nt_gp import stax
 
-__all__ = ['activation_layer', 'describe']
+__all__ = ['activation_layer', 'scale_gradient_layer', 'describe']
 
 _TABLE = None
 
@@ -124,20 +124,15 @@ def activation_layer(fn, deg: int, custom=None):
     for key, net in custom.items():
       if key is fn:
         return net() if callable(net) and not isinstance(net, tuple) else net
-  base, kwargs = _unwrap(fn)
-  entry = _table().get(base) if kwargs is not None else None
-  if entry is None:
+  kind, base, kw = _resolve(fn)
+  if kind is None:
     raise ValueError(
         f'the activation {describe(fn)!r} is not a known elementwise Keras, '
         f'keras.ops or TensorFlow function (a lambda or custom function could '
         f'do anything); give its kernel with `activation_kernels={{fn: '
-        f'stax layer}}`, e.g. stax.ElementwiseNumerical(fn, deg=32) for an '
+        f'stax layer}}`, e.g. stax.ElementwiseNumerical(fn, deg=64) for an '
         f'elementwise function.')
-  kind, name, rename = entry
-  kw = _defaults(base)
-  kw.update({rename.get(k, k): v for k, v in kwargs.items()})
-  kw = {rename.get(k, k): v for k, v in kw.items()}
-  kw.pop('name', None)
+  name = _table()[base][1]
 
   if kind == 'linear':
     return None
@@ -174,6 +169,50 @@ def activation_layer(fn, deg: int, custom=None):
   if kind == 'sign':
     return stax.Sign()
   return _numerical(base, kw, deg)
+
+
+def _resolve(fn):
+  """`(kind, base function, keyword arguments)` of a known activation."""
+  base, kwargs = _unwrap(fn)
+  entry = _table().get(base) if kwargs is not None else None
+  if entry is None:
+    return None, base, kwargs
+  kind, _, rename = entry
+  kw = _defaults(base)
+  kw.update({rename.get(k, k): v for k, v in kwargs.items()})
+  kw = {rename.get(k, k): v for k, v in kw.items()}
+  kw.pop('name', None)
+  return kind, base, kw
+
+
+def scale_gradient_layer(fn, deg: int):
+  """The stax layer whose NNGP is `E[g(u) g(u')]`, `g(u) = u fn'(u)`.
+
+  For `relu`, `leaky_relu` and `abs` (positively homogeneous), `g = fn`.
+  Otherwise `g` is integrated by quadrature, with `fn'` from TensorFlow
+  autodiff of the Keras function.
+
+  Raises:
+    ValueError: `fn` is not a known Keras/TensorFlow activation.
+  """
+  kind, base, kw = _resolve(fn)
+  if kind is None:
+    raise ValueError(f'the activation {describe(fn)!r} is not a known Keras '
+                     f'function')
+  if kind in ('leaky_relu', 'abs') or (
+      kind == 'relu' and kw.get('max_value') is None and
+      not kw.get('threshold')):
+    return activation_layer(fn, deg)
+
+  def g(u):
+    u = tf.convert_to_tensor(u)
+    with tf.GradientTape() as tape:
+      tape.watch(u)
+      y = base(u, **kw)
+    return u * tape.gradient(
+        y, u, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  g.__name__ = f'u_times_derivative_of_{describe(fn)}'
+  return stax.ElementwiseNumerical(g, deg)
 
 
 def _numerical(base, kw, deg):

@@ -208,6 +208,12 @@ class _Step:
   inputs: List[int]
   output: int
   build: Callable  # BuildOptions -> (init_fn, apply_fn, kernel_fn)
+  kind: str = ''
+  # For layer normalisation: where the NTK of its trained scale is added
+  # ('norm': at its output; 'activation': by the activation after it).
+  scale_ntk: str = 'norm'
+  # For activations: the input carries a normalisation scale's gradient.
+  fused_scale: bool = False
 
 
 # ----------------------------------------------------------------------------
@@ -239,7 +245,7 @@ class _Parser:
   def run(self):
     users = {}
     for call in self.graph.calls:
-      if call.op.weights:
+      if getattr(call.op, 'weights', None):
         users.setdefault(id(call.op), []).append(call)
     for calls in users.values():
       if len(calls) > 1:
@@ -251,11 +257,73 @@ class _Parser:
       ins = [self.resolve(t) for t in call.inputs]
       metas = [self.meta[t] for t in ins]
       self.convert(call, ins, metas)
+    self.place_norm_scale_ntk()
+
+  def place_norm_scale_ntk(self):
+    """Decides where the NTK of each trained `LayerNormalization` scale goes.
+
+    The gradient of the scale `gamma_c` is the normalised activation `u_c`
+    itself (at initialisation), correlated with the activation. Linear layers
+    carry it along; a weight layer (or the network output) averages it over
+    channels into `nngp`, so if every path from the normalisation reaches one
+    through linear layers it is added at the normalisation. If the only path
+    is a chain of single-input linear layers (pooling, flatten, rescaling)
+    into one elementwise activation `phi`, that activation adds
+    `E[u phi'(u) u' phi'(u')]`. Other cases raise.
+    """
+    consumers = {}
+    for step in self.steps:
+      for t in dict.fromkeys(step.inputs):
+        consumers.setdefault(t, []).append(step)
+    outputs = {self.resolve(t) for t in self.graph.outputs}
+    for norm in self.steps:
+      if norm.kind != 'layer_norm_scale':
+        continue
+      terminals, chain = [], True
+      frontier = [norm.output]
+      while frontier:
+        t = frontier.pop()
+        users = consumers.get(t, [])
+        if len(users) + (t in outputs) > 1:
+          chain = False
+        if t in outputs:
+          terminals.append(('output', None))
+        for user in users:
+          if user.kind == 'linear':
+            frontier.append(user.output)
+          elif user.kind == 'merge':
+            chain = False
+            frontier.append(user.output)
+          else:
+            terminals.append((user.kind, user))
+      if all(kind in ('weight', 'output') for kind, _ in terminals):
+        norm.scale_ntk = 'norm'
+      elif chain and len(terminals) == 1 and terminals[0][0] == 'activation':
+        act = terminals[0][1]
+        try:
+          _activations.scale_gradient_layer(act.activation, self.deg)
+        except ValueError as e:
+          raise unsupported(norm.call, (
+              f'the NTK of its trained scale through {act.call.label} needs '
+              f'the derivative of its activation ({e}); use scale=False'))
+        norm.scale_ntk = 'activation'
+        act.fused_scale = True
+      else:
+        others = sorted({s.call.label for kind, s in terminals
+                         if kind not in ('weight', 'output')})
+        raise unsupported(norm.call, (
+            f'the NTK of its trained scale (gamma) is implemented where the '
+            f'normalised tensor reaches weight layers through linear layers, '
+            f'or one activation through pooling/flatten/rescaling; here it '
+            f'also reaches {", ".join(others)}. Use scale=False, or a Dense '
+            f'or convolution layer after the normalisation'))
 
   # --------------------------------------------------------------------------
-  def add_step(self, call, ins, build, meta):
-    self.steps.append(_Step(call, ins, call.output, build))
+  def add_step(self, call, ins, build, meta, kind):
+    step = _Step(call, ins, call.output, build, kind)
+    self.steps.append(step)
     self.meta[call.output] = meta
+    return step
 
   def set_alias(self, call, t):
     self.alias[call.output] = t
@@ -365,7 +433,7 @@ class _Parser:
       return net if a is None else stax.serial(net, a)
 
     self.add_step(call, ins, build, _Meta(
-        rank, _Cell(rank - 1), act is None, frozenset([token])))
+        rank, _Cell(rank - 1), act is None, frozenset([token])), 'weight')
 
   def conv(self, call, ins, metas):
     op, meta = call.op, metas[0]
@@ -423,7 +491,8 @@ class _Parser:
       return net if a is None else stax.serial(net, a)
 
     self.add_step(call, ins, build, _Meta(
-        rank, _Cell(ca), act is None, frozenset([('layer', id(op))])))
+        rank, _Cell(ca), act is None, frozenset([('layer', id(op))])),
+                  'weight')
 
   def _spatial_layout(self, call, meta, data_format, what):
     channels_first = data_format == 'channels_first'
@@ -444,7 +513,7 @@ class _Parser:
       return stax.AvgPool(window, strides, padding.upper(),
                           normalize_edges=padding == 'same', batch_axis=0,
                           channel_axis=ca)
-    self.add_step(call, ins, build, dataclasses.replace(meta))
+    self.add_step(call, ins, build, dataclasses.replace(meta), 'linear')
 
   def global_avg(self, call, ins, metas):
     op, meta = call.op, metas[0]
@@ -456,7 +525,7 @@ class _Parser:
     def build(opts):
       return stax.GlobalAvgPool(batch_axis=0, channel_axis=ca)
     self.add_step(call, ins, build, _Meta(2, _Cell(1), meta.gaussian,
-                                          meta.sources))
+                                          meta.sources), 'linear')
 
   def flatten(self, call, ins, metas):
     meta = metas[0]
@@ -466,7 +535,8 @@ class _Parser:
     def build(opts):
       return stax.Flatten()
     # As stax.Flatten: the output is not treated as Gaussian.
-    self.add_step(call, ins, build, _Meta(2, _Cell(1), False, meta.sources))
+    self.add_step(call, ins, build, _Meta(2, _Cell(1), False, meta.sources),
+                  'linear')
 
   def layer_norm(self, call, ins, metas):
     op, meta = call.op, metas[0]
@@ -486,12 +556,15 @@ class _Parser:
     center = bool(op.center) and not getattr(op, 'rms_scaling', False)
     scale = bool(op.scale)
 
+    step = None
+
     def build(opts):
       net = stax.LayerNorm(axis=tuple(axes), eps=eps, batch_axis=0,
                            channel_axis=ca)
       if not (scale or center):
         return net
-      affine = _layers.NormAffine(scale, center, ca)
+      affine = _layers.NormAffine(scale, center, ca,
+                                  scale_ntk=step.scale_ntk == 'norm')
       if opts.from_model:
         shape = [1] * meta.rank
         shape[ca] = -1
@@ -501,7 +574,8 @@ class _Parser:
             else None
         affine = _layers.FixedParams(affine, (gamma, beta))
       return stax.serial(net, affine)
-    self.add_step(call, ins, build, dataclasses.replace(meta))
+    step = self.add_step(call, ins, build, dataclasses.replace(meta),
+                         'layer_norm_scale' if scale else 'layer_norm')
 
   def activation(self, call, ins, metas, fn):
     meta = metas[0]
@@ -510,10 +584,17 @@ class _Parser:
       return self.set_alias(call, ins[0])
     self._check_gaussian(call, meta, 'a nonlinearity')
 
+    step = None
+
     def build(opts):
-      return self.activation_net(call, fn)
-    self.add_step(call, ins, build, _Meta(meta.rank, meta.cell, False,
-                                          meta.sources))
+      net = self.activation_net(call, fn)
+      if step.fused_scale:
+        net = _layers.FusedScaleActivation(
+            net, _activations.scale_gradient_layer(fn, self.deg))
+      return net
+    step = self.add_step(call, ins, build, _Meta(meta.rank, meta.cell, False,
+                                                 meta.sources), 'activation')
+    step.activation = fn
 
   def rescaling(self, call, ins, metas):
     op, meta = call.op, metas[0]
@@ -526,7 +607,7 @@ class _Parser:
 
     def build(opts):
       return _layers.Scale(c)
-    self.add_step(call, ins, build, dataclasses.replace(meta))
+    self.add_step(call, ins, build, dataclasses.replace(meta), 'linear')
 
   # --------------------------------------------------------------------------
   def _check_merge(self, call, ins, metas):
@@ -583,7 +664,7 @@ class _Parser:
       return total
     self.add_step(call, ins, build, _Meta(
         metas[0].rank, cell, not non_gaussian,
-        frozenset().union(*[m.sources for m in metas])))
+        frozenset().union(*[m.sources for m in metas])), 'merge')
 
   def multiply(self, call, ins, metas):
     cell = self._check_merge(call, ins, metas)
@@ -598,7 +679,7 @@ class _Parser:
       return stax.FanInProd()
     self.add_step(call, ins, build, _Meta(
         metas[0].rank, cell, len(ins) == 1 and metas[0].gaussian,
-        frozenset().union(*[m.sources for m in metas])))
+        frozenset().union(*[m.sources for m in metas])), 'multiply')
 
   def concatenate(self, call, ins, metas):
     op = call.op
@@ -620,7 +701,7 @@ class _Parser:
       return stax.FanInConcat(axis)
     self.add_step(call, ins, build, _Meta(
         rank, cell, not channel,
-        frozenset().union(*[m.sources for m in metas])))
+        frozenset().union(*[m.sources for m in metas])), 'merge')
 
   def custom(self, call, ins, metas, net):
     if len(ins) != 1:
@@ -633,7 +714,7 @@ class _Parser:
     def build(opts):
       return net() if callable(net) and not isinstance(net, tuple) else net
     self.add_step(call, ins, build, _Meta(
-        rank, cell, False, meta.sources | {('layer', id(call.op))}))
+        rank, cell, False, meta.sources | {('layer', id(call.op))}), 'custom')
 
 
 # ----------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 * `Scale`: multiplication by a constant.
 * `SumUncorrelated`: the sum of uncorrelated branches, at most one of which is
   not a zero-mean Gaussian (e.g. a ReLU shortcut plus a convolution).
-* `NormAffine`: the trainable scale and offset of `LayerNormalization`.
+* `NormAffine`, `FusedScaleActivation`: the trainable scale and offset of
+  `LayerNormalization`.
 * `FixedParams`: a layer whose `init_fn` returns given parameters.
 """
 import functools
@@ -21,7 +22,7 @@ from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.requirements import Diagonal, get_req, requires
 
 __all__ = ['Route', 'Keep', 'Named', 'Scale', 'SumUncorrelated', 'NormAffine',
-           'FixedParams']
+           'FusedScaleActivation', 'FixedParams']
 
 
 def _pick(spec, items):
@@ -142,12 +143,15 @@ def SumUncorrelated():
 
 
 @layer
-def NormAffine(scale: bool, center: bool, channel_axis: int = -1):
+def NormAffine(scale: bool, center: bool, channel_axis: int = -1,
+               scale_ntk: bool = True):
   """`gamma * x + beta` per channel, initialised to `gamma = 1`, `beta = 0`.
 
-  The kernel of the output at initialisation is the input's; trained `gamma`
-  and `beta` add their gradients to the NTK: `ntk + nngp` (scale) `+ 1`
-  (center), in either parameterization (they are not scaled by a fan-in).
+  The kernel of the output at initialisation is the input's. A trained
+  `beta` adds 1 to the NTK. The gradient of `gamma_c` is the normalised
+  activation `x_c` itself: where only weight layers (which average it over
+  channels) follow, it adds `nngp` to the NTK (`scale_ntk=True`); before a
+  nonlinearity `FusedScaleActivation` accounts for it instead.
   """
   def params_fn(key, input_shape):
     c = input_shape[channel_axis]
@@ -171,13 +175,35 @@ def NormAffine(scale: bool, center: bool, channel_axis: int = -1):
     if k.ntk is None:
       return k
     ntk = k.ntk
-    if scale:
+    if scale and scale_ntk:
       ntk = ntk + k.nngp
     if center:
       ntk = ntk + tf.ones((), ntk.dtype)
     return k.replace(ntk=ntk)
   rule.supports_packed = True
   return make_init_fn(lambda shape: shape, params_fn), apply_fn, rule
+
+
+@layer
+def FusedScaleActivation(activation, g):
+  """An activation `phi` whose input `u` carries the gradient `u` of a
+  per-channel scale at initialisation (`LayerNormalization`'s gamma, possibly
+  pooled): `ntk' = E[phi'(u) phi'(u')] ntk + E[g(u) g(u')]` with
+  `g(u) = u phi'(u)`, whose NNGP is `g`'s kernel (a stax layer)."""
+  init_fn, apply_fn, act_kernel = activation
+  g_kernel = g[2]
+
+  @requires(**(get_req(act_kernel) or {}))
+  def rule(k, **kwargs):
+    out = act_kernel(k, **kwargs)
+    if out.ntk is None:
+      return out
+    extra = g_kernel(k.replace(ntk=None), **kwargs).nngp
+    return out.replace(ntk=out.ntk + extra)
+  rule.sets_shapes = True
+  rule.supports_packed = bool(getattr(act_kernel, 'supports_packed', False)
+                              and getattr(g_kernel, 'supports_packed', False))
+  return init_fn, apply_fn, rule
 
 
 def FixedParams(net, params):
