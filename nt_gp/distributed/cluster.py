@@ -91,6 +91,7 @@ class ClusterRunner:
     self.spec = resolver.cluster_spec().as_dict()
     self.n_workers = len(self.spec['worker'])
     self.window = window or 4 * self.n_workers
+    self.max_refetch = 3
     self.strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
     self.coordinator = tf.distribute.coordinator.ClusterCoordinator(
         self.strategy)
@@ -100,19 +101,31 @@ class ClusterRunner:
     pair_fn, diag_fn = computer.functions()
     pending = collections.deque()
 
+    def schedule(task):
+      a, b = computer.inputs(task)
+      if b is None:
+        return self.coordinator.schedule(diag_fn, args=(a,))
+      return self.coordinator.schedule(pair_fn, args=(a, b))
+
     def result(task, remote):
-      values = remote.fetch()
+      for attempt in range(self.max_refetch + 1):
+        try:
+          values = remote.fetch()
+          break
+        except (tf.errors.UnavailableError, tf.errors.CancelledError,
+                tf.errors.AbortedError):
+          # The block was computed on a worker that died before its output was
+          # copied here (the coordinator's own retry covers a worker dying
+          # while computing, but not this window): compute it again.
+          if attempt == self.max_refetch:
+            raise
+          remote = schedule(task)
       if not isinstance(values, (tuple, list)):
         values = (values,)
       return task, dict(zip(computer.names, values))
 
     for task in tasks:
-      a, b = computer.inputs(task)
-      if b is None:
-        remote = self.coordinator.schedule(diag_fn, args=(a,))
-      else:
-        remote = self.coordinator.schedule(pair_fn, args=(a, b))
-      pending.append((task, remote))
+      pending.append((task, schedule(task)))
       while len(pending) >= self.window:
         yield result(*pending.popleft())
     while pending:
