@@ -415,6 +415,25 @@ def test_hyperparameter_gradients(converted):
   np.testing.assert_allclose(grads[0], finite_difference, rtol=1e-6)
 
 
+def test_several_inputs_and_outputs():
+  a, b = keras.Input((3,)), keras.Input((5,))
+  h = L.Concatenate()([L.Dense(4, activation='relu')(a),
+                       L.Dense(4, activation='relu')(b)])
+  model = keras.Model([a, b], [L.Dense(1)(h),
+                               L.Dense(2)(L.Dense(3, activation='relu')(a))])
+  _, _, kernel_fn = nk.kernel_fn_from_model(model, W_STD, B_STD)
+  xa, xb = _inputs((3,), 3), _inputs((5,), 3, seed=1)
+  k1, k2 = kernel_fn([xa, xb], None, 'ntk')
+  _, _, ref1 = stax.serial(
+      stax.parallel(stax.serial(stax.Dense(1, W_STD, B_STD), stax.Relu()),
+                    stax.serial(stax.Dense(1, W_STD, B_STD), stax.Relu())),
+      stax.FanInConcat(), stax.Dense(1, W_STD, B_STD))
+  _, _, ref2 = stax.serial(stax.Dense(1, W_STD, B_STD), stax.Relu(),
+                           stax.Dense(1, W_STD, B_STD))
+  np.testing.assert_allclose(k1, ref1([xa, xb], None, 'ntk'), rtol=1e-10)
+  np.testing.assert_allclose(k2, ref2(xa, None, 'ntk'), rtol=1e-10)
+
+
 # ----------------------------------------------------------------------------
 # init_from_model: the stax network computes the Keras model.
 # ----------------------------------------------------------------------------
@@ -861,11 +880,3 @@ def test_gpflow_kernel_matches_and_trains(narrow_models):
   keras.optimizers.Adam(0.05).apply_gradients(zip(grads, variables))
   after = (kernel.W_std.numpy(), kernel.b_std.numpy())
   assert after[0] != before[0] and after[1] != before[1]
-
-
-def test_docstring_examples():
-  import doctest  # pylint: disable=g-import-not-at-top
-  from nt_gp.keras import _graph  # pylint: disable=g-import-not-at-top
-  for module in (nk, _graph):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0, module.__name__
