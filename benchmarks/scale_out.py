@@ -27,6 +27,7 @@ printed as a table and JSON (``--json FILE``).
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -204,6 +205,7 @@ def main(argv=None):
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(results, f, indent=2)
+  shutil.rmtree(args.tmp, ignore_errors=True)
   return 0
 
 

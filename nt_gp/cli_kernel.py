@@ -338,6 +338,8 @@ def _run(args) -> int:
       watch.stop()
     runner.close()
   seconds = time.time() - start
+  if cluster is not None:
+    cluster.remove_logs()   # the servers exit when this process does
   with store_lib.KernelStore.open(args.out, verify=False) as s:
     n_blocks = s.grid.n_blocks
     shapes = ', '.join(f'{n} {s.dataset(n).shape} {s.dataset(n).dtype}'

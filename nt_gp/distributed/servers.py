@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -184,7 +185,7 @@ class LocalCluster:
           (self.ps if job == 'ps' else self.workers).append(proc)
       self._wait_ready(startup_timeout)
     except BaseException:
-      self.close()
+      self.close(keep_logs=True)
       raise
 
   def _wait_ready(self, timeout):
@@ -206,8 +207,14 @@ class LocalCluster:
     """Number of worker processes still running."""
     return sum(p.poll() is None for p in self.workers)
 
-  def close(self):
-    """Stops every server process started here.
+  def remove_logs(self):
+    """Deletes the servers' log folder (running servers keep writing to
+    their unlinked files)."""
+    shutil.rmtree(self.log_dir, ignore_errors=True)
+
+  def close(self, keep_logs: bool = False):
+    """Stops every server process started here (and removes their logs,
+    unless `keep_logs`).
 
     (Servers also exit by themselves when this process ends; a process that
     connected to the cluster may prefer that, so that TensorFlow's clean-up at
@@ -224,6 +231,8 @@ class LocalCluster:
         proc.wait()
       if proc.stdout:
         proc.stdout.close()
+    if not keep_logs:
+      self.remove_logs()
 
   def __enter__(self):
     return self
