@@ -23,7 +23,7 @@ Supported layers (Keras 3):
 | `Conv1DTranspose/2DTranspose/3DTranspose` (same options) | `ConvTranspose` |
 | `AveragePooling1D/2D/3D` (same padding averages non-padded entries) | `AvgPool` |
 | `GlobalAveragePooling1D/2D/3D`, `Flatten` | `GlobalAvgPool`, `Flatten` |
-| `LayerNormalization` (over axes including the channels) | `LayerNorm`, plus the NTK of its trained scale and offset |
+| `LayerNormalization` (over axes including the channels) | `LayerNorm`, plus the NTK of its trained scale and offset (see below) |
 | `Activation`, `activation=`, `ReLU`, `LeakyReLU`, `ELU` | see below |
 | `Add`, `Subtract`, `Average`, `Multiply`, `Concatenate` (and `+`, `-`, `*` of tensors) | `FanInSum`, `FanInProd`, `FanInConcat` |
 | `Rescaling` (scalar scale, no offset) | multiplication by a constant |
@@ -78,8 +78,17 @@ naming the Keras layer):
 The widths of the Keras layers only matter where they set relative weights:
 `Concatenate` along channels averages its inputs' kernels weighted by their
 widths, and `parameterization='standard'` uses every width, as
-`stax.Dense(..., parameterization='standard')` does. The trained scale and
-offset of `LayerNormalization` add `nngp` and `1` to the NTK of its output.
+`stax.Dense(..., parameterization='standard')` does.
+
+`LayerNormalization`'s scale `gamma` and offset `beta` start at 1 and 0 (the
+NNGP is `stax.LayerNorm`'s) and are trained: `beta` adds 1 to the NTK of the
+normalised tensor; the gradient of `gamma_c` is the normalised activation
+`u_c` itself, so where the normalised tensor reaches only weight layers (or
+the output) through linear layers it adds `nngp`, and where it feeds one
+elementwise activation `phi` (possibly through pooling, flatten or
+rescaling) that activation adds `E[u phi'(u) u' phi'(u')]` to its NTK. Other
+uses with `scale=True` (e.g. the normalised tensor both activated and added
+to a residual branch) raise; `scale=False`/`center=False` remove the terms.
 Weight initialisers, regularisers, constraints and `trainable` flags of the
 Keras layers are not consulted: every weight is drawn with `W_std`/`b_std`
 and trained.

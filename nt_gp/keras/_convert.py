@@ -16,9 +16,8 @@ assembles the stax network. Parsing tracks per tensor:
 """
 import dataclasses
 import functools
-import math
 import numbers
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import keras
 import numpy as np
@@ -187,6 +186,10 @@ def _as_float_tensor(value):
 
 def _affine_params(opts, kernel, bias, W_std, b_std, fan_in, b_shape):
   """stax parameters reproducing Keras weights `kernel`, `bias`."""
+  if bias is not None and b_std is None:
+    raise ValueError('init_from_model=True needs b_std (not None) for layers '
+                     'with a bias: b_std=None drops the biases the model '
+                     'has.')
   W = tf.constant(np.asarray(kernel), tf.float32)
   b = None if bias is None else tf.reshape(
       tf.constant(np.asarray(bias), tf.float32), b_shape)

@@ -143,7 +143,6 @@ class _Walker:
           f'among its declared inputs.')
     args = tuple(node.arguments.args)
     kwargs = dict(node.arguments.kwargs)
-    tensors = [t for t in node.input_tensors]
     if not args:
       raise ValueError(f'{label(op)} was called without positional inputs.')
     first = args[0]
@@ -166,7 +165,6 @@ class _Walker:
       first_tensors = first_tensors + rest_tensors
       structured = True
       rest = ()
-    del tensors
     ins = [self.visit(t, bindings, scope, model) for t in first_tensors]
     if is_model(op):
       if rest:
