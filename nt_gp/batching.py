@@ -18,6 +18,7 @@ Semantics follow neural-tangents' `nt.batch`:
 * `device_count=-1` uses all local devices (accelerators, else CPU devices),
   `0` only the default device.
 * `store_on_device=False` moves each finished block to host memory.
+* Calls with 64 block tasks or more show a tqdm bar when stderr is a terminal.
 * Kernels with `diagonal_batch=False` (full `cov1`/`cov2`) cannot be
   assembled from blocks; asking for them raises `NotImplementedError`.
 
@@ -30,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 import tensorflow as tf
+import tqdm
 
 from nt_gp.blocks import BlockGrid, effective_block_size, mirror_perm
 from nt_gp.devices import DeviceRunner, local_devices
@@ -41,6 +43,7 @@ __all__ = ['batch']
 
 _LAYOUT_FIELDS = ('diagonal_batch', 'diagonal_spatial')
 _EPS = 1e-12  # same tolerance as the input layer's `x1_is_x2`
+_BAR_MIN_TASKS = 64
 
 
 def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
@@ -374,18 +377,26 @@ class _Job:
     tasks = grid.tasks()
     results = {}
     runner = DeviceRunner(self.devices)
+    # A bar for long jobs in interactive sessions only (tqdm disables itself
+    # when stderr is not a terminal).
+    bar = tqdm.tqdm(total=len(tasks), unit='block', desc='batch', leave=False,
+                    disable=None if len(tasks) >= _BAR_MIN_TASKS else True)
     it = runner.imap(self.compute, tasks)
     first_task, first = next(it)
     results[(first_task.i, first_task.j)] = first
+    bar.update()
     if grid.symmetric and not self._mirrorable(first):
       # Unknown output layout: compute every block instead of mirroring.
       it.close()
       self.grid = grid = BlockGrid(grid.n1, grid.n2, grid.rows, grid.cols,
                                    symmetric=False)
       results = {}
+      bar.reset(total=len(grid.tasks()))
       it = runner.imap(self.compute, grid.tasks())
     for task, out in it:
       results[(task.i, task.j)] = out
+      bar.update()
+    bar.close()
     out = self._assemble(results)
     if self.augmented:
       out = _strip_layout(out, self.single, self.names)

@@ -27,6 +27,10 @@ class Task:
       ``kernel_fn(x1_i, None)``.
     mirrored: True if the block ``(j, i)`` is obtained from this one by
       `mirror_perm` (symmetric kernels, ``i < j``).
+
+  Example:
+    >>> BlockGrid(4, 4, 2, 2, symmetric=True).task(1, 0)
+    Task(i=0, j=1, diagonal=False, mirrored=True)
   """
   i: int
   j: int

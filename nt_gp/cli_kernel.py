@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-__all__ = ['add_parser', 'run', 'load_array', 'load_arch']
+__all__ = ['add_parser', 'load_array', 'load_arch']
 
 
 class CliError(Exception):

@@ -76,19 +76,39 @@ _MAX_CHUNK_BYTES = 2 ** 32 - 1   # HDF5's limit on one chunk
 
 
 class StoreError(Exception):
-  """A kernel store cannot be used as asked."""
+  """A kernel store cannot be used as asked.
+
+  Example:
+    >>> issubclass(StoreCorruptError, StoreError)
+    True
+  """
 
 
 class StoreCorruptError(StoreError):
-  """The file is not a readable, consistent kernel store."""
+  """The file is not a readable, consistent kernel store.
+
+  Example:
+    >>> str(StoreCorruptError('k.h5 is corrupted'))
+    'k.h5 is corrupted'
+  """
 
 
 class StoreMismatchError(StoreError):
-  """The store was made for other inputs, architecture or settings."""
+  """The store was made for other inputs, architecture or settings.
+
+  Example:
+    >>> issubclass(StoreMismatchError, StoreError)
+    True
+  """
 
 
 class StoreExistsError(StoreError, FileExistsError):
-  """A file already exists where a new store was to be created."""
+  """A file already exists where a new store was to be created.
+
+  Example:
+    >>> issubclass(StoreExistsError, FileExistsError)
+    True
+  """
 
 
 # ----------------------------------------------------------------------------
@@ -173,6 +193,19 @@ class KernelStore:
     names: the stored quantities, e.g. ``('nngp',)``.
     fingerprint: the dict given at creation (see `fingerprint`).
     meta: extra JSON information given at creation (e.g. the output layout).
+
+  Example:
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from nt_gp.blocks import BlockGrid
+    >>> path = os.path.join(tempfile.mkdtemp(), 'k.h5')
+    >>> grid = BlockGrid(4, 6, 2, 3)                  # 2 x 2 blocks of 2 x 3
+    >>> with KernelStore.create(path, {'arch': 'x'}, grid,
+    ...                         {'ntk': ((), 'float32')}) as s:
+    ...   s.write_blocks([(1, 1, {'ntk': np.ones((2, 3))})])
+    >>> with KernelStore.open(path) as s:
+    ...   s.n_done, s.complete, s.read('ntk', allow_incomplete=True).dtype
+    (1, False, dtype('float32'))
   """
 
   def __init__(self, path, f: h5py.File, fsync: bool):

@@ -65,6 +65,11 @@ def run_server(cluster_spec: Dict[str, List[str]], job: str, index: int,
     threads: TensorFlow intra- and inter-op threads (default: TensorFlow's).
     cpu: pin the process to this CPU core (Linux).
     parent_pid: exit when this process ends (used by `LocalCluster`).
+
+  Example (serves until killed, so not run as a doctest; `LocalCluster`
+  starts it in subprocesses):
+    >>> run_server({'chief': ['127.0.0.1:2222'], 'ps': ['127.0.0.1:2223'],
+    ...             'worker': ['127.0.0.1:2224']}, 'worker', 0)  # doctest: +SKIP
   """
   if parent_pid is not None:
     _exit_with(parent_pid)
@@ -98,7 +103,12 @@ def _parse_spec(text: str) -> dict:
 
 
 def main(argv=None):
-  """``python -m nt_gp.distributed.servers``: run one worker or ps task."""
+  """``python -m nt_gp.distributed.servers``: run one worker or ps task.
+
+  Example (serves until killed, so not run as a doctest):
+    >>> main(['--cluster-spec', 'spec.json', '--job', 'worker',
+    ...       '--index', '0'])  # doctest: +SKIP
+  """
   p = argparse.ArgumentParser(
       prog='python -m nt_gp.distributed.servers',
       description='Run a tf.distribute server (worker or ps) for nt-gp kernel.')
