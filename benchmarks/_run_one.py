@@ -6,13 +6,13 @@ peak_rss_gb. Runs under either library's python; imports only that library.
 """
 import json
 import os
-import resource
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+from machine import peak_rss_bytes  # pylint: disable=g-import-not-at-top
 from workloads import WORKLOADS  # pylint: disable=g-import-not-at-top
 
 
@@ -54,8 +54,7 @@ def main(lib, name, dtype, n=None):
   out = dict(lib=lib, workload=name, dtype=dtype, shape=shape,
              compile_s=compile_s, times_s=times,
              median_s=float(np.median(times)),
-             peak_rss_gb=resource.getrusage(
-                 resource.RUSAGE_SELF).ru_maxrss / 1e6,
+             peak_rss_gb=peak_rss_bytes() / 1e9,
              ntk_checksum=float(np.sum(np.asarray(k.ntk, np.float64))))
   print(json.dumps(out))
 

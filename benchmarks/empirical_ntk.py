@@ -13,14 +13,13 @@ nt_gp) and as `neural_tangents.stax` layers (for neural-tangents, run with the
 python of tools/reference_env.sh or $NT_REFERENCE_PYTHON). For each
 implementation a fresh process reports the first call (trace/compile), the
 median of 3 further calls, and the peak resident memory
-(`resource.getrusage`). Prints the ratio best nt_gp / best neural-tangents and
+(`VmHWM`, see `machine.peak_rss_bytes`). Prints the ratio best nt_gp / best neural-tangents and
 which implementation nt_gp's AUTO picks.
 """
 import argparse
 import json
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import time
@@ -31,7 +30,9 @@ NAMES = {0: 'AUTO', 1: 'JACOBIAN_CONTRACTION', 2: 'NTK_VECTOR_PRODUCTS',
 
 
 def _peak_rss_gb():
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+  sys.path.insert(0, str(HERE.parent))
+  from machine import peak_rss_bytes  # pylint: disable=g-import-not-at-top
+  return peak_rss_bytes() / 2 ** 30
 
 
 def _keras_model(cfg):

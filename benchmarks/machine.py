@@ -1,8 +1,28 @@
 """Measured limits of this machine, and minimal work of each workload."""
 import os
+import sys
 import time
 
 import numpy as np
+
+
+def peak_rss_bytes():
+  """This process's peak resident memory in bytes.
+
+  Reads `VmHWM` from /proc/self/status where it exists: unlike
+  `getrusage(...).ru_maxrss`, which Linux carries across `exec` (a child of a
+  large process reports its parent's peak), it starts afresh in each program.
+  """
+  try:
+    with open('/proc/self/status') as f:
+      for line in f:
+        if line.startswith('VmHWM:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  import resource  # pylint: disable=g-import-not-at-top
+  scale = 1 if sys.platform == 'darwin' else 1024
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def _best(fn, reps=5):
