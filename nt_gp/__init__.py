@@ -13,6 +13,7 @@ __version__ = '0.1.0'
 from nt_gp import predict
 from nt_gp import stax
 from nt_gp._config import compilation, config
+from nt_gp.batching import batch
 from nt_gp.kernel import Kernel
 from nt_gp.empirical import (NtkImplementation, empirical_kernel_fn,
                              empirical_nngp_fn, empirical_ntk_fn,

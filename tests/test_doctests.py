@@ -47,7 +47,7 @@ def _defined_here(test, module):
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = ['docs/quickstart.md', 'docs/tutorials/tfp.md',
-         'docs/tutorials/gpflow.md']
+         'docs/tutorials/gpflow.md', 'docs/keras.md']
 
 
 @pytest.mark.parametrize('page', PAGES)

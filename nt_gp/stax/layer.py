@@ -338,9 +338,9 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
     compute_ntk = names is None or 'ntk' in names
     reqs_key = tuple(sorted((k, v) for k, v in reqs.items()))
     kw_key = tuple(sorted(kwargs.items()))
-    key = (compute_ntk, reqs_key, kw_key, tf.nest.map_structure(
-        lambda x: x is None, x2) if x2 is not None else None,
-           pattern is None)
+    x2_key = (None if x2 is None else
+              tuple(x is None for x in tf.nest.flatten(x2)))
+    key = (compute_ntk, reqs_key, kw_key, x2_key, pattern is None)
 
     def run(x1, x2, pattern):
       ks = _inputs_tree_to_kernels(x1, x2, reqs, compute_ntk)
