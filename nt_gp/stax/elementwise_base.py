@@ -68,9 +68,10 @@ def map_covariances(k, fn, diag_fn=None, params=(), compile=True):  # pylint: di
 
   args = (k.nngp, q11, q22, k.ntk, k.cov1, *self_args(k.cov1, v1), k.cov2,
           *self_args(k.cov2, v2), tuple(params))
-  run = _compiled_map(fn, diag_fn) if compile else functools.partial(
-      _map_impl, fn, diag_fn)
-  nngp, ntk, cov1, cov2 = run(*args)
+  if compile:
+    nngp, ntk, cov1, cov2 = _run_compiled(fn, diag_fn, args)
+  else:
+    nngp, ntk, cov1, cov2 = _map_impl(fn, diag_fn, *args)
   return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
 
 
@@ -84,13 +85,33 @@ def _tile_to(v, target):
 _COMPILED = {}
 
 
-def _compiled_map(fn, diag_fn):
-  key = (fn, diag_fn)
+def _run_compiled(fn, diag_fn, args):
+  """Runs `_map_impl` as one XLA cluster shared by equal maps.
+
+  The tensors that `fn`/`diag_fn` capture (hyperparameters of this trace) are
+  passed as arguments, so the same nonlinearity in every layer, trace and
+  network reuses one compiled function (TensorFlow never frees XLA
+  executables; one per closure would grow without bound).
+  """
+  fn_key, fn_rebuild, fn_tensors = compile_ops.lift_tensors(fn)
+  diag_key, diag_rebuild, diag_tensors = compile_ops.lift_tensors(diag_fn)
+  if fn_key is None or diag_key is None:
+    # Not shareable: compile for this call only (nothing is kept).
+    return compile_ops.xla(functools.partial(_map_impl, fn, diag_fn),
+                           share=False)(*args)
+  key = (fn_key, diag_key)
   if key not in _COMPILED:
     if len(_COMPILED) > 256:
       _COMPILED.clear()
-    _COMPILED[key] = compile_ops.xla(functools.partial(_map_impl, fn, diag_fn))
-  return _COMPILED[key]
+    _COMPILED[key] = compile_ops.xla(functools.partial(
+        _lifted_map_impl, fn_rebuild, diag_rebuild, len(fn_tensors)))
+  return _COMPILED[key](*args, fn_tensors + diag_tensors)
+
+
+def _lifted_map_impl(fn_rebuild, diag_rebuild, n_fn, *args):
+  *args, lifted = args
+  return _map_impl(fn_rebuild(lifted[:n_fn]), diag_rebuild(lifted[n_fn:]),
+                   *args)
 
 
 def _map_impl(fn, diag_fn, nngp, q11, q22, ntk, cov1, c1a, c1b, cov2, c2a,
