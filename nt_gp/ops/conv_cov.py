@@ -52,11 +52,23 @@ def conv_cov(t, filter_shape: Sequence[int], strides: Sequence[int],
   if _skip(t):
     return t
   t = tf.convert_to_tensor(t)
-  for j, (k, s) in enumerate(zip(filter_shape, strides)):
-    pads = _pads(_size(t, j, diagonal_spatial), k, s, padding)
-    t = spatial.paired_shift_sum(t, _axes(j, diagonal_spatial), k, s, pads,
-                                 circular=padding == 'CIRCULAR')
+  pads = [_pads(_size(t, j, diagonal_spatial), k, s, padding)
+          for j, (k, s) in enumerate(zip(filter_shape, strides))]
+  if np.prod(filter_shape) <= _JOINT_MAX_OFFSETS:
+    # One fused pass, no intermediate per dimension (less memory, faster).
+    t = spatial.joint_shift_sum(
+        t, [_axes(j, diagonal_spatial) for j in range(len(filter_shape))],
+        filter_shape, strides, pads, circular=padding == 'CIRCULAR')
+  else:
+    for j, (k, s) in enumerate(zip(filter_shape, strides)):
+      t = spatial.paired_shift_sum(t, _axes(j, diagonal_spatial), k, s,
+                                   pads[j], circular=padding == 'CIRCULAR')
   return t / float(np.prod(filter_shape))
+
+
+# Filters with at most this many offsets (3x3x3) are summed jointly; larger
+# ones dimension by dimension (fewer additions).
+_JOINT_MAX_OFFSETS = 27
 
 
 def embed_spatial_diagonal(d, n_spatial: int):
@@ -145,17 +157,31 @@ def pool_cov(t, window_shape, strides, padding, diagonal_spatial,
   if _skip(t):
     return t
   t = tf.convert_to_tensor(t)
+  circular = padding == 'CIRCULAR'
+  axes, windows, steps, all_pads, sizes = [], [], [], [], []
+  extra = 1.
   for j, (w, s) in enumerate(zip(window_shape, strides)):
     size = _size(t, j, diagonal_spatial)
     pads = _pads(size, w, s, padding)
-    circular = padding == 'CIRCULAR'
-    for a in _axes(j, diagonal_spatial):
-      t = spatial.window_sum(t, a, w, s, pads, circular)
-      if average:
-        t = t / _window_counts(size, w, s, pads, padding, normalize_edges,
-                               a, t)
+    for a in _axes(j, diagonal_spatial):   # each axis of a pair on its own
+      axes.append((a,))
+      windows.append(w)
+      steps.append(s)
+      all_pads.append(pads)
+      sizes.append(size)
     if average and diagonal_spatial:
-      t = t / float(w)
+      extra *= w
+  if np.prod(windows) <= _JOINT_MAX_OFFSETS:
+    t = spatial.joint_shift_sum(t, axes, windows, steps, all_pads, circular)
+  else:
+    for (a,), w, s, pads in zip(axes, windows, steps, all_pads):
+      t = spatial.window_sum(t, a, w, s, pads, circular)
+  if average:
+    # Each axis' window counts depend only on the output index along it.
+    for (a,), w, s, pads, size in zip(axes, windows, steps, all_pads, sizes):
+      t = t / _window_counts(size, w, s, pads, padding, normalize_edges, a, t)
+    if extra != 1.:
+      t = t / extra
   return t
 
 

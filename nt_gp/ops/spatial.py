@@ -14,6 +14,7 @@ All functions take `axis` arguments counted from the front of the tensor.
 """
 from typing import Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = ['same_pads', 'valid_size', 'pad_axes', 'paired_shift_sum',
@@ -135,6 +136,78 @@ def paired_shift_sum(x: tf.Tensor, axes: Sequence[int], window: int,
   for d in range(window):
     part = _slice_axes(x, axes, d, n, stride)
     total = part if total is None else total + part
+  return total
+
+
+def joint_shift_sum(x: tf.Tensor, axes: Sequence[Sequence[int]],
+                    windows: Sequence[int], strides: Sequence[int],
+                    pads: Sequence[Tuple[int, int]],
+                    circular: bool = False) -> tf.Tensor:
+  """`paired_shift_sum` over several spatial dimensions at once.
+
+  Sums one slice of the padded input per filter offset instead of one
+  dimension after another: under XLA the padding, slices and sum fuse into a
+  single pass that writes only the output, where the separable form
+  materialises an intermediate tensor per dimension (and is slower on CPU for
+  small filters).
+
+  Args:
+    x: covariance tensor.
+    axes: per spatial dimension, the axes shifted together (see
+      `paired_shift_sum`).
+    windows, strides, pads: per spatial dimension.
+    circular: periodic instead of zero padding.
+
+  Example:
+    >>> import numpy as np
+    >>> x = np.arange(16.).reshape(4, 4)
+    >>> joint_shift_sum(x, [(0,), (1,)], (2, 2), (1, 1), [(0, 0)] * 2
+    ...                 ).numpy().tolist()[0]
+    [10.0, 14.0, 18.0]
+  """
+  x = tf.convert_to_tensor(x)
+  counts = [out_size(x.shape[ax[0]], k, st, pd)
+            for ax, k, st, pd in zip(axes, windows, strides, pads)]
+  if circular:
+    for ax, pd in zip(axes, pads):
+      x = pad_axes(x, ax, pd, circular=True)
+    pads = [(0, 0)] * len(axes)
+  parts = []
+  for offsets in np.ndindex(*windows):
+    # The zero padding is applied to each slice (the entries of this offset
+    # that fall outside the input), never to the whole input: XLA fuses these
+    # small pads into the sum, whereas a padded copy of the input would be
+    # materialised once for all offsets.
+    begin, end = [0] * x.shape.rank, list(x.shape)
+    step = [1] * x.shape.rank
+    paddings = [[0, 0] for _ in range(x.shape.rank)]
+    empty = False
+    for ax, d, n, st, (lo, _) in zip(axes, offsets, counts, strides, pads):
+      size = x.shape[ax[0]]
+      first = max(0, -((d - lo) // st))             # ceil((lo - d) / st)
+      last = min(n - 1, (size - 1 - d + lo) // st)
+      if last < first:
+        empty = True
+        break
+      for a in ax:
+        begin[a] = st * first + d - lo
+        end[a] = st * last + d - lo + 1
+        step[a] = st
+        paddings[a] = [first, n - 1 - last]
+    if empty:
+      continue
+    part = tf.strided_slice(x, begin, end, step)
+    if any(p != [0, 0] for p in paddings):
+      part = tf.pad(part, paddings)
+    parts.append(part)
+  if parts:
+    total = tf.reduce_sum(tf.stack(parts), 0) if len(parts) > 1 else parts[0]
+  else:       # every offset falls in the padding
+    shape = list(x.shape)
+    for ax, n in zip(axes, counts):
+      for a in ax:
+        shape[a] = n
+    total = tf.zeros(shape, x.dtype)
   return total
 
 

@@ -307,18 +307,22 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
       t = w_var * unscaled(t)
       return t if b_var is None else add_bias(t, b_var)
 
+    # The spatial sum is linear, so each output is one sum of a combination
+    # of the inputs: the NTK's `w op(ntk) + w op(nngp) + b` is computed as
+    # `w op(ntk + nngp) + b`. No output then depends on another output's
+    # sum, which XLA would recompute inside the other fusion (materialising
+    # every shifted slice of the input to share them).
     cov1, cov2 = affine(cov1), affine(cov2)
     if parameterization == 'ntk':
+      if ntk is not None:
+        ntk = affine(ntk + nngp)
       nngp = affine(nngp)
-      if ntk is not None:
-        ntk = w_var * unscaled(ntk) + nngp
     else:
-      nngp_unscaled = unscaled(nngp)
       if ntk is not None:
-        ntk = fan_in / s[0] * nngp_unscaled + w_var * unscaled(ntk)
+        ntk = unscaled(fan_in / s[0] * nngp + w_var * ntk)
         if b_var is not None:
           ntk = add_bias(ntk, tf.ones((), ntk.dtype))
-      nngp = w_var * nngp_unscaled
+      nngp = w_var * unscaled(nngp)
       if b_var is not None:
         nngp = add_bias(nngp, b_var)
     return nngp, ntk, cov1, cov2
@@ -335,8 +339,17 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
     w_var = tf.square(hparams.cast(W_std, dtype, 'W_std', positive=True))
     b_var = None if b_std is None else tf.square(hparams.cast(b_std, dtype))
     fan_in = k.shape1[spec.channel_axis] * int(np.prod(filter_shape))
-    nngp, ntk, cov1, cov2 = compiled_map(k.nngp, k.ntk, k.cov1, k.cov2,
-                                         w_var, b_var, ds, fan_in)
+    zero_ntk = (parameterization == 'ntk' and k.ntk is not None and
+                k.ntk.shape.rank == 0)
+    # A 0-d NTK is still zero (the inputs'): then the new NTK is the new NNGP.
+    # Reusing that tensor saves one output, and keeps XLA from recomputing
+    # the spatial sum for both outputs, which materialises every shifted
+    # slice of the input.
+    nngp, ntk, cov1, cov2 = compiled_map(
+        k.nngp, None if zero_ntk else k.ntk, k.cov1, k.cov2, w_var, b_var, ds,
+        fan_in)
+    if zero_ntk:
+      ntk = nngp
     out = k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2,
                     is_gaussian=True, is_input=False,
                     batch_axis=spec.out.index('N'),
