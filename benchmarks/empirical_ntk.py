@@ -4,6 +4,7 @@ neural-tangents (`stax` network), each implementation in its own process.
 Usage:
   python benchmarks/empirical_ntk.py [--n 64] [--size 32] [--width 16]
                                      [--blocks 1] [--dtype float32]
+                                     [--out docs/benchmarks/empirical_ntk.md]
 
 The full kernel (`trace_axes=()`, shape `(N, N, 10, 10)`) of N images of
 size x size x 3 with `vmap_axes=0`. Network: Conv(width, 3x3, SAME) - ReLU -
@@ -12,9 +13,9 @@ GlobalAvgPool - Dense(10); the same architecture as a Keras 3 model (for
 nt_gp) and as `neural_tangents.stax` layers (for neural-tangents, run with the
 python of tools/reference_env.sh or $NT_REFERENCE_PYTHON). For each
 implementation a fresh process reports the first call (trace/compile), the
-median of 3 further calls, and the peak resident memory
-(`VmHWM`, see `machine.peak_rss_bytes`). Prints the ratio best nt_gp / best neural-tangents and
-which implementation nt_gp's AUTO picks.
+median of 3 further calls, and the peak resident memory (`VmHWM`, see
+`machine.peak_rss_bytes`). Prints the ratio best nt_gp / best
+neural-tangents and which implementation nt_gp's AUTO picks.
 """
 import argparse
 import json
@@ -25,12 +26,14 @@ import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent))
+from report import DOCS, Report  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 NAMES = {0: 'AUTO', 1: 'JACOBIAN_CONTRACTION', 2: 'NTK_VECTOR_PRODUCTS',
          3: 'STRUCTURED_DERIVATIVES'}
 
 
 def _peak_rss_gb():
-  sys.path.insert(0, str(HERE.parent))
   from machine import peak_rss_bytes  # pylint: disable=g-import-not-at-top
   return peak_rss_bytes() / 2 ** 30
 
@@ -140,7 +143,13 @@ def main():
                       help='neural-tangents implementations to run (its '
                       'NTK_VECTOR_PRODUCTS took 114 s and 13 GB at the '
                       'default size on 2 cores)')
+  parser.add_argument('--out', default=str(DOCS / 'empirical_ntk.md'),
+                      help='Markdown page for the docs ("" to skip)')
   args = parser.parse_args()
+  report = Report('Empirical NTK: nt_gp vs neural-tangents 0.6.5',
+                  __doc__.split('Usage:')[0].strip() + '\n\n' +
+                  __doc__.split('Usage:')[1].split('\n\n', 1)[1].strip())
+  print = report.say  # pylint: disable=redefined-builtin
   cfg = dict(n=args.n, size=args.size, width=args.width, blocks=args.blocks,
              dtype=args.dtype)
   print(f'empirical NTK, trace_axes=(), vmap_axes=0: {args.n} images '
@@ -156,14 +165,22 @@ def main():
   if ref:
     runs += [('neural_tangents', ref, i)
              for i in ints(args.reference_implementations)]
+  table = []
   for lib, python, impl in runs:
     r = _spawn(python, lib, impl, cfg)
     results[(lib, impl)] = r
+    table.append([lib, NAMES[impl]] + (
+        ['failed: ' + r['error'].replace('|', '/'), '', ''] if 'error' in r
+        else [f'{r["first_s"]:.2f}', f'{r["median_s"]:.3f}',
+              f'{r["peak_rss_gb"]:.2f}']))
     if 'error' in r:
       print(f'{lib:16s} {NAMES[impl]:24s} failed: {r["error"]}')
       continue
     print(f'{lib:16s} {NAMES[impl]:24s} {r["first_s"]:10.2f}s '
           f'{r["median_s"]:11.3f}s {r["peak_rss_gb"]:8.2f}G')
+
+  report.table(['library', 'implementation', 'first call (s)',
+                'median of 3 (s)', 'peak RSS (GB)'], table)
 
   def best(lib):
     ok = {i: r['median_s'] for (l, i), r in results.items()
@@ -184,6 +201,7 @@ def main():
           f'{ours / theirs:.2f}')
   elif not ref:
     print('neural-tangents reference env not found (tools/reference_env.sh)')
+  report.write(args.out)
   return 0
 
 

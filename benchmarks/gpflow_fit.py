@@ -20,10 +20,13 @@ jittered copies; target: the digit value, standardised.
 
 Usage:
   python benchmarks/gpflow_fit.py [--n 2000] [--iters 50] [--repeats 3]
+                                  [--out docs/benchmarks/gpflow_fit.md]
 """
 import argparse
+import os
 import platform
 import statistics
+import sys
 import time
 
 import gpflow
@@ -33,6 +36,9 @@ from sklearn.datasets import load_digits
 
 from nt_gp import stax
 from nt_gp.gpflow import NeuralKernel
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import DOCS, Report  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def make_data(n):
@@ -140,7 +146,12 @@ def main():
   parser.add_argument('--n', type=int, default=2000)
   parser.add_argument('--iters', type=int, default=50)
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--out', default=str(DOCS / 'gpflow_fit.md'),
+                      help='Markdown page for the docs ("" to skip)')
   args = parser.parse_args()
+  report = Report('GPflow GPR fit: NeuralKernel vs ArcCosine',
+                  __doc__.split('Usage:')[0].strip())
+  print = report.say  # pylint: disable=redefined-builtin
   X, y = make_data(args.n)
   print(f'GPR fit, N={args.n}, D={X.shape[1]}, {args.iters} Scipy (L-BFGS-B) '
         f'iterations, median of {args.repeats}; TF {tf.__version__}, GPflow '
@@ -179,6 +190,11 @@ def main():
           f'{1e3 * per_eval:7.1f} ms | final log marginal likelihood '
           f'{r0[3]:.2f} | K(X) forward+backward '
           f'{1e3 * statistics.median(kernel_times[name]):7.1f} ms')
+  report.table(
+      ['kernel', 'fit (s)', 'ms per evaluation in the fit',
+       'one compiled loss+gradient (ms)'],
+      [[name, f'{results[name][0]:.2f}', f'{1e3 * results[name][1]:.1f}',
+        f'{1e3 * results[name][2]:.1f}'] for name in names])
   a, n = results['ArcCosine'], results['NeuralKernel']
   print(f'ratio NeuralKernel / ArcCosine: whole fit {n[0] / a[0]:.2f}, per '
         f'evaluation in the fit {n[1] / a[1]:.2f}, one compiled evaluation '
@@ -188,6 +204,8 @@ def main():
         'differs; the per-evaluation ratios compare equal work. ArcCosine is '
         'GPflow\'s formula with cos(theta) clipped to [-1, 1] (GPflow\'s own '
         'K returns NaN on this data).')
+  report.write(args.out, extra_versions=f', TensorFlow {tf.__version__}, '
+               f'GPflow {gpflow.__version__}')
 
 
 if __name__ == '__main__':

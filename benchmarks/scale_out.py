@@ -36,6 +36,8 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import DOCS, Report  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _pin_this_process(core):
@@ -144,6 +146,8 @@ def main(argv=None):
                  help='memory/store repetitions (best is reported)')
   p.add_argument('--quick', action='store_true', help='skip the overhead part')
   p.add_argument('--json', help='write the results to this file')
+  p.add_argument('--out', default=str(DOCS / 'scale_out.md'),
+                 help='Markdown page for the docs ("" to skip)')
   p.add_argument('--child', help=argparse.SUPPRESS)
   p.add_argument('--x', help=argparse.SUPPRESS)
   p.add_argument('--tmp', help=argparse.SUPPRESS)
@@ -154,6 +158,9 @@ def main(argv=None):
   if args.child == 'workers':
     return child_workers(args)
 
+  report = Report('Scale-out: workers and the kernel store',
+                  __doc__.split('\n\n', 1)[1].strip())
+  print = report.say  # pylint: disable=redefined-builtin
   args.tmp = tempfile.mkdtemp(prefix='nt_gp_scale_out_')
   args.x = os.path.join(args.tmp, 'x.npy')
   rng = np.random.RandomState(0)
@@ -205,6 +212,21 @@ def main(argv=None):
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(results, f, indent=2)
+  if not args.quick:
+    rows = [['in-memory batching, 1 process', f'{mem:.1f}',
+             f'{entries / mem:.0f}', ''],
+            ['kernel store, 1 process', f'{sto:.1f}', f'{entries / sto:.0f}',
+             f'store overhead {100 * (sto / mem - 1):+.1f}% wall, '
+             f'{100 * (sto_cpu / mem_cpu - 1):+.1f}% CPU']]
+    for w in (1, 2):
+      r = results[f'workers{w}']
+      rows.append([f'{w} worker(s), store', f'{r["total_s"]:.1f}',
+                   f'{r["end_to_end_rate"]:.0f} (steady '
+                   f'{r["steady_rate"]:.0f})',
+                   '' if w == 1 else f'scaling efficiency {100 * eff:.0f}% '
+                   f'steady, {100 * eff_e2e:.0f}% end to end'])
+    report.table(['run', 'wall (s)', 'kernel entries / s', ''], rows)
+    report.write(args.out)
   shutil.rmtree(args.tmp, ignore_errors=True)
   return 0
 
