@@ -190,10 +190,18 @@ def main():
   auto = results.get(('nt_gp', 0), {})
   if 'auto_choice' in auto:
     choice = auto['auto_choice']
+    picked = results.get(('nt_gp', choice), {}).get('median_s')
+    if choice == ours_impl:
+      verdict = 'the fastest'
+    elif picked is not None and picked <= 1.05 * ours:
+      verdict = (f'tied with the fastest ({picked:.3f}s vs {ours:.3f}s, '
+                 f'within 5%)')
+    else:
+      verdict = 'NOT the fastest'
     print(f'AUTO picked {NAMES[choice]} (one-off timings: ' + ', '.join(
         f'{NAMES[int(k)]} {v:.3f}s' for k, v in auto['auto_timings'].items())
-          + f'); fastest in the separate runs: {NAMES[ours_impl]} -> '
-          f'{"same" if choice == ours_impl else "different"}')
+          + f'); in the separate runs the fastest is {NAMES[ours_impl]}: '
+          f'the pick is {verdict}')
   theirs_impl, theirs = best('neural_tangents')
   if ours and theirs:
     print(f'best nt_gp ({NAMES[ours_impl]}) {ours:.3f}s / best '

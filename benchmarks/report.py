@@ -58,7 +58,8 @@ class Report:
     self.lines = []
     self.tables = []
 
-  def say(self, text=''):
+  def say(self, text='', flush=True):  # pylint: disable=unused-argument
+    """`print(text)` (always flushed), and keeps the line for the page."""
     print(text, flush=True)
     self.lines.append(str(text))
 

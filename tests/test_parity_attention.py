@@ -1,75 +1,33 @@
 """`GlobalSelfAttention` kernels and `apply_fn`s equal neural-tangents 0.6.5
 (float64, ≤ 1e-6 relative error), with and without masked inputs."""
-import functools
-import os
-import pathlib
-
 import numpy as np
 import pytest
 
 from nt_gp import stax
-from tests.parity import apply_harness
 from tests.parity import harness
-from tests.parity import shared_reference
+from tests.parity.suite_tests import ParitySuite
 
-SUITE_FILE = pathlib.Path(__file__).parent / 'parity' / 'suite_attention.py'
-SUITE = harness.load_suite(SUITE_FILE)
-APPLY_SUITE = apply_harness.load_apply_suite(SUITE_FILE)
-GOLDEN = harness.load_golden('attention')
-GOLDEN_APPLY = apply_harness.load_golden('attention')
-_CASES = {c['name']: c for c in SUITE}
+SUITE = ParitySuite('attention')
+_CASES = SUITE.by_name
+GOLDEN = SUITE.golden
+_ours = SUITE.ours
 
 
-@functools.lru_cache(maxsize=None)
-def _ours(name, dtype=np.float64):
-  # Shared by the golden and live checks (kernel compilation dominates).
-  return harness.compute_ours(_CASES[name], dtype=dtype)
-
-
-@functools.lru_cache(maxsize=None)
-def _reference(kind):
-  return shared_reference.reference(SUITE_FILE, kind)
-
-
-def _live_wanted():
-  # Live checks need the reference env; CI must have it (a missing one
-  # fails there, see `live`).
-  return (harness.reference_python() is not None or
-          os.environ.get('CI', '').lower() == 'true')
-
-
-@pytest.mark.parametrize('case', SUITE, ids=[c['name'] for c in SUITE])
+@pytest.mark.parametrize('case', SUITE.cases,
+                         ids=[c['name'] for c in SUITE.cases])
 def test_kernel(case):
-  """Golden file, then (with the reference env) a live neural-tangents run;
-  one test so that the kernels are computed once per case."""
-  name = case['name']
-  x1, x2 = harness.make_inputs(case)
-  np.testing.assert_array_equal(GOLDEN[f'{name}/x1'], x1)
-  np.testing.assert_array_equal(GOLDEN[f'{name}/x2'], x2)
-  ours = _ours(name)
-  harness.assert_matches(case, ours, GOLDEN)
-  if _live_wanted():
-    harness.assert_matches(case, ours, _reference('kernel'))
+  SUITE.check_kernel(case)
 
 
-@pytest.mark.parametrize('case', APPLY_SUITE,
-                         ids=[c['name'] for c in APPLY_SUITE])
+@pytest.mark.parametrize('case', SUITE.apply_cases,
+                         ids=[c['name'] for c in SUITE.apply_cases])
 def test_apply(case):
-  """`apply_fn` with the golden parameters, then (with the reference env)
-  with freshly drawn ones, against neural-tangents."""
-  x, _ = harness.make_inputs(case)
-  np.testing.assert_array_equal(GOLDEN_APPLY[f'{case["name"]}/x'], x)
-  apply_harness.assert_matches(
-      case, apply_harness.compute_ours(case, GOLDEN_APPLY), GOLDEN_APPLY)
-  if _live_wanted():
-    data = apply_harness.suite_data([case])
-    apply_harness.assert_matches(
-        case, apply_harness.compute_ours(case, data), _reference('apply'))
+  SUITE.check_apply(case)
 
 
 def test_masked_cases_have_masked_positions():
   """Masked cases would not test masking if no (or every) position were."""
-  for case in SUITE + APPLY_SUITE:
+  for case in SUITE.cases + SUITE.apply_cases:
     kwargs = dict(case.get('kernel_kwargs', {}), **case.get('apply_kwargs',
                                                              {}))
     if 'mask_constant' in kwargs:
@@ -99,10 +57,7 @@ def test_kernel_depends_on_mechanism_and_embeddings():
 @pytest.mark.parametrize('name', ['masked_softmax_1d_gap',
                                   'identity_sqrt_concat_val_1d_gap'])
 def test_float32_follows_input_dtype(name):
-  ours = _ours(name, np.float32)
-  for key, val in ours.items():
-    assert val.dtype == np.float32, key
-  harness.assert_matches(_CASES[name], ours, GOLDEN, rtol=2e-4)
+  SUITE.check_float32(name)
 
 
 def test_apply_fn_float32_and_masked_array():
