@@ -159,7 +159,7 @@ def main(argv=None):
     return child_workers(args)
 
   report = Report('Scale-out: workers and the kernel store',
-                  __doc__.split('\n\n', 1)[1].strip())
+                  __doc__.split('\n\n', 2)[2].strip())
   print = report.say  # pylint: disable=redefined-builtin
   args.tmp = tempfile.mkdtemp(prefix='nt_gp_scale_out_')
   args.x = os.path.join(args.tmp, 'x.npy')
