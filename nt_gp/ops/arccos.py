@@ -51,6 +51,11 @@ def safe_sqrt(v: tf.Tensor) -> tf.Tensor:
                   tf.zeros_like(v))
 
 
+# In graph mode `tf.custom_gradient` registers a gradient function per trace
+# in a global registry, which keeps that trace's graph alive (about 1 MB per
+# newly built network). Expressing the same gradient with stop_gradient
+# arithmetic avoids that but was measured 20% slower with 30% more peak
+# memory on the benchmark workloads (XLA fuses it worse), so it stays.
 @tf.custom_gradient
 def acos_and_sqrt(c):
   """Returns `(arccos(c), sqrt(1 - c²))` for `c` in [-1, 1].
