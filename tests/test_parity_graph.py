@@ -10,19 +10,8 @@ from tests.parity.suite_tests import ParitySuite
 SUITE = ParitySuite('graph')
 _CASES = SUITE.by_name
 GOLDEN = SUITE.golden
-_ours = SUITE.ours
 
-
-@pytest.mark.parametrize('case', SUITE.cases,
-                         ids=[c['name'] for c in SUITE.cases])
-def test_kernel(case):
-  SUITE.check_kernel(case)
-
-
-@pytest.mark.parametrize('case', SUITE.apply_cases,
-                         ids=[c['name'] for c in SUITE.apply_cases])
-def test_apply(case):
-  SUITE.check_apply(case)
+test_kernel, test_apply = SUITE.tests()
 
 
 def _edges_of_counts(counts):

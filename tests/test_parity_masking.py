@@ -2,7 +2,6 @@
 through every mask-aware layer (float64, ≤ 1e-6 relative error); `apply_fn`
 with `mask_constant=` returns `MaskedArray`s as neural-tangents does."""
 import numpy as np
-import pytest
 
 from nt_gp import stax
 from tests.parity import harness
@@ -13,17 +12,7 @@ _CASES = SUITE.by_name
 GOLDEN = SUITE.golden
 _ours = SUITE.ours
 
-
-@pytest.mark.parametrize('case', SUITE.cases,
-                         ids=[c['name'] for c in SUITE.cases])
-def test_kernel(case):
-  SUITE.check_kernel(case)
-
-
-@pytest.mark.parametrize('case', SUITE.apply_cases,
-                         ids=[c['name'] for c in SUITE.apply_cases])
-def test_apply(case):
-  SUITE.check_apply(case)
+test_kernel, test_apply = SUITE.tests()
 
 
 def test_cases_are_masked():

@@ -10,6 +10,7 @@ import os
 import pathlib
 
 import numpy as np
+import pytest
 
 from tests.parity import apply_harness
 from tests.parity import harness
@@ -83,3 +84,17 @@ class ParitySuite:
     for key, val in ours.items():
       assert val.dtype == np.float32, key
     harness.assert_matches(self.by_name[name], ours, self.golden, rtol=rtol)
+
+  def tests(self):
+    """`(test_kernel, test_apply)`, parametrized over the suite's cases, for
+    a test module to bind at top level."""
+    @pytest.mark.parametrize('case', self.cases,
+                             ids=[c['name'] for c in self.cases])
+    def test_kernel(case):
+      self.check_kernel(case)
+
+    @pytest.mark.parametrize('case', self.apply_cases,
+                             ids=[c['name'] for c in self.apply_cases])
+    def test_apply(case):
+      self.check_apply(case)
+    return test_kernel, test_apply
