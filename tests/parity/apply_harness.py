@@ -15,12 +15,8 @@ a `MaskedArray`); golden files `tests/golden/<suite>_apply.npz` also keep the
 inputs and parameters, so the golden check does not depend on nt_gp's random
 number generation.
 """
-import os
 import pathlib
 import runpy
-import shutil
-import subprocess
-import tempfile
 import zlib
 
 import numpy as np
@@ -123,21 +119,8 @@ def run_reference(suite_file, data=None, python=None, timeout=1800):
     raise RuntimeError('neural-tangents reference env not found.')
   suite = load_apply_suite(suite_file)
   data = suite_data(suite) if data is None else data
-  tmp = tempfile.mkdtemp(prefix='nt_apply_')
-  try:
-    inp = os.path.join(tmp, 'inputs.npz')
-    out = os.path.join(tmp, 'out.npz')
-    np.savez(inp, **data)
-    env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-    proc = subprocess.run([python, str(RUNNER), str(suite_file), inp, out],
-                          capture_output=True, text=True, timeout=timeout,
-                          env=env)
-    if proc.returncode != 0:
-      raise RuntimeError(f'reference runner failed:\n{proc.stderr[-4000:]}')
-    with np.load(out) as f:
-      return {k: f[k] for k in f.files}
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+  return harness.run_reference_script(python, RUNNER, data, timeout,
+                                      args=(suite_file,))
 
 
 def load_golden(suite_name):

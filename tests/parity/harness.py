@@ -104,13 +104,20 @@ def run_reference(suite_file, python=None, timeout=1800):
     raise RuntimeError('neural-tangents reference env not found: run '
                        'tools/reference_env.sh or set NT_REFERENCE_PYTHON.')
   suite = load_suite(suite_file)
+  return run_reference_script(python, RUNNER, suite_inputs(suite), timeout,
+                              args=(suite_file,))
+
+
+def run_reference_script(python, runner, inputs, timeout, args=()):
+  """Runs `python runner *args inputs.npz out.npz` (neural-tangents' side)
+  in a temporary folder; returns the arrays it wrote to `out.npz`."""
   tmp = tempfile.mkdtemp(prefix='nt_ref_')
   try:
     inp = os.path.join(tmp, 'inputs.npz')
     out = os.path.join(tmp, 'out.npz')
-    np.savez(inp, **suite_inputs(suite))
+    np.savez(inp, **inputs)
     env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-    proc = subprocess.run([python, str(RUNNER), str(suite_file), inp, out],
+    proc = subprocess.run([python, str(runner), *map(str, args), inp, out],
                           capture_output=True, text=True, timeout=timeout,
                           env=env)
     if proc.returncode != 0:
