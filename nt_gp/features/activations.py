@@ -1,0 +1,160 @@
+r"""Feature maps of elementwise nonlinearities.
+
+Incoming NNGP features `φ` give the pre-activation covariance
+``q12 = φ(x) · φ(y)``; nt_gp's rule for an activation σ maps it to
+``E[σ(u) σ(v)]`` and the NTK to ``ntk · E[σ'(u) σ'(v)]`` for `(u, v)`
+Gaussian with that covariance. Two feature maps have these expectations:
+
+* **random features** (Cho & Saul 2009; Zandieh et al. 2021): with `G` of
+  shape `(d, m)` standard normal, ``φ' = σ(φ G) / sqrt(m)`` and the
+  derivative features ``δ = σ'(φ G) / sqrt(m)``; for the ReLU family these
+  are the arc-cosine random features. Exactly unbiased for one layer.
+* **Hermite expansion with sketches** (Han et al. 2022): with
+  ``q = |φ|²``, ``u = φ / |φ|`` and `a_k(q)` the Hermite coefficients of σ
+  (see `hermite`), ``φ' = P [a_0(q), a_1(q) u, a_2(q) T_2(u), ...]`` where
+  `T_k` sketches ``u^{⊗k}`` (see `sketch`) and `P` projects to `feature_dim`
+  when longer; ``E[φ'(x)·φ'(y)] = Σ_k a_k(q1) a_k(q2) ρ^k`` (the dual kernel
+  up to the truncation after `hermite_degree`). `δ` uses the coefficients of
+  σ' with the same sketches.
+
+The NTK features are the tensor-product sketch of the incoming NTK features
+and `δ`: ``ψ' = T(ψ, δ)``, with ``E[ψ'·ψ'] = (ψ·ψ)(δ·δ)``.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from nt_gp.features import sketch
+from nt_gp.features.build import (Built, Spec, UnsupportedLayer,
+                                  hyperparameter, rebuild, rule_for)
+from nt_gp.features.hermite import HermiteExpansion, derivative
+
+__all__ = ['RELU_FAMILY', 'HERMITE_FAMILY']
+
+# Slopes (a, b) of `a min(x, 0) + b max(x, 0)` from the constructor arguments.
+RELU_FAMILY = {
+    'Relu': lambda args: (0., 1.),
+    'ABRelu': lambda args: (args['a'], args['b']),
+    'LeakyRelu': lambda args: (args['alpha'], 1.),
+    'Abs': lambda args: (-1., 1.),
+}
+
+# Activations whose kernel is the dual kernel of their elementwise function.
+HERMITE_FAMILY = ('Erf', 'Sigmoid_like', 'Gelu', 'Sin', 'Cos', 'Gabor', 'Exp',
+                  'Gaussian', 'ElementwiseNumerical', 'Elementwise')
+
+
+def _gelu(x):
+  return 0.5 * x * tf.math.erfc(-x / math.sqrt(2))
+
+
+def _activation(call):
+  """`(σ, σ')` of a nonlinearity layer, on tensors."""
+  if call.name in RELU_FAMILY:
+    a, b = RELU_FAMILY[call.name](call.arguments)
+
+    def fn(x):
+      return (hyperparameter(a, x.dtype) * tf.minimum(x, 0) +
+              hyperparameter(b, x.dtype) * tf.maximum(x, 0))
+
+    def dfn(x):
+      return tf.where(x > 0, hyperparameter(b, x.dtype),
+                      hyperparameter(a, x.dtype))
+    return fn, dfn
+  if call.name == 'Gelu':
+    # The kernel is the exact Gelu's, also when `approximate=True`.
+    return _gelu, derivative(_gelu)
+  if call.name == 'Elementwise' and call.arguments.get('fn') is None:
+    raise UnsupportedLayer('Elementwise: feature maps need its `fn`.')
+  apply_fn = rebuild(call)[1]
+
+  def fn(x):
+    return apply_fn((), x)
+  return fn, derivative(fn)
+
+
+def _ntk_sketch(ctx, spec: Spec, delta_dim: int):
+  if spec.ntk_dim == 0:
+    return None
+  return sketch.tensor_sketch_matrices(ctx.rng, spec.ntk_dim, delta_dim,
+                                       ctx.sketch_dim)
+
+
+def _random_features(call, spec: Spec, ctx, fn, dfn) -> Built:
+  m = ctx.feature_dim
+  gauss = ctx.rng.gaussian((spec.nngp_dim, m))
+  ts = _ntk_sketch(ctx, spec, m)
+
+  def apply(params, feats):
+    phi, psi = feats
+    g, ts = params
+    z = sketch.project(phi, g)
+    scale = tf.cast(1 / math.sqrt(m), phi.dtype)
+    new_phi = scale * fn(z)
+    if psi is None:
+      return new_phi, None
+    if ts is None:
+      return new_phi, psi
+    return new_phi, sketch.tensor_sketch(psi, scale * dfn(z), ts)
+
+  out = Spec(spec.shape, m, ctx.sketch_dim if spec.ntk_dim else 0)
+  return Built(out, (gauss, ts), apply)
+
+
+def _hermite_features(call, spec: Spec, ctx, fn, dfn) -> Built:
+  degree, d, m = ctx.hermite_degree, spec.nngp_dim, ctx.feature_dim
+  expansion = HermiteExpansion(fn, degree, ctx.quadrature_nodes)
+  powers, dim = [], d
+  for _ in range(2, degree + 1):
+    powers.append(sketch.tensor_sketch_matrices(ctx.rng, dim, d, m))
+    dim = m
+  raw_dim = 1 + (d if degree >= 1 else 0) + (degree - 1) * m * (degree >= 2)
+  proj_phi = (sketch.projection_matrix(ctx.rng, raw_dim, m)
+              if raw_dim > m else None)
+  proj_delta = (sketch.projection_matrix(ctx.rng, raw_dim, m)
+                if raw_dim > m else None)
+  out_dim = m if raw_dim > m else raw_dim
+  ts = _ntk_sketch(ctx, spec, out_dim)
+
+  def apply(params, feats):
+    phi, psi = feats
+    powers, proj_phi, proj_delta, ts = params
+    q = tf.reduce_sum(tf.square(phi), -1)
+    tiny = tf.cast(np.finfo(phi.dtype.as_numpy_dtype).tiny, phi.dtype)
+    u = phi * tf.math.rsqrt(tf.maximum(q, tiny))[..., None]
+    terms = [tf.ones_like(q)[..., None]]
+    if degree >= 1:
+      terms.append(u)
+    power = u
+    for mats in powers:
+      power = sketch.tensor_sketch(power, u, mats)
+      terms.append(power)
+
+    def combine(coefficients, proj):
+      parts = [coefficients[..., k:k + 1] * t for k, t in enumerate(terms)]
+      raw = tf.concat(parts, -1)
+      return raw if proj is None else sketch.project(raw, proj)
+
+    new_phi = combine(expansion.coefficients(q), proj_phi)
+    if psi is None:
+      return new_phi, None
+    if ts is None:
+      return new_phi, psi
+    delta = combine(expansion.coefficients(q, dfn), proj_delta)
+    return new_phi, sketch.tensor_sketch(psi, delta, ts)
+
+  out = Spec(spec.shape, out_dim, ctx.sketch_dim if spec.ntk_dim else 0)
+  return Built(out, (tuple(powers), proj_phi, proj_delta, ts), apply)
+
+
+@rule_for(*RELU_FAMILY, *HERMITE_FAMILY)
+def activation_rule(call, spec: Spec, ctx) -> Built:
+  """Feature rule of an elementwise nonlinearity."""
+  fn, dfn = _activation(call)
+  method = ctx.activation_method
+  if method == 'auto':
+    method = 'random' if call.name in RELU_FAMILY else 'hermite'
+  if method == 'random':
+    return _random_features(call, spec, ctx, fn, dfn)
+  return _hermite_features(call, spec, ctx, fn, dfn)
