@@ -16,7 +16,10 @@ Example:
   >>> net = stax.serial(stax.Dense(1), stax.Relu(), stax.Dense(1))
   >>> phi = features.features_fn(net, feature_dim=256)
   >>> phi(np.ones((2, 3)), get='nngp').shape
-  TensorShape([2, 257])
+  TensorShape([2, 256])
 """
 from nt_gp.features.build import UnsupportedLayer
 from nt_gp.features.feature_map import FeatureMap, features_fn
+from nt_gp.features.regression import FeatureRegression, NormalEquations
+from nt_gp.features.streaming import (feature_batches, normal_equations,
+                                      predict)
