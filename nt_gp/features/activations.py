@@ -11,11 +11,12 @@ Gaussian with that covariance. Two feature maps have these expectations:
   are the arc-cosine random features. Exactly unbiased for one layer.
 * **Hermite expansion with sketches** (Han et al. 2022): with
   ``q = |φ|²``, ``u = φ / |φ|`` and `a_k(q)` the Hermite coefficients of σ
-  (see `hermite`), ``φ' = P [a_0(q), a_1(q) u, a_2(q) T_2(u), ...]`` where
-  `T_k` sketches ``u^{⊗k}`` (see `sketch`) and `P` projects to `feature_dim`
-  when longer; ``E[φ'(x)·φ'(y)] = Σ_k a_k(q1) a_k(q2) ρ^k`` (the dual kernel
-  up to the truncation after `hermite_degree`). `δ` uses the coefficients of
-  σ' with the same sketches.
+  (see `hermite`), ``φ' = Σ_k a_k(q) T_k(u)`` where `T_k` sketches
+  ``u^{⊗k}`` in dimension `feature_dim` (TensorSRHT powers, see `sketch`;
+  ``T_0`` a random unit sign vector), so that
+  ``E[φ'(x)·φ'(y)] = Σ_k a_k(q1) a_k(q2) ρ^k``: the dual kernel up to the
+  truncation after `hermite_degree`. `δ` uses the coefficients of σ' with the
+  same sketches.
 
 The NTK features are the tensor-product sketch of the incoming NTK features
 and `δ`: ``ψ' = T(ψ, δ)``, with ``E[ψ'·ψ'] = (ψ·ψ)(δ·δ)``.
@@ -77,8 +78,17 @@ def _activation(call):
 def _ntk_sketch(ctx, spec: Spec, delta_dim: int):
   if spec.ntk_dim == 0:
     return None
-  return sketch.tensor_sketch_matrices(ctx.rng, spec.ntk_dim, delta_dim,
-                                       ctx.sketch_dim)
+  return sketch.tensor_sketch_params(ctx.rng, spec.ntk_dim, delta_dim,
+                                     ctx.sketch_dim)
+
+
+def _matmul_last(x, mat):
+  """`x @ mat` on the last axis of `x` (any number of leading axes)."""
+  if x.shape.rank == 2:
+    return tf.matmul(x, mat)
+  lead = tf.shape(x)[:-1]
+  out = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), mat)
+  return tf.reshape(out, tf.concat([lead, [mat.shape[-1]]], 0))
 
 
 def _random_features(call, spec: Spec, ctx, fn, dfn) -> Built:
@@ -89,12 +99,10 @@ def _random_features(call, spec: Spec, ctx, fn, dfn) -> Built:
   def apply(params, feats):
     phi, psi = feats
     g, ts = params
-    z = sketch.project(phi, g)
+    z = _matmul_last(phi, g)
     scale = tf.cast(1 / math.sqrt(m), phi.dtype)
     new_phi = scale * fn(z)
-    if psi is None:
-      return new_phi, None
-    if ts is None:
+    if psi is None or ts is None:
       return new_phi, psi
     return new_phi, sketch.tensor_sketch(psi, scale * dfn(z), ts)
 
@@ -105,47 +113,38 @@ def _random_features(call, spec: Spec, ctx, fn, dfn) -> Built:
 def _hermite_features(call, spec: Spec, ctx, fn, dfn) -> Built:
   degree, d, m = ctx.hermite_degree, spec.nngp_dim, ctx.feature_dim
   expansion = HermiteExpansion(fn, degree, ctx.quadrature_nodes)
-  powers, dim = [], d
-  for _ in range(2, degree + 1):
-    powers.append(sketch.tensor_sketch_matrices(ctx.rng, dim, d, m))
-    dim = m
-  raw_dim = 1 + (d if degree >= 1 else 0) + (degree - 1) * m * (degree >= 2)
-  proj_phi = (sketch.projection_matrix(ctx.rng, raw_dim, m)
-              if raw_dim > m else None)
-  proj_delta = (sketch.projection_matrix(ctx.rng, raw_dim, m)
-                if raw_dim > m else None)
-  out_dim = m if raw_dim > m else raw_dim
-  ts = _ntk_sketch(ctx, spec, out_dim)
+  constant = ctx.rng.signs((m,)) / math.sqrt(m)
+  first = sketch.projection_params(ctx.rng, d, m) if degree >= 1 else None
+  powers = tuple(sketch.tensor_sketch_params(ctx.rng, m, d, m)
+                 for _ in range(2, degree + 1))
+  ts = _ntk_sketch(ctx, spec, m)
 
   def apply(params, feats):
     phi, psi = feats
-    powers, proj_phi, proj_delta, ts = params
+    constant, first, powers, ts = params
     q = tf.reduce_sum(tf.square(phi), -1)
     tiny = tf.cast(np.finfo(phi.dtype.as_numpy_dtype).tiny, phi.dtype)
     u = phi * tf.math.rsqrt(tf.maximum(q, tiny))[..., None]
-    terms = [tf.ones_like(q)[..., None]]
+    # T_0 = a random unit sign vector (uncorrelated with the other terms),
+    # T_1 = P u, T_k = T(T_{k-1}, u).
+    terms = [tf.ones_like(q)[..., None] * constant]
     if degree >= 1:
-      terms.append(u)
-    power = u
-    for mats in powers:
-      power = sketch.tensor_sketch(power, u, mats)
-      terms.append(power)
+      terms.append(sketch.project(u, first))
+    for p in powers:
+      terms.append(sketch.tensor_sketch(terms[-1], u, p))
 
-    def combine(coefficients, proj):
-      parts = [coefficients[..., k:k + 1] * t for k, t in enumerate(terms)]
-      raw = tf.concat(parts, -1)
-      return raw if proj is None else sketch.project(raw, proj)
+    def series(coefficients):
+      return tf.add_n([coefficients[..., k:k + 1] * t
+                       for k, t in enumerate(terms)])
 
-    new_phi = combine(expansion.coefficients(q), proj_phi)
-    if psi is None:
-      return new_phi, None
-    if ts is None:
+    new_phi = series(expansion.coefficients(q))
+    if psi is None or ts is None:
       return new_phi, psi
-    delta = combine(expansion.coefficients(q, dfn), proj_delta)
+    delta = series(expansion.coefficients(q, dfn))
     return new_phi, sketch.tensor_sketch(psi, delta, ts)
 
-  out = Spec(spec.shape, out_dim, ctx.sketch_dim if spec.ntk_dim else 0)
-  return Built(out, (tuple(powers), proj_phi, proj_delta, ts), apply)
+  out = Spec(spec.shape, m, ctx.sketch_dim if spec.ntk_dim else 0)
+  return Built(out, (constant, first, powers, ts), apply)
 
 
 @rule_for(*RELU_FAMILY, *HERMITE_FAMILY)

@@ -9,6 +9,7 @@ The map is read from the same layer objects as `kernel_fn` (through
 `nt_gp.stax.describe`), built layer by layer from each layer's exact kernel
 rule (see the modules of `nt_gp.features`), seeded, and compiled.
 """
+import collections
 import functools
 from typing import Optional, Sequence
 
@@ -23,6 +24,13 @@ __all__ = ['FeatureMap', 'features_fn']
 
 _GETS = ('nngp', 'ntk')
 _METHODS = ('auto', 'random', 'hermite')
+
+# Compiled feature functions shared by maps that differ only in their seed
+# (the random matrices are arguments, the rest of a built map depends only
+# on the network, the options and the input shape). Values keep their
+# `LayerCall` alive so that its id is not reused.
+_COMPILED = collections.OrderedDict()
+_COMPILED_MAX = 64
 
 
 def _positive_int(name, value):
@@ -66,7 +74,6 @@ class FeatureMap:
     self.input_shape = None
     self._built = None
     self._params = {}
-    self._compiled = {}
     if input_shape is not None:
       self.build(input_shape)
 
@@ -126,21 +133,10 @@ class FeatureMap:
   def _params_for(self, dtype):
     if dtype not in self._params:
       self._params[dtype] = tf.nest.map_structure(
-          lambda a: tf.constant(a, dtype), self._built.params)
+          lambda a: None if a is None else tf.constant(
+              a, tf.int32 if a.dtype.kind == 'i' else dtype),
+          self._built.params)
     return self._params[dtype]
-
-  def _run(self, x, params, compute_ntk):
-    c = x.shape[-1]
-    phi = x * tf.cast(1 / np.sqrt(c), x.dtype)
-    psi = (tf.zeros(tf.concat([tf.shape(x)[:-1], [0]], 0), x.dtype)
-           if compute_ntk else None)
-    phi, psi = self._built.apply(params, (phi, psi))
-    phi = tf.debugging.assert_all_finite(
-        phi, 'NNGP features became NaN or inf.')
-    if psi is not None:
-      psi = tf.debugging.assert_all_finite(
-          psi, 'NTK features became NaN or inf.')
-    return phi, psi
 
   def __call__(self, x, get=None):
     """Features of the inputs `x`.
@@ -165,15 +161,26 @@ class FeatureMap:
     x = self._to_tensor(x)
     self.build(tuple(x.shape[1:]))
     compute_ntk = 'ntk' in names
-    key = (x.dtype, compute_ntk)
-    if key not in self._compiled:
-      self._compiled[key] = tf.function(
-          functools.partial(self._run, compute_ntk=compute_ntk),
-          autograph=False, reduce_retracing=True)
-    phi, psi = self._compiled[key](x, self._params_for(x.dtype))
+    phi, psi = self._compiled_fn(x.dtype, compute_ntk)(
+        x, self._params_for(x.dtype))
     out = {'nngp': phi, 'ntk': psi}
     values = tuple(out[n] for n in names)
     return values[0] if single else values
+
+  def _compiled_fn(self, dtype, compute_ntk):
+    key = (id(self.call), self.feature_dim, self.sketch_dim,
+           self.activation_method, self.hermite_degree, self.quadrature_nodes,
+           self.input_shape, dtype, compute_ntk)
+    if key in _COMPILED:
+      _COMPILED.move_to_end(key)
+    else:
+      fn = tf.function(functools.partial(_run, self._built.apply,
+                                         compute_ntk=compute_ntk),
+                       autograph=False, reduce_retracing=True)
+      _COMPILED[key] = (fn, self.call)
+      if len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return _COMPILED[key][0]
 
   @staticmethod
   def _to_tensor(x):
@@ -201,6 +208,19 @@ class FeatureMap:
             f', nngp_dim={self.nngp_dim}, ntk_dim={self.ntk_dim}')
     return (f'FeatureMap({self.call.name}, feature_dim={self.feature_dim}, '
             f'sketch_dim={self.sketch_dim}, seed={self.seed}{dims})')
+
+
+def _run(apply, x, params, compute_ntk):
+  """Input features (``x / sqrt(C)``, a zero NTK) through a built map."""
+  c = x.shape[-1]
+  phi = x * tf.cast(1 / np.sqrt(c), x.dtype)
+  psi = (tf.zeros(tf.concat([tf.shape(x)[:-1], [0]], 0), x.dtype)
+         if compute_ntk else None)
+  phi, psi = apply(params, (phi, psi))
+  phi = tf.debugging.assert_all_finite(phi, 'NNGP features became NaN or inf.')
+  if psi is not None:
+    psi = tf.debugging.assert_all_finite(psi, 'NTK features became NaN or inf.')
+  return phi, psi
 
 
 def features_fn(layer, feature_dim: int, *, sketch_dim: Optional[int] = None,

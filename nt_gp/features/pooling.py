@@ -50,12 +50,12 @@ def flatten_rule(call, spec: Spec, ctx) -> Built:
     flat = positions * dim
     if flat <= ctx.feature_dim or dim == 0:
       return None
-    return sketch.projection_matrix(ctx.rng, flat, ctx.feature_dim)
+    return sketch.projection_params(ctx.rng, flat, ctx.feature_dim)
 
   proj_phi, proj_psi = projection(spec.nngp_dim), projection(spec.ntk_dim)
 
   def out_dim(dim, proj):
-    return positions * dim if proj is None else proj.shape[1]
+    return positions * dim if proj is None else ctx.feature_dim
 
   def apply(params, feats):
     def flat(t, proj):

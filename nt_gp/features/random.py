@@ -39,3 +39,8 @@ class RandomMatrices:
   def signs(self, shape) -> np.ndarray:
     """Independent ±1 entries (Rademacher), float64 array of `shape`."""
     return self._generator().choice(np.array([-1., 1.]), size=tuple(shape))
+
+  def integers(self, high: int, shape) -> np.ndarray:
+    """Independent uniform integers in `[0, high)`, int64 array of `shape`."""
+    return self._generator().integers(0, high, size=tuple(shape),
+                                      dtype=np.int64)

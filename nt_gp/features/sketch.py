@@ -1,94 +1,130 @@
-r"""Unbiased sketches of inner products and of tensor products.
+r"""Unbiased sketches of inner products and tensor products (SRHT).
 
-With matrices of independent zero-mean, unit-variance entries (Gaussian or
-±1), for vectors `a, a'` of dimension `d` and `b, b'` of dimension `e`:
+The subsampled randomized Hadamard transform of `x` (dimension `d`, padded
+with zeros to `n = 2^k >= d`) is ``s(x) = (H D x)[rows]`` with `D` random
+signs, `H` the `n x n` Hadamard matrix (entries ±1) and `m` rows drawn
+uniformly. For every row, ``E_D[s(x)_i s(y)_i] = x · y``, so
 
-* random projection ``P a = R a / sqrt(m)``, `R` of shape `(m, d)`:
-  ``E[P a · P a'] = a · a'``;
-* tensor-product sketch ``T(a, b) = (A a) ⊙ (B b) / sqrt(m)``, `A` `(m, d)`,
-  `B` `(m, e)` independent: ``E[T(a, b) · T(a', b')] = (a · a') (b · b')``,
-  a sketch of ``a ⊗ b`` (dimension `d e`) in dimension `m`. This is the
-  tensor random projection behind TensorSRHT (Ahle et al. 2020; Zandieh et
-  al. 2021), with dense ±1 matrices in place of randomized Hadamard
-  transforms;
-* powers ``T_k(u) = T(T_{k-1}(u), u)``, ``T_1(u) = u``:
-  ``E[T_k(u) · T_k(v)] = (u · v)^k`` (the degree-k part of PolySketch, built
-  as a chain of degree-2 sketches).
+* projection ``P x = s(x) / sqrt(m)``: ``E[P x · P y] = x · y``;
+* TensorSRHT ``T(a, b) = s_1(a) ⊙ s_2(b) / sqrt(m)`` with independent signs:
+  ``E[T(a, b) · T(a', b')] = (a · a') (b · b')`` — a sketch of ``a ⊗ b``
+  (dimension `d e`) in dimension `m` (Ahle et al. 2020; Zandieh et al. 2021);
+* powers ``T_k(u) = T(T_{k-1}(u), u)``, ``T_1(u) = P u``:
+  ``E[T_k(u) · T_k(v)] = (u · v)^k``, and for `j < k` ``E[T_j(u) · T_k(v)]
+  = 0`` (the fresh signs of the last factor), so a weighted sum of powers
+  sketches a power series (the degree-by-degree part of PolySketch).
 
-Feature tensors have the feature axis last; leading axes (batch, spatial
-positions) are carried along. Matrices are stored transposed, `(d, m)`, so a
-sketch is one matmul on the last axis.
+A transform costs `O(n log n)` per vector (Kronecker factors of `H`
+applied as small dense matmuls) and stores `O(n + m)` numbers, against
+`O(d m)` for a dense random matrix. Feature tensors have the feature axis
+last; leading axes (batch, spatial positions) are carried along.
 """
+import math
+
 import numpy as np
+import scipy.linalg
 import tensorflow as tf
 
 from nt_gp.features.random import RandomMatrices
 
-__all__ = ['project', 'tensor_sketch', 'projection_matrix',
-           'tensor_sketch_matrices']
+__all__ = ['srht_params', 'srht', 'project', 'tensor_sketch',
+           'tensor_sketch_params', 'projection_params', 'hadamard']
+
+# Largest dense Hadamard factor applied as one matmul.
+_FACTOR = 128
 
 
-def projection_matrix(rng: RandomMatrices, in_dim: int, out_dim: int):
-  """`(in_dim, out_dim)` float64 Gaussian matrix scaled by `1/sqrt(out_dim)`.
-
-  Example:
-    >>> projection_matrix(RandomMatrices(0), 3, 4).shape
-    (3, 4)
-  """
-  return rng.gaussian((in_dim, out_dim)) / np.sqrt(out_dim)
-
-
-def tensor_sketch_matrices(rng: RandomMatrices, dim_a: int, dim_b: int,
-                           out_dim: int):
-  """The two ±1 matrices of a tensor-product sketch, the first scaled by
-  `1/sqrt(out_dim)`: `((dim_a, out_dim), (dim_b, out_dim))` float64.
-
-  Example:
-    >>> a, b = tensor_sketch_matrices(RandomMatrices(0), 3, 5, 4)
-    >>> a.shape, b.shape
-    ((3, 4), (5, 4))
-  """
-  return (rng.signs((dim_a, out_dim)) / np.sqrt(out_dim),
-          rng.signs((dim_b, out_dim)))
+def _factors(n: int):
+  """Powers of two multiplying to `n`, each at most `_FACTOR`."""
+  out = []
+  while n > 1:
+    f = min(n, _FACTOR)
+    out.append(f)
+    n //= f
+  return out or [1]
 
 
-def _last_axis_matmul(x, mat):
-  """`x @ mat` on the last axis of `x` (any number of leading axes)."""
-  if x.shape.rank == 2:
-    return tf.matmul(x, mat)
-  lead = tf.shape(x)[:-1]
-  out = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), mat)
-  return tf.reshape(out, tf.concat([lead, [mat.shape[-1]]], 0))
-
-
-def project(x, mat):
-  """Random projection of the last axis: `(..., d) -> (..., m)`.
-
-  Args:
-    x: `(..., d)` float tensor.
-    mat: `(d, m)` tensor from `projection_matrix`, same dtype.
+def hadamard(x):
+  """`x @ H` on the last axis (length a power of two), `H` unnormalised.
 
   Example:
     >>> import numpy as np
-    >>> mat = projection_matrix(RandomMatrices(0), 3, 4)
-    >>> project(tf.ones((2, 3), tf.float64), mat).shape
-    TensorShape([2, 4])
+    >>> x = tf.constant(np.eye(4))
+    >>> hadamard(x).numpy().astype(int).tolist()[1]
+    [1, -1, 1, -1]
   """
-  return _last_axis_matmul(x, mat)
+  n = x.shape[-1]
+  factors = _factors(n)
+  lead = tf.shape(x)[:-1]
+  y = tf.reshape(x, [-1] + factors)
+  for axis, f in enumerate(factors):
+    h = tf.constant(scipy.linalg.hadamard(f), x.dtype)
+    y = tf.tensordot(y, h, [[axis + 1], [0]])
+    # tensordot moves the transformed axis last; restore the order.
+    perm = ([0] + list(range(1, axis + 1)) + [len(factors)] +
+            list(range(axis + 1, len(factors))))
+    y = tf.transpose(y, perm)
+  return tf.reshape(y, tf.concat([lead, [n]], 0))
 
 
-def tensor_sketch(a, b, mats):
-  """Sketch of `a ⊗ b` on the last axis: `(..., d), (..., e) -> (..., m)`.
-
-  Args:
-    a: `(..., d)` float tensor.
-    b: `(..., e)` float tensor with the same leading shape and dtype.
-    mats: the pair from `tensor_sketch_matrices(rng, d, e, m)`.
+def srht_params(rng: RandomMatrices, in_dim: int, out_dim: int):
+  """`(signs (n,) float64, rows (out_dim,) int64)` of one SRHT.
 
   Example:
-    >>> mats = tensor_sketch_matrices(RandomMatrices(0), 3, 2, 5)
+    >>> signs, rows = srht_params(RandomMatrices(0), 3, 5)
+    >>> signs.shape, rows.shape
+    ((4,), (5,))
+  """
+  n = 1 << max(0, math.ceil(math.log2(max(in_dim, 1))))
+  return rng.signs((n,)), rng.integers(n, (out_dim,))
+
+
+def srht(x, params):
+  """``(H D x)[rows]`` on the last axis: `(..., d) -> (..., m)`."""
+  signs, rows = params
+  n = signs.shape[0]
+  d = x.shape[-1]
+  if d < n:
+    pad = [[0, 0]] * (x.shape.rank - 1) + [[0, n - d]]
+    x = tf.pad(x, pad)
+  return tf.gather(hadamard(x * signs), rows, axis=-1)
+
+
+def projection_params(rng: RandomMatrices, in_dim: int, out_dim: int):
+  """Parameters of `project` from `in_dim` to `out_dim`."""
+  return srht_params(rng, in_dim, out_dim)
+
+
+def project(x, params):
+  """Random projection of the last axis, `(..., d) -> (..., m)`, with
+  ``E[P x · P y] = x · y``.
+
+  Example:
+    >>> params = projection_params(RandomMatrices(0), 3, 4)
+    >>> params = (tf.constant(params[0]), tf.constant(params[1]))
+    >>> project(tf.ones((2, 3), tf.float64), params).shape
+    TensorShape([2, 4])
+  """
+  m = params[1].shape[0]
+  return srht(x, params) * tf.cast(1 / math.sqrt(m), x.dtype)
+
+
+def tensor_sketch_params(rng: RandomMatrices, dim_a: int, dim_b: int,
+                         out_dim: int):
+  """Parameters of `tensor_sketch` of `(dim_a,) ⊗ (dim_b,)` to `out_dim`."""
+  return (srht_params(rng, dim_a, out_dim), srht_params(rng, dim_b, out_dim))
+
+
+def tensor_sketch(a, b, params):
+  """TensorSRHT of `a ⊗ b` on the last axis: `(..., d), (..., e) -> (..., m)`.
+
+  Example:
+    >>> p = tensor_sketch_params(RandomMatrices(0), 3, 2, 5)
+    >>> p = tf.nest.map_structure(tf.constant, p)
     >>> a, b = tf.ones((4, 3), tf.float64), tf.ones((4, 2), tf.float64)
-    >>> tensor_sketch(a, b, mats).shape
+    >>> tensor_sketch(a, b, p).shape
     TensorShape([4, 5])
   """
-  return _last_axis_matmul(a, mats[0]) * _last_axis_matmul(b, mats[1])
+  m = params[0][1].shape[0]
+  return srht(a, params[0]) * srht(b, params[1]) * tf.cast(
+      1 / math.sqrt(m), a.dtype)
