@@ -20,6 +20,7 @@ feature map.
 import dataclasses
 from typing import Any, Callable, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from nt_gp.features.random import RandomMatrices
@@ -98,6 +99,9 @@ def hyperparameter(value, dtype):
   """A hyperparameter (number, tensor or tf.Variable) as a tensor of `dtype`."""
   if isinstance(value, tf.Variable):
     return tf.cast(value.read_value(), dtype)
+  if isinstance(value, (int, float, np.number, np.ndarray)):
+    # Straight to `dtype`: tf.cast would round a Python float to float32 first.
+    return tf.constant(value, dtype)
   return tf.cast(value, dtype)
 
 

@@ -15,6 +15,7 @@ fraction of ``E[σ(sqrt(q) z)²] = Σ_k a_k(q)²`` that the truncated terms
 carry, which bounds the relative truncation error of the kernel on the
 diagonal.
 """
+import functools
 import math
 
 import numpy as np
@@ -39,6 +40,12 @@ def derivative(fn):
   return dfn
 
 
+@functools.lru_cache(maxsize=16)
+def _quadrature(nodes: int):
+  z, w = np.polynomial.hermite_e.hermegauss(nodes)
+  return z, w / math.sqrt(2 * math.pi)
+
+
 class HermiteExpansion:
   """Hermite coefficients `a_k(q)`, `k = 0..degree`, of an activation.
 
@@ -60,8 +67,7 @@ class HermiteExpansion:
   def __init__(self, fn, degree: int, nodes: int):
     self.fn = fn
     self.degree = int(degree)
-    z, w = np.polynomial.hermite_e.hermegauss(int(nodes))
-    w = w / math.sqrt(2 * math.pi)
+    z, w = _quadrature(int(nodes))
     h = np.zeros((len(z), self.degree + 1))
     h[:, 0] = 1.
     if self.degree >= 1:
