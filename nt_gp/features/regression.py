@@ -35,6 +35,14 @@ def _as_targets(y, n):
   return y
 
 
+def _float64(value):
+  """A number, tensor or variable as a float64 tensor (Python floats are not
+  rounded to float32 on the way)."""
+  if isinstance(value, (int, float, np.number)):
+    return tf.constant(value, tf.float64)
+  return tf.cast(tf.convert_to_tensor(value), tf.float64)
+
+
 class NormalEquations:
   """Normal equations ``Φᵀ Φ``, ``Φᵀ y``, ``yᵀ y`` and `N`, summed by blocks.
 
@@ -120,7 +128,7 @@ class FeatureRegression:
     self._check_noise(self._noise())
 
   def _noise(self):
-    return tf.cast(tf.convert_to_tensor(self.noise_variance), tf.float64)
+    return _float64(self.noise_variance)
 
   @staticmethod
   def _check_noise(noise):
@@ -168,7 +176,7 @@ class FeatureRegression:
     """``log N(y | 0, Φ Φᵀ + σ² I)`` summed over outputs (float64 scalar)."""
     ne = self.normal_equations
     noise = (self._noise() if noise_variance is None else
-             tf.cast(noise_variance, tf.float64))
+             _float64(noise_variance))
     chol = self._factor(noise)
     half = tf.linalg.triangular_solve(chol, tf.constant(ne.rhs), lower=True)
     fit = (tf.constant(ne.targets_sq) - tf.reduce_sum(tf.square(half), 0)

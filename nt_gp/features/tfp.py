@@ -113,7 +113,8 @@ class FeatureKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
       ``Φ Φᵀ + σ² I`` (`O(N m²)` log_prob and sampling).
     """
     phi = self.features(x)
-    noise = tf.cast(observation_noise_variance, phi.dtype)
+    noise = tf.cast(tf.convert_to_tensor(observation_noise_variance,
+                                         dtype_hint=phi.dtype), phi.dtype)
     n = tf.shape(phi)[-2]
     diag = tf.fill([n], noise)
     return tfp.distributions.MultivariateNormalDiagPlusLowRankCovariance(
