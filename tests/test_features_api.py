@@ -140,3 +140,19 @@ def test_feature_map_is_compiled_once_per_dtype_and_shared_across_seeds():
          if v[1] is stax.describe(net)]
   assert len(fns) == 1
   assert fns[0].experimental_get_tracing_count() == 1
+
+
+def test_truncated_hermite_series_refuses_instead_of_biasing():
+  net = stax.serial(stax.Dense(4, W_std=3.), stax.Erf(), stax.Dense(1))
+  x = np.random.RandomState(0).randn(3, 2)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='raise hermite_degree'):
+    features.features_fn(net, 16, activation_method='hermite',
+                         hermite_degree=4)(x)
+  # A looser tolerance, smaller variances, or random features: no error.
+  features.features_fn(net, 16, activation_method='hermite',
+                       hermite_degree=4, hermite_tolerance=0.9)(x)
+  small = stax.serial(stax.Dense(4, W_std=0.5), stax.Erf(), stax.Dense(1))
+  features.features_fn(small, 16, activation_method='hermite',
+                       hermite_degree=16)(x)
+  features.features_fn(net, 16)(x)

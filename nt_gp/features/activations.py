@@ -16,7 +16,9 @@ Gaussian with that covariance. Two feature maps have these expectations:
   ``T_0`` a random unit sign vector), so that
   ``E[φ'(x)·φ'(y)] = Σ_k a_k(q1) a_k(q2) ρ^k``: the dual kernel up to the
   truncation after `hermite_degree`. `δ` uses the coefficients of σ' with the
-  same sketches.
+  same sketches. The share of ``E[σ(u)²]`` (and of ``E[σ'(u)²]`` for the NTK)
+  that the truncated degrees carry is checked for every input: above
+  `hermite_tolerance` the map raises instead of returning a biased feature.
 
 The NTK features are the tensor-product sketch of the incoming NTK features
 and `δ`: ``ψ' = T(ψ, δ)``, with ``E[ψ'·ψ'] = (ψ·ψ)(δ·δ)``.
@@ -137,7 +139,18 @@ def _hermite_features(call, spec: Spec, ctx, fn, dfn) -> Built:
       return tf.add_n([coefficients[..., k:k + 1] * t
                        for k, t in enumerate(terms)])
 
-    new_phi = series(expansion.coefficients(q))
+    tail = expansion.truncation(q)
+    if psi is not None and ts is not None:
+      tail = tf.maximum(tail, expansion.truncation(q, dfn))
+    check = tf.debugging.assert_less_equal(
+        tf.reduce_max(tail), tf.cast(ctx.hermite_tolerance, tail.dtype),
+        message=f'{call.name}: its Hermite series truncated after degree '
+        f'{degree} leaves more than {ctx.hermite_tolerance:g} of E[σ(u)²] or '
+        f'E[σ\'(u)²] for some input (large pre-activation variance); raise '
+        f'hermite_degree (and quadrature_nodes), or use '
+        f'activation_method="random".')
+    with tf.control_dependencies([check]):
+      new_phi = series(expansion.coefficients(q))
     if psi is None or ts is None:
       return new_phi, psi
     delta = series(expansion.coefficients(q, dfn))
@@ -151,9 +164,6 @@ def _hermite_features(call, spec: Spec, ctx, fn, dfn) -> Built:
 def activation_rule(call, spec: Spec, ctx) -> Built:
   """Feature rule of an elementwise nonlinearity."""
   fn, dfn = _activation(call)
-  method = ctx.activation_method
-  if method == 'auto':
-    method = 'random' if call.name in RELU_FAMILY else 'hermite'
-  if method == 'random':
+  if ctx.activation_method in ('auto', 'random'):
     return _random_features(call, spec, ctx, fn, dfn)
   return _hermite_features(call, spec, ctx, fn, dfn)

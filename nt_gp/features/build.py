@@ -56,6 +56,7 @@ class Context:
   activation_method: str
   hermite_degree: int
   quadrature_nodes: int
+  hermite_tolerance: float
   path: Tuple[str, ...] = ()
 
 

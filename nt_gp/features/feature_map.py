@@ -52,7 +52,8 @@ class FeatureMap:
 
   def __init__(self, layer, feature_dim: int, sketch_dim: Optional[int],
                seed: int, activation_method: str, hermite_degree: int,
-               quadrature_nodes: int, input_shape):
+               quadrature_nodes: Optional[int], hermite_tolerance: float,
+               input_shape):
     from nt_gp import stax  # pylint: disable=g-import-not-at-top
     self.call = stax.describe(layer)
     self.feature_dim = _positive_int('feature_dim', feature_dim)
@@ -69,8 +70,14 @@ class FeatureMap:
     self.hermite_degree = int(hermite_degree)
     if self.hermite_degree < 0:
       raise ValueError(f'`hermite_degree` must be >= 0, got {hermite_degree}.')
+    if quadrature_nodes is None:
+      quadrature_nodes = max(128, 2 * self.hermite_degree + 32)
     self.quadrature_nodes = _positive_int('quadrature_nodes',
                                           quadrature_nodes)
+    self.hermite_tolerance = float(hermite_tolerance)
+    if not 0 < self.hermite_tolerance < 1:
+      raise ValueError(f'`hermite_tolerance` must be in (0, 1), got '
+                       f'{hermite_tolerance!r}.')
     self.input_shape = None
     self._built = None
     self._params = {}
@@ -104,7 +111,8 @@ class FeatureMap:
                   sketch_dim=self.sketch_dim,
                   activation_method=self.activation_method,
                   hermite_degree=self.hermite_degree,
-                  quadrature_nodes=self.quadrature_nodes)
+                  quadrature_nodes=self.quadrature_nodes,
+                  hermite_tolerance=self.hermite_tolerance)
     spec = Spec((-1,) + input_shape, input_shape[-1], 0)
     built = build(self.call, spec, ctx)
     if isinstance(built.out, (list, tuple)):
@@ -170,7 +178,7 @@ class FeatureMap:
   def _compiled_fn(self, dtype, compute_ntk):
     key = (id(self.call), self.feature_dim, self.sketch_dim,
            self.activation_method, self.hermite_degree, self.quadrature_nodes,
-           self.input_shape, dtype, compute_ntk)
+           self.hermite_tolerance, self.input_shape, dtype, compute_ntk)
     if key in _COMPILED:
       _COMPILED.move_to_end(key)
     else:
@@ -225,7 +233,9 @@ def _run(apply, x, params, compute_ntk):
 
 def features_fn(layer, feature_dim: int, *, sketch_dim: Optional[int] = None,
                 seed: int = 0, activation_method: str = 'auto',
-                hermite_degree: int = 16, quadrature_nodes: int = 128,
+                hermite_degree: int = 16,
+                quadrature_nodes: Optional[int] = None,
+                hermite_tolerance: float = 1e-3,
                 input_shape: Optional[Sequence[int]] = None) -> FeatureMap:
   """Feature map of a `stax` network's NNGP and NTK.
 
@@ -245,11 +255,19 @@ def features_fn(layer, feature_dim: int, *, sketch_dim: Optional[int] = None,
     seed: the random matrices are drawn from it (same seed, same map, for
       every batch and both float32 and float64).
     activation_method: `'random'` (random features ``σ(φ G)``, the
-      arc-cosine features for the ReLU family), `'hermite'` (Hermite
-      expansion of the dual kernel with polynomial sketches) or `'auto'`
-      (random for the ReLU family, Hermite for the others).
+      arc-cosine features for the ReLU family; unbiased), `'hermite'`
+      (Hermite expansion of the dual kernel with TensorSRHT sketches; biased
+      by the truncation, checked against `hermite_tolerance`) or `'auto'`
+      (currently `'random'`: as accurate per feature and cheaper in the
+      measurements of `benchmarks/features_accuracy.py`).
     hermite_degree: degree after which Hermite expansions are truncated.
-    quadrature_nodes: Gauss-Hermite nodes for the Hermite coefficients.
+    quadrature_nodes: Gauss-Hermite nodes for the Hermite coefficients
+      (default `max(128, 2 hermite_degree + 32)`).
+    hermite_tolerance: largest share of ``E[σ(u)²]`` (and ``E[σ'(u)²]``)
+      the truncated degrees may carry for any input; beyond it the call
+      raises `tf.errors.InvalidArgumentError` saying what to change (smooth
+      activations at pre-activation variances near 1 need degree ~16,
+      tanh-like ones at variance 5 degree ~64).
     input_shape: non-batch input shape to build the map now (otherwise the
       first call builds it; later calls must have the same shape).
 
@@ -275,4 +293,5 @@ def features_fn(layer, feature_dim: int, *, sketch_dim: Optional[int] = None,
     True
   """
   return FeatureMap(layer, feature_dim, sketch_dim, seed, activation_method,
-                    hermite_degree, quadrature_nodes, input_shape)
+                    hermite_degree, quadrature_nodes, hermite_tolerance,
+                    input_shape)
