@@ -194,8 +194,9 @@ def test_error_falls_like_inverse_sqrt_feature_dim(name):
   _check_convergence(net, x, **(kwargs[0] if kwargs else {}))
 
 
-@pytest.mark.parametrize('name', ['mlp3_relu', 'repeat_erf',
-                                  'repeat_erf_hermite'])
+@pytest.mark.parametrize('name', [
+    'mlp3_relu', 'repeat_erf',
+    pytest.param('repeat_erf_hermite', marks=pytest.mark.slow)])
 def test_deep_networks_converge(name):
   net, x, *kwargs = DEEP[name]
   _check_convergence(net, x, **(kwargs[0] if kwargs else {}))

@@ -14,8 +14,8 @@ standard parameterisation (``ntk' = n nngp + σ_w² ntk (+ 1 with a bias)``,
 ``out[p, p'] = 1/|F| Σ_f in[p + f, p' + f]`` (zero padding for 'SAME'),
 which is the inner product of patches ``[φ_{p+f}]_f / sqrt(|F|)``. When the
 patch is no longer than `feature_dim` the patches are the features (exact);
-otherwise they are randomly projected to `feature_dim` (a convolution with a
-Gaussian filter), unbiased. The affine terms then follow the `Dense` rules
+otherwise they are projected to `feature_dim` by an SRHT (unbiased,
+`O(|F| d log(|F| d))` per position and no `|F| d x m` random filter). The affine terms then follow the `Dense` rules
 with the patch features, ``fan_in = C |F|`` in the standard
 parameterisation.
 """
@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from nt_gp.features.build import (Built, Spec, UnsupportedLayer, check_layout,
                                   hyperparameter, rebuild, rule_for)
-from nt_gp.ops import spatial
+from nt_gp.features import sketch
+from nt_gp.ops import spatial as ops_spatial
 
 __all__ = ['dense_rule', 'conv_rule']
 
@@ -91,6 +92,27 @@ def dense_rule(call, spec: Spec, ctx) -> Built:
   return Built(Spec(tuple(out_shape), nngp_dim, ntk_dim), (), apply)
 
 
+def _patches(x, filt, strides, padding):
+  """Patches `(N, *out, |F| d)` (offset-major) of `(N, *spatial, d)` features,
+  zero-padded ('SAME') or periodically padded ('CIRCULAR') like the layer."""
+  spatial_sizes = x.shape[1:-1]
+  out_sizes = []
+  for j, (size, k, st) in enumerate(zip(spatial_sizes, filt, strides)):
+    pads = (0, 0) if padding == 'VALID' else ops_spatial.same_pads(size, k, st)
+    x = ops_spatial.pad_axes(x, (1 + j,), pads,
+                             circular=padding == 'CIRCULAR')
+    out_sizes.append((size + pads[0] + pads[1] - k) // st + 1)
+  parts = []
+  for offset in np.ndindex(*filt):
+    begin = [0] + list(offset) + [0]
+    end = ([tf.shape(x)[0]] +
+           [o + (n - 1) * st + 1 for o, n, st in zip(offset, out_sizes,
+                                                     strides)] +
+           [x.shape[-1]])
+    parts.append(tf.strided_slice(x, begin, end, [1, *strides, 1]))
+  return tf.concat(parts, -1)
+
+
 @rule_for('Conv')
 def conv_rule(call, spec: Spec, ctx) -> Built:
   """Feature rule of `Conv` (patches, randomly projected when long)."""
@@ -106,39 +128,36 @@ def conv_rule(call, spec: Spec, ctx) -> Built:
   padding = str(getattr(args['padding'], 'value', args['padding'])).upper()
   size = int(np.prod(filt))
   has_bias = args['b_std'] is not None
-  parameterization, _ = _parameterization(call)
   fan_in = spec.shape[-1] * size
 
-  def filter_for(in_dim):
-    """A filter mapping `in_dim` channels to patch features."""
+  def projection(in_dim):
+    """None (exact patches) or the SRHT projecting a patch to feature_dim."""
     if size * in_dim <= ctx.feature_dim:
-      eye = np.eye(size * in_dim).reshape(filt + (in_dim, size * in_dim))
-      return eye / np.sqrt(size)
-    return ctx.rng.gaussian(filt + (in_dim, ctx.feature_dim)) / np.sqrt(
-        size * ctx.feature_dim)
+      return None
+    return sketch.projection_params(ctx.rng, size * in_dim, ctx.feature_dim)
 
-  phi_filter = filter_for(spec.nngp_dim)
-  both_filter = filter_for(spec.nngp_dim + spec.ntk_dim)
-  nngp_dim = phi_filter.shape[-1] + has_bias
-  ntk_dim = both_filter.shape[-1] + has_bias
+  proj_phi = projection(spec.nngp_dim)
+  proj_both = projection(spec.nngp_dim + spec.ntk_dim)
 
-  def convolve(x, w):
-    pad = padding
-    if padding == 'CIRCULAR':
-      for j, (k, st) in enumerate(zip(filt, strides)):
-        x = spatial.pad_axes(x, (1 + j,), spatial.same_pads(
-            x.shape[1 + j], k, st), circular=True)
-      pad = 'VALID'
-    return tf.nn.convolution(x, w, strides=strides, padding=pad)
+  def dim(in_dim, proj):
+    return size * in_dim if proj is None else ctx.feature_dim
+
+  nngp_dim = dim(spec.nngp_dim, proj_phi) + has_bias
+  ntk_dim = dim(spec.nngp_dim + spec.ntk_dim, proj_both) + has_bias
+  scale = 1 / np.sqrt(size)
+
+  def convolve(x, proj):
+    p = _patches(x, filt, strides, padding) * tf.cast(scale, x.dtype)
+    return p if proj is None else sketch.project(p, proj)
 
   def apply(params, feats):
     phi, psi = feats
-    w_phi, w_both = params
+    p_phi, p_both = params
 
     def both(phi, psi):
-      return convolve(tf.concat([phi, psi], -1), w_both)
-    return _affine(phi, psi, lambda t: convolve(t, w_phi), both, call,
+      return convolve(tf.concat([phi, psi], -1), p_both)
+    return _affine(phi, psi, lambda t: convolve(t, p_phi), both, call,
                    fan_in, phi.dtype)
 
   return Built(Spec(tuple(out_shape), nngp_dim, ntk_dim),
-               (phi_filter, both_filter), apply)
+               (proj_phi, proj_both), apply)
