@@ -156,3 +156,17 @@ def test_truncated_hermite_series_refuses_instead_of_biasing():
   features.features_fn(small, 16, activation_method='hermite',
                        hermite_degree=16)(x)
   features.features_fn(net, 16)(x)
+
+
+def test_feature_dim_per_nonlinearity():
+  net = stax.serial(stax.Dense(4, b_std=0.1), stax.Relu(), stax.Dense(4),
+                    stax.Erf(), stax.Dense(1, b_std=0.1))
+  phi = features.features_fn(net, (8, 24), input_shape=(3,))
+  # The last nonlinearity's width (24) plus the readout's bias coordinate;
+  # the NTK's sketch_dim defaults to the last width.
+  assert phi.nngp_dim == 25
+  assert phi.ntk_dim == 25 + 24
+  with pytest.raises(ValueError, match='`feature_dim` must be >= 1'):
+    features.features_fn(net, (8, 0))
+  with pytest.raises(ValueError, match='empty'):
+    features.features_fn(net, ())

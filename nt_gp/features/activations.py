@@ -94,7 +94,7 @@ def _matmul_last(x, mat):
 
 
 def _random_features(call, spec: Spec, ctx, fn, dfn) -> Built:
-  m = ctx.feature_dim
+  m = ctx.next_nonlinearity()
   gauss = ctx.rng.gaussian((spec.nngp_dim, m))
   ts = _ntk_sketch(ctx, spec, m)
 
@@ -113,7 +113,7 @@ def _random_features(call, spec: Spec, ctx, fn, dfn) -> Built:
 
 
 def _hermite_features(call, spec: Spec, ctx, fn, dfn) -> Built:
-  degree, d, m = ctx.hermite_degree, spec.nngp_dim, ctx.feature_dim
+  degree, d, m = ctx.hermite_degree, spec.nngp_dim, ctx.next_nonlinearity()
   expansion = HermiteExpansion(fn, degree, ctx.quadrature_nodes)
   constant = ctx.rng.signs((m,)) / math.sqrt(m)
   first = sketch.projection_params(ctx.rng, d, m) if degree >= 1 else None

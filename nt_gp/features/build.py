@@ -49,15 +49,32 @@ class Spec:
 
 @dataclasses.dataclass
 class Context:
-  """Options of a feature map and its source of random matrices."""
+  """Options of a feature map and its source of random matrices.
+
+  `feature_dims` has one entry per nonlinearity (in network order, the last
+  one repeated); `feature_dim` is the entry of the next nonlinearity, which
+  projections before it also use.
+  """
   rng: RandomMatrices
-  feature_dim: int
+  feature_dims: Tuple[int, ...]
   sketch_dim: int
   activation_method: str
   hermite_degree: int
   quadrature_nodes: int
   hermite_tolerance: float
   path: Tuple[str, ...] = ()
+  nonlinearities: int = 0
+
+  @property
+  def feature_dim(self) -> int:
+    return self.feature_dims[min(self.nonlinearities,
+                                 len(self.feature_dims) - 1)]
+
+  def next_nonlinearity(self) -> int:
+    """The feature dimension of a nonlinearity; moves to the next entry."""
+    dim = self.feature_dim
+    self.nonlinearities += 1
+    return dim
 
 
 @dataclasses.dataclass

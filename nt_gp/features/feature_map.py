@@ -11,7 +11,7 @@ rule (see the modules of `nt_gp.features`), seeded, and compiled.
 """
 import collections
 import functools
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -50,15 +50,24 @@ class FeatureMap:
     nngp_dim, ntk_dim: feature dimensions (after the map is built).
   """
 
-  def __init__(self, layer, feature_dim: int, sketch_dim: Optional[int],
+  def __init__(self, layer, feature_dim, sketch_dim: Optional[int],
                seed: int, activation_method: str, hermite_degree: int,
                quadrature_nodes: Optional[int], hermite_tolerance: float,
                input_shape):
     from nt_gp import stax  # pylint: disable=g-import-not-at-top
     self.call = stax.describe(layer)
-    self.feature_dim = _positive_int('feature_dim', feature_dim)
-    self.sketch_dim = (self.feature_dim if sketch_dim is None else
+    if isinstance(feature_dim, (list, tuple)):
+      if not feature_dim:
+        raise ValueError('`feature_dim` must not be an empty sequence.')
+      self.feature_dim = tuple(_positive_int('feature_dim', d)
+                               for d in feature_dim)
+    else:
+      self.feature_dim = _positive_int('feature_dim', feature_dim)
+    dims = (self.feature_dim if isinstance(self.feature_dim, tuple) else
+            (self.feature_dim,))
+    self.sketch_dim = (dims[-1] if sketch_dim is None else
                        _positive_int('sketch_dim', sketch_dim))
+    self._dims = dims
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or (
         seed < 0):
       raise TypeError(f'`seed` must be a non-negative int, got {seed!r}.')
@@ -107,7 +116,7 @@ class FeatureMap:
     if not input_shape or any(d < 1 for d in input_shape):
       raise ValueError(f'Inputs must have a batch axis and a non-empty '
                        f'channel axis, got non-batch shape {input_shape}.')
-    ctx = Context(rng=RandomMatrices(self.seed), feature_dim=self.feature_dim,
+    ctx = Context(rng=RandomMatrices(self.seed), feature_dims=self._dims,
                   sketch_dim=self.sketch_dim,
                   activation_method=self.activation_method,
                   hermite_degree=self.hermite_degree,
@@ -231,7 +240,8 @@ def _run(apply, x, params, compute_ntk):
   return phi, psi
 
 
-def features_fn(layer, feature_dim: int, *, sketch_dim: Optional[int] = None,
+def features_fn(layer, feature_dim: Union[int, Sequence[int]], *,
+                sketch_dim: Optional[int] = None,
                 seed: int = 0, activation_method: str = 'auto',
                 hermite_degree: int = 16,
                 quadrature_nodes: Optional[int] = None,
@@ -249,9 +259,12 @@ def features_fn(layer, feature_dim: int, *, sketch_dim: Optional[int] = None,
       ValueError naming them.
     feature_dim: width `m` of each random layer's features (random features
       of activations, projections of long convolution patches and flattened
-      images); the error falls like `1 / sqrt(m)`.
+      images); the error falls like `1 / sqrt(m)`. A sequence gives one
+      width per nonlinearity in network order (the last entry repeats;
+      projections use the entry of the next nonlinearity), e.g.
+      `(1024, 1024, 4096)` for cheap hidden layers and 4096 output features.
     sketch_dim: dimension of the sketches of tensor products in the NTK
-      features (default `feature_dim`).
+      features (default: the last `feature_dim`).
     seed: the random matrices are drawn from it (same seed, same map, for
       every batch and both float32 and float64).
     activation_method: `'random'` (random features ``σ(φ G)``, the

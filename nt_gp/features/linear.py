@@ -103,13 +103,15 @@ def _patches(x, filt, strides, padding):
                              circular=padding == 'CIRCULAR')
     out_sizes.append((size + pads[0] + pads[1] - k) // st + 1)
   parts = []
+  rank = x.shape.rank
   for offset in np.ndindex(*filt):
     begin = [0] + list(offset) + [0]
-    end = ([tf.shape(x)[0]] +
-           [o + (n - 1) * st + 1 for o, n, st in zip(offset, out_sizes,
-                                                     strides)] +
-           [x.shape[-1]])
-    parts.append(tf.strided_slice(x, begin, end, [1, *strides, 1]))
+    end = [0] + [o + (n - 1) * st + 1 for o, n, st in zip(offset, out_sizes,
+                                                         strides)] + [0]
+    # Batch and channel axes whole (masks keep the static shapes).
+    mask = 1 | (1 << (rank - 1))
+    parts.append(tf.strided_slice(x, begin, end, [1, *strides, 1],
+                                  begin_mask=mask, end_mask=mask))
   return tf.concat(parts, -1)
 
 
