@@ -3,7 +3,8 @@
 A synthetic regression problem in 8 dimensions, ``y = f(x) + ε`` with
 ``f(x) = sin(x · a) + 0.5 cos(x · b)`` (random unit-scale `a`, `b`) and noise standard deviation 0.1, is
 written to a `.npy` file (memory-mapped) and never loaded whole. With the
-NNGP features of the demo's depth-3 ReLU MLP (`feature_dim = 4096`,
+NNGP features of the demo's depth-3 ReLU MLP (`feature_dim = (1024, 1024,
+4096)`: 4096 output features, 1024 random features in the hidden layers;
 float32):
 
 1. the normal equations are summed block by block over the file
@@ -73,10 +74,10 @@ def network():
   return mlp(3, 1.5, 0.05)
 
 
-def feature_gp(x, y, x_test, m, batch_size, progress=None):
+def feature_gp(x, y, x_test, dims, batch_size, progress=None):
   """Fits the feature GP on (x, y) (array-likes) and predicts x_test."""
   from nt_gp import features  # pylint: disable=g-import-not-at-top
-  phi = features.features_fn(network(), m, seed=0, input_shape=(DIM,))
+  phi = features.features_fn(network(), dims, seed=0, input_shape=(DIM,))
   t0 = time.perf_counter()
   ne = features.normal_equations(phi, x, y, batch_size=batch_size,
                                  progress=progress)
@@ -120,8 +121,9 @@ def exact_gp_main(args):
 def run(args):
   import nt_gp.features  # pylint: disable=g-import-not-at-top,unused-import  (import time is not timed)
   if args.tiny:
-    args.n, args.m, args.subset, args.test = 3000, 64, 500, 200
+    args.n, args.m, args.hidden, args.subset, args.test = 3000, 64, 32, 500, 200
     args.batch_size = 1000
+  dims = (args.hidden, args.hidden, args.m)
   report = Report(
       'GP regression on a million points with NNGP features',
       f'Synthetic {DIM}-D regression (`y = sin(x·a) + 0.5 cos(x·b) + '
@@ -140,12 +142,12 @@ def run(args):
     x = np.load(x_path, mmap_mode='r')
     y = np.load(y_path, mmap_mode='r')
     t0 = time.perf_counter()
-    mean, noise, t_stream, t_fit = feature_gp(x, y, x_test, args.m,
+    mean, noise, t_stream, t_fit = feature_gp(x, y, x_test, dims,
                                               args.batch_size)
     total = time.perf_counter() - t0
     rss = peak_rss_bytes() / 2 ** 30
     rmse = float(np.sqrt(np.mean((mean - f_test) ** 2)))
-    report.say(f'feature GP, N={args.n}, m={args.m}: normal equations '
+    report.say(f'feature GP, N={args.n}, feature_dim={dims}: normal equations '
                f'{t_stream:.1f} s, noise fit {t_fit:.1f} s, total '
                f'{total:.1f} s; peak RSS {rss:.2f} GB; noise variance '
                f'{noise:.4g}; test RMSE {rmse:.4f}')
@@ -153,7 +155,7 @@ def run(args):
                                                   replace=False))
     xs, ys = np.asarray(x[idx], np.float64), np.asarray(y[idx], np.float64)
     sub_mean, sub_noise, _, _ = feature_gp(xs.astype(np.float32), ys, x_test,
-                                           args.m, args.batch_size, False)
+                                           dims, args.batch_size, False)
     sub_rmse = float(np.sqrt(np.mean((sub_mean - f_test) ** 2)))
     report.say(f'feature GP on the {args.subset}-point subset: test RMSE '
                f'{sub_rmse:.4f} (noise variance {sub_noise:.4g})')
@@ -173,9 +175,9 @@ def run(args):
                f'{exact["peak_rss_gb"]:.2f} GB (own process)')
   report.table(
       ['model', 'training points', 'test RMSE', 'time (s)', 'peak RSS (GB)'],
-      [[f'NNGP features, m={args.m}', args.n, f'{rmse:.4f}', f'{total:.1f}',
+      [[f'NNGP features, m={dims}', args.n, f'{rmse:.4f}', f'{total:.1f}',
         f'{rss:.2f}'],
-       [f'NNGP features, m={args.m}', args.subset, f'{sub_rmse:.4f}', '',
+       [f'NNGP features, m={dims}', args.subset, f'{sub_rmse:.4f}', '',
         ''],
        ['exact NNGP GP', args.subset, f'{exact_rmse:.4f}',
         f'{exact["seconds"]:.1f}', f'{exact["peak_rss_gb"]:.2f}']],
@@ -187,7 +189,10 @@ def run(args):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--n', type=int, default=1_000_000)
-  parser.add_argument('--m', type=int, default=4096, help='feature_dim')
+  parser.add_argument('--m', type=int, default=4096,
+                      help='output feature dimension (last ReLU layer)')
+  parser.add_argument('--hidden', type=int, default=1024,
+                      help='random features of the first two ReLU layers')
   parser.add_argument('--subset', type=int, default=20_000)
   parser.add_argument('--test', type=int, default=5000)
   parser.add_argument('--batch-size', type=int, default=8192)
