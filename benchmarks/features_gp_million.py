@@ -154,8 +154,10 @@ def run(args):
     idx = np.sort(np.random.RandomState(2).choice(args.n, args.subset,
                                                   replace=False))
     xs, ys = np.asarray(x[idx], np.float64), np.asarray(y[idx], np.float64)
-    sub_mean, sub_noise, _, _ = feature_gp(xs.astype(np.float32), ys, x_test,
-                                           dims, args.batch_size, False)
+    # Fewer points than features: float64 features (the float32 Gram
+    # matrix of a rank-deficient Φ cannot resolve small noise variances).
+    sub_mean, sub_noise, _, _ = feature_gp(xs, ys, x_test, dims,
+                                           args.batch_size, False)
     sub_rmse = float(np.sqrt(np.mean((sub_mean - f_test) ** 2)))
     report.say(f'feature GP on the {args.subset}-point subset: test RMSE '
                f'{sub_rmse:.4f} (noise variance {sub_noise:.4g})')

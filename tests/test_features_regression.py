@@ -171,3 +171,19 @@ def test_gpflow_feature_gpr_matches_dense_gpr(problem):
                                        m_.trainable_variables)
   np.testing.assert_allclose(model.likelihood.variance.numpy(),
                              dense.likelihood.variance.numpy(), rtol=1e-4)
+
+
+def test_noise_below_the_precision_of_float32_normal_equations():
+  # Fewer data than features: Φᵀ Φ is singular, and in float32 its rounding
+  # errors make Φᵀ Φ + σ² I indefinite for tiny σ². That is an error, not a
+  # NaN prediction, and the noise fit stays above that precision.
+  rs = np.random.RandomState(0)
+  phi, y = 10 * rs.randn(20, 60).astype(np.float32), rs.randn(20)
+  ne = features.NormalEquations.of(phi, y)
+  with pytest.raises(ValueError, match='below the precision'):
+    features.FeatureRegression(ne, 1e-12).predict(phi[:2])
+  reg = features.FeatureRegression(ne, 1.)
+  noise = reg.fit_noise()
+  assert noise >= 10 * np.finfo(np.float32).eps * ne.gram.diagonal().max()
+  mean, var = reg.predict(phi[:2])
+  assert np.isfinite(mean.numpy()).all() and np.isfinite(var.numpy()).all()

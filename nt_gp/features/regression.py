@@ -71,6 +71,7 @@ class NormalEquations:
     self.rhs = np.zeros((dim, outputs))
     self.targets_sq = np.zeros(outputs)
     self.count = 0
+    self.precision = 0.     # unit roundoff of the features' dtype
 
   @property
   def dim(self) -> int:
@@ -95,6 +96,7 @@ class NormalEquations:
     a = phi.numpy()
     syrk = (scipy.linalg.blas.dsyrk if a.dtype == np.float64 else
             scipy.linalg.blas.ssyrk)
+    self.precision = max(self.precision, float(np.finfo(a.dtype).eps))
     # Φᵀ is Fortran-ordered when Φ is C-ordered: no copy.
     self._upper += syrk(1.0, np.ascontiguousarray(a).T, trans=0, lower=0)
     self.rhs += tf.matmul(phi, y, transpose_a=True).numpy()
@@ -149,7 +151,17 @@ class FeatureRegression:
   def _factor(self, noise):
     ne = self.normal_equations
     a = tf.constant(ne.gram) + noise * tf.eye(ne.dim, dtype=tf.float64)
-    return tf.linalg.cholesky(a)
+    chol = tf.linalg.cholesky(a)
+    if tf.executing_eagerly() and not np.isfinite(
+        tf.linalg.diag_part(chol).numpy()).all():
+      dtype = 'float32' if ne.precision > 1e-10 else 'float64'
+      raise ValueError(
+          f'Φᵀ Φ + σ² I is not positive definite at noise variance '
+          f'{float(noise):.3g}: the noise is below the precision of the '
+          f'normal equations (features in {dtype}). Use a larger noise '
+          f'variance, or float64 features when there are fewer data than '
+          f'features.')
+    return chol
 
   def _solve_rhs(self, chol):
     return tf.linalg.cholesky_solve(chol, tf.constant(self.normal_equations.rhs))
@@ -207,8 +219,10 @@ class FeatureRegression:
     ``log σ²`` between the bounds brackets the maximum, which a bounded
     search then locates to 0.1% (about 20 factorisations; an
     eigendecomposition, which would make each step `O(m)`, costs more than
-    that here). Bounds default to `1e-8` and `10` times the mean squared
-    target.
+    that here). Bounds default to `10` times the mean squared target and
+    the larger of `1e-8` times it and ten roundoffs (of the features'
+    dtype) of the largest diagonal entry of ``Φᵀ Φ``: below that the
+    accumulated Gram matrix cannot resolve the noise.
 
     Returns:
       The new noise variance (also assigned to a `tf.Variable`
@@ -216,7 +230,12 @@ class FeatureRegression:
     """
     ne = self.normal_equations
     scale = float(ne.targets_sq.mean() / max(ne.count, 1)) or 1.
-    lo = math.log(lower if lower is not None else 1e-8 * scale)
+    if lower is None:
+      # Below this the Gram matrix's rounding errors (in the features' dtype)
+      # are larger than the noise.
+      lower = max(1e-8 * scale, 10 * ne.precision *
+                  float(ne.gram.diagonal().max(initial=0.)))
+    lo = math.log(lower)
     hi = math.log(upper if upper is not None else 10 * scale)
     if not lo < hi:
       raise ValueError(f'Need lower < upper, got {math.exp(lo)} and '
