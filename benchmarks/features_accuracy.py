@@ -33,7 +33,7 @@ os.environ.setdefault('MPLBACKEND', 'Agg')
 
 from report import DOCS, ROOT, Report  # pylint: disable=wrong-import-position
 
-FULL = dict(mlp=(256, 512, 1024, 2048, 4096, 8192), cnn=(32, 64, 128, 256, 512),
+FULL = dict(mlp=(256, 512, 1024, 2048, 4096), cnn=(32, 64, 128, 256, 512),
             erf=(256, 512, 1024, 2048, 4096))
 TINY = dict(mlp=(16, 64), cnn=(8, 16), erf=(16, 64))
 
@@ -72,6 +72,25 @@ def _feature_time(net, x, m, **kwargs):
 def _exact_time(net, x):
   return _median_time(lambda: [
       t.numpy() for t in net[2](x, None, ('nngp', 'ntk'))])
+
+
+def _scaling(report, net, digits_like, sizes, m):
+  """Times of features and exact kernel as N grows (inputs resampled from
+  `digits_like` with noise)."""
+  from nt_gp import features  # pylint: disable=g-import-not-at-top
+  rows = []
+  rs = np.random.RandomState(0)
+  phi = features.features_fn(net, m, seed=0)
+  for n in sizes:
+    x = (digits_like[rs.randint(len(digits_like), size=n)] +
+         0.1 * rs.randn(n, digits_like.shape[1])).astype(np.float32)
+    t_feat = _median_time(lambda: [t.numpy() for t in phi(x)])
+    t_exact = _exact_time(net, x)
+    rows.append([n, f'{t_feat:.3f}', f'{t_exact:.3f}',
+                 f'{t_feat / t_exact:.2f}'])
+    report.say(f'scaling N={n}: features {t_feat:.3f} s, exact kernel '
+               f'{t_exact:.3f} s ({t_feat / t_exact:.2f}x)')
+  return rows
 
 
 def _slope(dims, errs):
@@ -124,6 +143,13 @@ def run(args):
     report.say(f'  log-log slope: nngp {slopes[0]:.2f}, ntk {slopes[1]:.2f}')
     curves.append((name, ms, errs, t_exact,
                    [float(r[5]) for r in rows[-len(ms):]], slopes))
+  scaling = _scaling(report, mlp(3, 1.5, 0.05), digits_like=flat,
+                     sizes=(64, 128) if args.tiny else args.scaling_n,
+                     m=32 if args.tiny else 1024)
+  report.table(['N', 'features (s)', 'exact kernel (s)', 'time ratio'],
+               scaling, caption='ReLU MLP (depth 3), float32, NNGP and NTK, '
+               'feature_dim 1024: time against N (features grow like N, '
+               'the exact kernel like N²).')
   report.table(['network', 'N', 'feature_dim', 'NNGP error', 'NTK error',
                 'features (s)', 'exact kernel (s)', 'time ratio'], rows)
   report.table(['network', 'NNGP slope', 'NTK slope'],
@@ -172,6 +198,10 @@ def main():
                       help='MLP inputs (flattened digits)')
   parser.add_argument('--cnn-n', type=int, default=100,
                       help='Myrtle-5 inputs (8x8 digits images)')
+  parser.add_argument('--scaling-n', type=lambda s: [int(v) for v in
+                                                    s.split(',')],
+                      default=[1000, 2000, 4000, 8000],
+                      help='sizes of the time-vs-N table')
   parser.add_argument('--tiny', action='store_true',
                       help='a few inputs and small feature_dim (CI)')
   parser.add_argument('--out', default=str(DOCS / 'features_accuracy.md'))
