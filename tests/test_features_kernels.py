@@ -8,7 +8,7 @@ For every family, `phi(x1) · phi(x2)` estimates `kernel_fn(x1, x2)`:
   (about 40 entries per test: the chance of a false alarm per test is below
   1e-3 for a Gaussian mean, and the seeds are fixed, so the test is
   deterministic);
-* **convergence**: the relative Frobenius error (mean over 3 seeds) falls
+* **convergence**: the relative Frobenius error (mean over 5 seeds) falls
   like `feature_dim ** -1/2` (fitted log-log slope in [-0.8, -0.3]) and is
   below a stated bound at `feature_dim = 2048` — also for deep networks,
   whose estimator has an `O(1 / feature_dim)` bias;
@@ -176,7 +176,7 @@ _BOUND = 0.12
 
 
 def _check_convergence(net, x, dims=(128, 512, 2048), bound=_BOUND,
-                       seeds=3, **kwargs):
+                       seeds=5, **kwargs):
   dims = np.array(dims)
   errs = np.array([_relative_errors(net, x, m, range(seeds), **kwargs)
                    for m in dims])                       # (dims, 2)

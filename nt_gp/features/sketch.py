@@ -16,7 +16,8 @@ uniformly. For every row, ``E_D[s(x)_i s(y)_i] = x · y``, so
 
 A transform costs `O(n log n)` per vector (Kronecker factors of `H`
 applied as small dense matmuls) and stores `O(n + m)` numbers, against
-`O(d m)` for a dense random matrix. Feature tensors have the feature axis
+`O(d m)` for a dense random matrix; small transforms, where a dense ±1
+matrix costs fewer multiply-adds, use one (same law per coordinate). Feature tensors have the feature axis
 last; leading axes (batch, spatial positions) are carried along.
 """
 import math
@@ -67,20 +68,45 @@ def hadamard(x):
   return tf.reshape(y, tf.concat([lead, [n]], 0))
 
 
+# Dense ±1 matrices up to this many entries replace an SRHT when they cost
+# fewer multiply-adds (small transforms: the Hadamard factors cost
+# `n (f_1 + f_2 + ...)` per vector whatever the output size).
+_DENSE_MAX = 1 << 24
+
+
 def srht_params(rng: RandomMatrices, in_dim: int, out_dim: int):
-  """`(signs (n,) float64, rows (out_dim,) int64)` of one SRHT.
+  """Parameters of one random sign transform `s` from `in_dim` to `out_dim`.
+
+  An SRHT `(signs (n,) float64, rows (out_dim,) int64)`, or, when cheaper, a
+  dense `(in_dim, out_dim)` matrix of independent ±1 entries `(R,)` — the
+  same law per coordinate: ``E[s(x)_i s(y)_i] = x · y``.
 
   Example:
-    >>> signs, rows = srht_params(RandomMatrices(0), 3, 5)
+    >>> signs, rows = srht_params(RandomMatrices(0), 1000, 5000)
     >>> signs.shape, rows.shape
-    ((4,), (5,))
+    ((1024,), (5000,))
+    >>> srht_params(RandomMatrices(0), 3, 5)[0].shape   # small: dense
+    (3, 5)
   """
   n = 1 << max(0, math.ceil(math.log2(max(in_dim, 1))))
+  dense_cost = in_dim * out_dim
+  if dense_cost <= _DENSE_MAX and dense_cost <= n * (sum(_factors(n)) + 1):
+    return (rng.signs((in_dim, out_dim)),)
   return rng.signs((n,)), rng.integers(n, (out_dim,))
 
 
+def _matmul_last(x, mat):
+  if x.shape.rank == 2:
+    return tf.matmul(x, mat)
+  lead = tf.shape(x)[:-1]
+  out = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), mat)
+  return tf.reshape(out, tf.concat([lead, [mat.shape[-1]]], 0))
+
+
 def srht(x, params):
-  """``(H D x)[rows]`` on the last axis: `(..., d) -> (..., m)`."""
+  """``(H D x)[rows]`` (or ``x R``) on the last axis: `(..., d) -> (..., m)`."""
+  if len(params) == 1:
+    return _matmul_last(x, params[0])
   signs, rows = params
   n = signs.shape[0]
   d = x.shape[-1]
@@ -101,11 +127,11 @@ def project(x, params):
 
   Example:
     >>> params = projection_params(RandomMatrices(0), 3, 4)
-    >>> params = (tf.constant(params[0]), tf.constant(params[1]))
+    >>> params = tf.nest.map_structure(tf.constant, params)
     >>> project(tf.ones((2, 3), tf.float64), params).shape
     TensorShape([2, 4])
   """
-  m = params[1].shape[0]
+  m = params[-1].shape[-1]
   return srht(x, params) * tf.cast(1 / math.sqrt(m), x.dtype)
 
 
@@ -125,6 +151,6 @@ def tensor_sketch(a, b, params):
     >>> tensor_sketch(a, b, p).shape
     TensorShape([4, 5])
   """
-  m = params[0][1].shape[0]
+  m = params[0][-1].shape[-1]
   return srht(a, params[0]) * srht(b, params[1]) * tf.cast(
       1 / math.sqrt(m), a.dtype)
