@@ -64,9 +64,10 @@ def run(args):
   for m in dims:
     for seed in range(args.seeds):
       phi = features.features_fn(net, m, seed=seed)
+      batch = max(1, 20000 // m)       # bounds the patches' memory
       t0 = time.perf_counter()
-      f_train = phi(digits.x_train)
-      f_test = phi(digits.x_test)
+      f_train = phi(digits.x_train, batch_size=batch)
+      f_test = phi(digits.x_test, batch_size=batch)
       t_feat = time.perf_counter() - t0
       acc = {}
       for j, get in enumerate(('nngp', 'ntk')):

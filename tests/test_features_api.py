@@ -170,3 +170,13 @@ def test_feature_dim_per_nonlinearity():
     features.features_fn(net, (8, 0))
   with pytest.raises(ValueError, match='empty'):
     features.features_fn(net, ())
+
+
+def test_batched_call_equals_one_call():
+  phi = features.features_fn(NET, 16, seed=3)
+  whole = phi(X)
+  parts = phi(X, batch_size=2)
+  for a, b in zip(whole, parts):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-12)
+  with pytest.raises(ValueError, match='batch_size'):
+    phi(X, batch_size=0)

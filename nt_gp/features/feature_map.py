@@ -161,7 +161,7 @@ class FeatureMap:
           self._built.params)
     return self._params[dtype]
 
-  def __call__(self, x, get=None):
+  def __call__(self, x, get=None, batch_size: Optional[int] = None):
     """Features of the inputs `x`.
 
     Args:
@@ -169,6 +169,9 @@ class FeatureMap:
         float32 or float64 (the features have the same dtype; integers are
         read as float32).
       get: None or `('nngp', 'ntk')` for both, `'nngp'` or `'ntk'` for one.
+      batch_size: compute the features of this many inputs at a time (the
+        intermediate tensors of a convolution hold `|filter|` times the
+        features of every position: batch large image sets).
 
     Returns:
       `(nngp_feat, ntk_feat)`, tensors of shape `(N, ..., nngp_dim)` and
@@ -184,8 +187,20 @@ class FeatureMap:
     x = self._to_tensor(x)
     self.build(tuple(x.shape[1:]))
     compute_ntk = 'ntk' in names
-    phi, psi = self._compiled_fn(x.dtype, compute_ntk)(
-        x, self._params_for(x.dtype))
+    fn = self._compiled_fn(x.dtype, compute_ntk)
+    params = self._params_for(x.dtype)
+    if batch_size is None or batch_size >= x.shape[0]:
+      phi, psi = fn(x, params)
+    else:
+      if isinstance(batch_size, bool) or not isinstance(
+          batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f'`batch_size` must be a positive int, got '
+                         f'{batch_size!r}.')
+      parts = [fn(x[i:i + batch_size], params)
+               for i in range(0, x.shape[0], batch_size)]
+      phi = tf.concat([p[0] for p in parts], 0)
+      psi = None if parts[0][1] is None else tf.concat(
+          [p[1] for p in parts], 0)
     out = {'nngp': phi, 'ntk': psi}
     values = tuple(out[n] for n in names)
     return values[0] if single else values
