@@ -84,15 +84,6 @@ def _ntk_sketch(ctx, spec: Spec, delta_dim: int):
                                      ctx.sketch_dim)
 
 
-def _matmul_last(x, mat):
-  """`x @ mat` on the last axis of `x` (any number of leading axes)."""
-  if x.shape.rank == 2:
-    return tf.matmul(x, mat)
-  lead = tf.shape(x)[:-1]
-  out = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), mat)
-  return tf.reshape(out, tf.concat([lead, [mat.shape[-1]]], 0))
-
-
 def _random_features(call, spec: Spec, ctx, fn, dfn) -> Built:
   m = ctx.next_nonlinearity()
   gauss = ctx.rng.gaussian((spec.nngp_dim, m))
@@ -101,7 +92,7 @@ def _random_features(call, spec: Spec, ctx, fn, dfn) -> Built:
   def apply(params, feats):
     phi, psi = feats
     g, ts = params
-    z = _matmul_last(phi, g)
+    z = sketch.matmul_last(phi, g)
     scale = tf.cast(1 / math.sqrt(m), phi.dtype)
     new_phi = scale * fn(z)
     if psi is None or ts is None:

@@ -29,7 +29,8 @@ import tensorflow as tf
 from nt_gp.features.random import RandomMatrices
 
 __all__ = ['srht_params', 'srht', 'project', 'tensor_sketch',
-           'tensor_sketch_params', 'projection_params', 'hadamard']
+           'tensor_sketch_params', 'projection_params', 'hadamard',
+           'matmul_last']
 
 # Largest dense Hadamard factor applied as one matmul.
 _FACTOR = 128
@@ -95,7 +96,13 @@ def srht_params(rng: RandomMatrices, in_dim: int, out_dim: int):
   return rng.signs((n,)), rng.integers(n, (out_dim,))
 
 
-def _matmul_last(x, mat):
+def matmul_last(x, mat):
+  """`x @ mat` on the last axis of `x` (any number of leading axes).
+
+  Example:
+    >>> matmul_last(tf.ones((2, 3, 4)), tf.ones((4, 5))).shape
+    TensorShape([2, 3, 5])
+  """
   if x.shape.rank == 2:
     return tf.matmul(x, mat)
   lead = tf.shape(x)[:-1]
@@ -106,7 +113,7 @@ def _matmul_last(x, mat):
 def srht(x, params):
   """``(H D x)[rows]`` (or ``x R``) on the last axis: `(..., d) -> (..., m)`."""
   if len(params) == 1:
-    return _matmul_last(x, params[0])
+    return matmul_last(x, params[0])
   signs, rows = params
   n = signs.shape[0]
   d = x.shape[-1]
