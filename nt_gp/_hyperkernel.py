@@ -20,10 +20,9 @@ Two computations are provided:
 * `ArchitectureKernel.paired`: `k(x1[i], x2[i])` for `M` matched pairs at a cost
   linear in `M`. Each pair is a 1x1 stax kernel, vectorised over pairs with
   `tf.vectorized_map`. Vectorisation drops `tf.custom_gradient`s (they keep the
-  ReLU kernel's gradient finite on the diagonal, see `nt_gp.ops.arccos`), so the
-  pairs carry their own custom gradient: the backward pass vectorises the
-  per-pair gradients, which are formed before vectorisation and hence use the
-  custom gradients.
+  ReLU kernel's gradient finite on the diagonal, see `nt_gp.ops.arccos`), so
+  derivatives of every order are formed per pair before vectorisation (see
+  `nt_gp._vectorized_grad`).
 """
 import inspect
 import numbers
@@ -33,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp import _config
+from nt_gp import _vectorized_grad
 
 __all__ = ['ArchitectureKernel', 'GETS', 'check_get', 'check_names',
            'check_positive', 'is_number', 'cast_values']
@@ -269,30 +269,9 @@ class ArchitectureKernel:
       raise ValueError(f'{self.owner}: paired inputs must have the same number '
                        f'of examples, got {x1.shape[0]} and {x2.shape[0]}.')
 
-    @tf.custom_gradient
-    def pairs(x1, x2, *tensors):
-      value = tf.vectorized_map(lambda ab: one(ab[0], ab[1], tensors),
-                                (x1, x2))
-
-      def grad(dy):
-        def one_grad(args):
-          # `stop_gradient` hides the inputs from outer tapes: with a second
-          # tape watching, TensorFlow would wrap the stax graph's conditionals
-          # (assertions) in function calls, which cannot be vectorised. (So
-          # `paired` has no second derivatives.)
-          a, b, d = (tf.stop_gradient(t) for t in args)
-          ts = [tf.stop_gradient(t) for t in tensors]
-          with tf.GradientTape() as tape:
-            tape.watch([a, b] + ts)
-            v = one(a, b, ts)
-          return tape.gradient(v, [a, b] + ts, output_gradients=d,
-                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        ga, gb, *gt = tf.vectorized_map(one_grad, (x1, x2, dy))
-        return [ga, gb] + [tf.reduce_sum(g, axis=0) for g in gt]
-      return value, grad
-
     tensors = [values[n] for n in tensor_names]
-    # With `x2=None` the second input of each pair is unused (a placeholder of
-    # the same leading size keeps the vectorised structure simple).
-    out = pairs(x1, x1 if diagonal else x2, *tensors)
-    return out
+    if diagonal:
+      return _vectorized_grad.vectorized(
+          lambda a, *ts: one(a, None, ts), [x1], tensors)
+    return _vectorized_grad.vectorized(
+        lambda a, b, *ts: one(a, b, ts), [x1, x2], tensors)
