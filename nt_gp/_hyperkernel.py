@@ -24,6 +24,7 @@ Two computations are provided:
   derivatives of every order are formed per pair before vectorisation (see
   `nt_gp._vectorized_grad`).
 """
+import collections
 import inspect
 import numbers
 from typing import Callable, Dict, Iterable, Optional, Sequence
@@ -32,12 +33,15 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp import _config
+from nt_gp import _domains
 from nt_gp import _vectorized_grad
 
 __all__ = ['ArchitectureKernel', 'GETS', 'check_get', 'check_names',
-           'check_positive', 'is_number', 'cast_values']
+           'is_number', 'cast_values']
 
 GETS = ('nngp', 'ntk')
+# Compiled functions kept per kernel (one per input signature).
+_MAX_COMPILED = 64
 
 
 def is_number(v) -> bool:
@@ -96,41 +100,18 @@ def check_names(architecture: Callable, names: Iterable[str],
                     f'arguments.')
 
 
-def check_positive(name: str, value):
-  """Raises `ValueError` if a concrete hyperparameter value is not positive.
-
-  Numbers, lists, numpy arrays and eager tensors are checked; variables (whose
-  values change) are not.
-  """
-  if isinstance(value, (bool, np.bool_, str, bytes)):
-    raise TypeError(f'Hyperparameter `{name}` must be a positive number or '
-                    f'a float tensor, got {value!r}.')
-  if isinstance(value, tf.Variable) or hasattr(value, 'pretransformed_input'):
-    return
-  if isinstance(value, tf.Tensor):
-    if not hasattr(value, 'numpy'):
-      return
-    arr = value.numpy()
-  elif is_number(value) or isinstance(value, (list, tuple, np.ndarray)):
-    try:
-      arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-      raise TypeError(f'Hyperparameter `{name}` must be numeric, got '
-                      f'{value!r}.') from e
-  else:
-    return
-  if arr.dtype.kind not in 'fiu':
-    raise TypeError(f'Hyperparameter `{name}` must be real-valued, got dtype '
-                    f'{arr.dtype}.')
-  if not np.all(np.isfinite(arr)) or not np.all(arr > 0):
-    raise ValueError(f'Hyperparameter `{name}` must be positive and finite, '
-                     f'got {arr.tolist()}.')
-
-
 def cast_values(values: Dict, dtype) -> Dict:
   """Casts tensor-valued hyperparameters to `dtype`; numbers stay numbers."""
   return {n: v if is_number(v) else tf.cast(v, dtype)
           for n, v in values.items()}
+
+
+def _signature(value):
+  """What a `tf.function` call would trace on: shape and dtype of tensors,
+  the value of anything else."""
+  if tf.is_tensor(value) or isinstance(value, (tf.Variable, np.ndarray)):
+    return (tuple(value.shape), tf.as_dtype(value.dtype).name)
+  return (type(value).__name__, value)
 
 
 class ArchitectureKernel:
@@ -156,8 +137,9 @@ class ArchitectureKernel:
     self.architecture = architecture
     self.get = check_get(get)
     self.owner = owner
-    self._compiled = {}
+    self._compiled = collections.OrderedDict()
     self._checked_shapes = set()
+    self._domains = {}
 
   def __deepcopy__(self, memo):
     # Compiled functions are not copyable; a copy compiles its own.
@@ -181,6 +163,14 @@ class ArchitectureKernel:
     raise TypeError(f'{self.owner}: the architecture function must return a '
                     f'stax network `(init_fn, apply_fn, kernel_fn)`, got '
                     f'{type(net).__name__}.')
+
+  def domains(self, values: Dict) -> Dict[str, str]:
+    """`{name: 'positive' | 'non-negative' | 'real'}` (see `nt_gp._domains`),
+    inferred once per set of names."""
+    key = tuple(sorted(values))
+    if key not in self._domains:
+      self._domains[key] = _domains.infer(self.architecture, values)
+    return dict(self._domains[key])
 
   def _check_feature_shape(self, init_fn, feature_shape):
     """Checks that the network accepts inputs of `feature_shape`."""
@@ -215,19 +205,32 @@ class ArchitectureKernel:
   def run(self, key, impl: Callable, x1, *args):
     """`impl(x1, *args)`, inline when tracing, else as a cached `tf.function`.
 
-    `key` identifies `impl` (one compiled function per key and compilation
-    mode), so eager calls with new hyperparameter values do not retrace.
-    AutoGraph is off: the kernel is plain TensorFlow, and converting the stax
-    engine's Python inside a user's `tf.function` would only cost time.
+    `key` identifies `impl`. The stax engine needs static shapes, so each
+    input signature (shapes, dtypes, Python values) gets its own
+    `tf.function`, traced once: a new input size costs one trace, as with a
+    retracing `tf.function`, without TensorFlow's warning about frequent
+    retracing (which would fire in ordinary use, e.g. a GP predicting on
+    batches of different sizes). Tensor hyperparameters are arguments, so
+    changing their values never retraces. AutoGraph is off: the kernel is
+    plain TensorFlow, and converting the stax engine's Python inside a
+    user's `tf.function` would only cost time.
     """
     if tf.inside_function():
       return impl(x1, *args)
     jit = _config.config.resolve_jit(x1.dtype)
-    key = (key, jit)
-    if key not in self._compiled:
-      self._compiled[key] = tf.function(impl, autograph=False,
-                                        jit_compile=jit)
-    return self._compiled[key](x1, *args)
+    try:
+      signature = tuple(_signature(v) for v in tf.nest.flatten((x1, args)))
+      full_key = (key, jit, signature)
+      hash(full_key)
+    except TypeError:
+      full_key = (key, jit)
+    fn = self._compiled.pop(full_key, None)
+    if fn is None:
+      fn = tf.function(impl, autograph=False, jit_compile=jit)
+      if len(self._compiled) >= _MAX_COMPILED:
+        self._compiled.popitem(last=False)
+    self._compiled[full_key] = fn
+    return fn(x1, *args)
 
   def gram(self, x1, x2: Optional[tf.Tensor], values: Dict) -> tf.Tensor:
     """Kernel matrix `(N1, N2)` between `x1: (N1, *F)` and `x2: (N2, *F)`.
