@@ -58,10 +58,15 @@ def infer(architecture: Callable, values: Dict) -> Dict[str, str]:
     >>> infer(arch, dict(W_std=1., b_std=0., a=-0.5))
     {'W_std': 'positive', 'b_std': 'non-negative', 'a': 'real'}
   """
-  base = {n: representative(v) for n, v in values.items()}
-  if not _accepts(architecture, base):
-    # The values themselves are refused (or the network cannot be built from
-    # numbers): nothing to learn from probing, keep the strictest domain.
+  # The given values stand for the others while one is probed; if the
+  # network refuses them (a value out of its domain), ones do.
+  for base in ({n: representative(v) for n, v in values.items()},
+               {n: 1. for n in values}):
+    if _accepts(architecture, base):
+      break
+  else:
+    # The network cannot be built from numbers: nothing to learn from
+    # probing, keep the strictest domain.
     return {n: POSITIVE for n in values}
   out = {}
   for n in values:

@@ -25,6 +25,7 @@ Two computations are provided:
   `nt_gp._vectorized_grad`).
 """
 import collections
+import functools
 import inspect
 import numbers
 from typing import Callable, Dict, Iterable, Optional, Sequence
@@ -226,7 +227,10 @@ class ArchitectureKernel:
       full_key = (key, jit)
     fn = self._compiled.pop(full_key, None)
     if fn is None:
-      fn = tf.function(impl, autograph=False, jit_compile=jit)
+      # A new callable each time (a partial: TensorFlow counts traces per
+      # code object of a function, across `tf.function` objects).
+      fn = tf.function(functools.partial(impl), autograph=False,
+                       jit_compile=jit)
       if len(self._compiled) >= _MAX_COMPILED:
         self._compiled.popitem(last=False)
     self._compiled[full_key] = fn
