@@ -1,10 +1,13 @@
-"""Regenerates tests/golden/second_derivatives.npz from neural-tangents 0.6.5.
+"""Regenerates tests/golden/second_derivatives.npz and derivative_gp.npz
+from neural-tangents 0.6.5.
 
 Usage: python tools/make_golden_second_derivatives.py
 
-Runs tests/second_order/nt_runner.py (jax.hessian, jax.jacfwd(jax.grad)) in
-the reference env (tools/reference_env.sh, or NT_REFERENCE_PYTHON) on the
-inputs of tests/second_order/cases.py and stores its output with the inputs.
+Runs tests/second_order/nt_runner.py (jax.hessian, jax.jacfwd(jax.grad)) on
+the inputs of tests/second_order/cases.py, and nt_derivative_gp_runner.py on
+the data of docs/tutorials/derivative_gp.py, in the reference env
+(tools/reference_env.sh, or NT_REFERENCE_PYTHON), and stores their outputs
+with the inputs.
 """
 import pathlib
 import sys
@@ -20,16 +23,39 @@ from tests.second_order import cases  # pylint: disable=g-import-not-at-top
 CASES_FILE = ROOT / 'tests' / 'second_order' / 'cases.py'
 RUNNER = ROOT / 'tests' / 'second_order' / 'nt_runner.py'
 GOLDEN = harness.GOLDEN / 'second_derivatives.npz'
+GP_RUNNER = ROOT / 'tests' / 'second_order' / 'nt_derivative_gp_runner.py'
+GP_GOLDEN = harness.GOLDEN / 'derivative_gp.npz'
 
 
-def run_reference(timeout=3600):
-  """`{'<case>/<get>/<quantity>': array}` computed by neural-tangents."""
+def _python():
   python = harness.reference_python()
   if python is None:
     raise RuntimeError('neural-tangents reference env not found: run '
                        'tools/reference_env.sh or set NT_REFERENCE_PYTHON.')
-  return harness.run_reference_script(python, RUNNER, cases.suite_inputs(),
+  return python
+
+
+def run_reference(timeout=3600):
+  """`{'<case>/<get>/<quantity>': array}` computed by neural-tangents."""
+  return harness.run_reference_script(_python(), RUNNER, cases.suite_inputs(),
                                       timeout, args=(CASES_FILE,))
+
+
+def derivative_gp_inputs():
+  """Data and test points of the tutorial (its non-quick grid)."""
+  import runpy  # pylint: disable=g-import-not-at-top
+  tutorial = runpy.run_path(str(ROOT / 'docs' / 'tutorials' /
+                                'derivative_gp.py'))
+  x, y, dy = tutorial['data']()
+  return {'x': x, 'y': y, 'dy': dy, 't': np.linspace(-2.5, 2.5, 41),
+          'theta': np.array([tutorial['W_STD'], tutorial['B_STD'],
+                             tutorial['NOISE']])}
+
+
+def run_derivative_gp_reference(timeout=1800):
+  """The derivative-GP posterior computed with neural-tangents and jax."""
+  return harness.run_reference_script(_python(), GP_RUNNER,
+                                      derivative_gp_inputs(), timeout)
 
 
 def save(reference, path=GOLDEN):
@@ -42,3 +68,6 @@ def save(reference, path=GOLDEN):
 
 if __name__ == '__main__':
   save(run_reference())
+  gp = run_derivative_gp_reference()
+  np.savez_compressed(GP_GOLDEN, **gp, **derivative_gp_inputs())
+  print(f'{GP_GOLDEN.name}: {len(gp)} arrays')
