@@ -7,7 +7,6 @@ tools/make_golden_second_derivatives.py); when the reference env exists
 (required on CI) they are also recomputed live.
 """
 import functools
-import importlib.util
 import os
 import pathlib
 import re
@@ -16,9 +15,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from tests.parity import harness
+from tests.second_order import reference
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / 'docs' / 'tutorials' / 'derivative_gp.py'
@@ -77,18 +76,9 @@ def test_posterior_matches_neural_tangents_golden():
 
 
 def test_posterior_matches_neural_tangents_live():
-  if harness.reference_python() is None:
-    if os.environ.get('CI', '').lower() == 'true':
-      pytest.fail('CI needs the neural-tangents reference env '
-                  '(tools/reference_env.sh) for live checks.')
-    pytest.skip('neural-tangents reference env not built '
-                '(run tools/reference_env.sh).')
-  spec = importlib.util.spec_from_file_location(
-      'make_golden_second_derivatives',
-      ROOT / 'tools' / 'make_golden_second_derivatives.py')
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
-  assert_posteriors_match(ours(), tool.run_derivative_gp_reference())
+  reference.require_live()
+  assert_posteriors_match(ours(),
+                          reference.tool().run_derivative_gp_reference())
 
 
 def test_documentation_embeds_the_figure():

@@ -15,7 +15,6 @@ Second-order graphs take seconds to build, so the larger networks are marked
 slow.
 """
 import functools
-import os
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ import pytest
 from tests.parity import harness
 from tests.second_order import cases
 from tests.second_order import ours
+from tests.second_order import reference
 
 GOLDEN = harness.GOLDEN / 'second_derivatives.npz'
 RTOL = 1e-7
@@ -64,19 +64,8 @@ def test_golden_inputs_are_the_cases_inputs():
 
 
 def test_golden_matches_live_reference():
-  if harness.reference_python() is None:
-    if os.environ.get('CI', '').lower() == 'true':
-      pytest.fail('CI needs the neural-tangents reference env '
-                  '(tools/reference_env.sh) for live checks.')
-    pytest.skip('neural-tangents reference env not built '
-                '(run tools/reference_env.sh).')
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      'make_golden_second_derivatives',
-      harness.ROOT / 'tools' / 'make_golden_second_derivatives.py')
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
-  live = tool.run_reference()
+  reference.require_live()
+  live = reference.tool().run_reference()
   g = golden()
   for key, value in live.items():
     assert not key.endswith('/error'), value
