@@ -37,6 +37,7 @@ an architecture, e.g. for `tfp.experimental.util.make_trainable`).
 import abc
 import copyreg
 import functools
+import inspect
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -249,7 +250,6 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel,
       >>> len(k.trainable_variables)
       2
     """
-    import inspect  # pylint: disable=g-import-not-at-top
     try:
       params = inspect.signature(architecture).parameters
     except (TypeError, ValueError) as e:
