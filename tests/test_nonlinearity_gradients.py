@@ -64,6 +64,19 @@ LAYERS = {
 }
 
 
+def _dense_layer_dense(name):
+  """`(kernel_fn, variables, sorted names)` of Dense -> layer -> Dense with
+  float64 variables for `W_std`, `b_std` and the layer's hyperparameters."""
+  make, hps = LAYERS[name]
+  variables = {k: tf.Variable(v, dtype=tf.float64, name=k)
+               for k, v in dict(hps, W_std=1.3, b_std=0.4).items()}
+  kernel_fn = stax.serial(
+      stax.Dense(8, W_std=variables['W_std'], b_std=variables['b_std']),
+      make(variables),
+      stax.Dense(1, W_std=variables['W_std'], b_std=variables['b_std']))[2]
+  return kernel_fn, variables, sorted(variables)
+
+
 def _network(name, x):
   """`(run, variables, names)` for Dense -> layer -> Dense on inputs `x`.
 
@@ -71,15 +84,7 @@ def _network(name, x):
   gradients of `u · entries` for each row `u` of `us`, in one compiled graph
   that is reused for the finite differences.
   """
-  make, hps = LAYERS[name]
-  variables = {k: tf.Variable(v, dtype=tf.float64, name=k)
-               for k, v in dict(hps, W_std=1.3, b_std=0.4).items()}
-  net = stax.serial(
-      stax.Dense(8, W_std=variables['W_std'], b_std=variables['b_std']),
-      make(variables),
-      stax.Dense(1, W_std=variables['W_std'], b_std=variables['b_std']))
-  kernel_fn = net[2]
-  names = sorted(variables)
+  kernel_fn, variables, names = _dense_layer_dense(name)
 
   @tf.function(autograph=False)
   def run(us):
@@ -172,14 +177,7 @@ def test_gradients_finite_at_zero_variance(name):
 def _hessian_network(name, x, u):
   """`(hess, grad, variables, names)`: d²(u · K)/dθ² by nested tapes and
   d(u · K)/dθ, both compiled, for Dense -> layer -> Dense."""
-  make, hps = LAYERS[name]
-  variables = {k: tf.Variable(v, dtype=tf.float64, name=k)
-               for k, v in dict(hps, W_std=1.3, b_std=0.4).items()}
-  kernel_fn = stax.serial(
-      stax.Dense(8, W_std=variables['W_std'], b_std=variables['b_std']),
-      make(variables),
-      stax.Dense(1, W_std=variables['W_std'], b_std=variables['b_std']))[2]
-  names = sorted(variables)
+  kernel_fn, variables, names = _dense_layer_dense(name)
   theta = [variables[n] for n in names]
 
   def total():

@@ -74,12 +74,12 @@ def acos_and_sqrt(c):
     (1.570796, 1.0)
   """
   c = tf.convert_to_tensor(c)
-  # Forward values from a gradient-stopped copy: persistent and higher-order
-  # tapes also differentiate the forward intermediates, and sqrt/acos have
-  # infinite derivatives at |c| = 1.
-  c0 = tf.stop_gradient(c)
-  s = tf.sqrt(tf.maximum(1 - c0 * c0, 0))
-  theta = fast_math.acos(c0)
+  # The gradient below uses only `c`, never these intermediates, so no tape
+  # differentiates them. (`tf.vectorized_map` drops custom gradients: through
+  # it, differentiation falls back to these operations, right for |c| < 1
+  # and NaN, not a silent zero, at |c| = 1.)
+  s = tf.sqrt(tf.maximum(1 - c * c, 0))
+  theta = fast_math.acos(c)
 
   def grad(d_theta, d_s):
     # -(ḡ_θ + c ḡ_s) / s from `c` itself (not the stopped copy), so a tape
