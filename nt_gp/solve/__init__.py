@@ -1,0 +1,32 @@
+"""GP and kernel-regression solves beyond one machine's memory.
+
+* `exact_sweep`: exact posteriors (means, variances, log marginal likelihood)
+  for a list of ``diag_reg`` values from kernels given as arrays or
+  `nt_gp.store.KernelStore` files, in a memory budget: in memory when the
+  kernel fits, else a resumable out-of-core Cholesky factorisation.
+* Building blocks: `MemoryBudget`, `PanelPlan`, `PanelFile`, `Targets`.
+
+The same solves are available in neural-tangents' style as
+`nt_gp.predict.gp_inference_sweep`, and on the command line as
+``nt-gp solve``. See docs/large_scale.md.
+
+Example:
+  >>> import numpy as np
+  >>> from nt_gp.solve import exact_sweep
+  >>> k = np.array([[2., 1.], [1., 2.]])
+  >>> exact_sweep(k, np.array([1., -1.]), diag_reg=[0., 1.],
+  ...             diag_reg_absolute_scale=True).alpha[:, :, 0].round(6).tolist()
+  [[1.0, -1.0], [0.5, -0.5]]
+"""
+from nt_gp.solve._linalg import NotPositiveDefiniteError
+from nt_gp.solve.exact import SweepResult, exact_sweep
+from nt_gp.solve.memory import MemoryBudget, MemoryLimitError, parse_memory
+from nt_gp.solve.panel_file import (PanelFile, PanelFileError,
+                                    PanelFileMismatchError)
+from nt_gp.solve.targets import Targets
+from nt_gp.solve.tiled import PanelPlan
+
+__all__ = ['exact_sweep', 'SweepResult', 'MemoryBudget', 'MemoryLimitError',
+           'parse_memory', 'PanelFile', 'PanelFileError',
+           'PanelFileMismatchError', 'PanelPlan', 'Targets',
+           'NotPositiveDefiniteError']
