@@ -244,10 +244,11 @@ def _describe_inputs(v) -> str:
 
 
 def check_pairing(train: KernelSource, other: KernelSource, role: str,
-                  side: str = 'x2'):
+                  side: str = 'x2', points: str = 'training points'):
   """Checks that `other` (e.g. k(test, train)) pairs with `train`.
 
-  Sizes must agree; when both are stores, `other`'s `side` inputs
+  Sizes must agree (`points` names what the columns are); when both are
+  stores, `other`'s `side` inputs
   (``'x2'``: its columns) must be the training inputs of `train`, and both
   must come from the same architecture.
 
@@ -259,13 +260,13 @@ def check_pairing(train: KernelSource, other: KernelSource, role: str,
     ...               ArraySource(np.ones((2, 4)), 'k_test_train'), 'test')
     Traceback (most recent call last):
     ...
-    ValueError: k_test_train has 4 columns but the training kernel has 3 training points; both must be computed against the same training inputs.
+    ValueError: k_test_train has 4 columns but k_train_train has 3 training points; both must be computed against the same training points.
   """
   n = train.shape[0]
   if side == 'x2' and other.shape[1] != n:
     raise ValueError(f'{other.label.strip("`")} has {other.shape[1]} columns '
-                     f'but the training kernel has {n} training points; both '
-                     f'must be computed against the same training inputs.')
+                     f'but {train.label.strip("`")} has {n} {points}; both '
+                     f'must be computed against the same {points}.')
   fp_train = getattr(train, 'store_fingerprint', None)
   fp_other = getattr(other, 'store_fingerprint', None)
   if not fp_train or not fp_other:
