@@ -203,7 +203,7 @@ class FunctionBlocks(KernelBlocks):
     # full blocks, one for a smaller last block.
     self._self = tf.function(lambda a: kernel_fn(a, None, get),
                              autograph=False, jit_compile=jit)
-    row_bytes = self.m * 8
+    row_bytes = self.m * self.dtype.itemsize     # cached in the kernel's dtype
     self._cache = {}
     self._cache_rows = int(cache_bytes) // row_bytes if cache_bytes else 0
     self._cached_rows = 0
@@ -224,14 +224,14 @@ class FunctionBlocks(KernelBlocks):
 
   def block(self, i: int) -> np.ndarray:
     if i in self._cache:
-      return self._cache[i]
+      return self._cache[i].astype(np.float64)
     if self._file is not None and self._file_done[i]:
       s = self.slices[i]
       return self._file['k'][s].astype(np.float64)
     kb = self.compute_block(i)
     rows = kb.shape[0]
     if self._cached_rows + rows <= self._cache_rows:
-      self._cache[i] = kb
+      self._cache[i] = kb.astype(self.dtype)
       self._cached_rows += rows
     elif self._cache_dir is not None:
       self._store(i, kb)
