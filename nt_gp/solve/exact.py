@@ -87,8 +87,9 @@ def _check_symmetric(source: KernelSource, block: int = 2048):
   tol = (1e-5 if a.dtype == np.float32 else 1e-10) * scale
   for i0 in range(0, n, block):
     for j0 in range(i0, n, block):
-      d = np.max(np.abs(a[i0:i0 + block, j0:j0 + block] -
-                        a[j0:j0 + block, i0:i0 + block].T), initial=0.)
+      with np.errstate(invalid='ignore'):   # non-finite entries: found later
+        d = np.max(np.abs(a[i0:i0 + block, j0:j0 + block] -
+                          a[j0:j0 + block, i0:i0 + block].T), initial=0.)
       if d > tol:
         raise ValueError(f'{source.label} is not symmetric (entries differ by '
                          f'{d:.3g} from their transposes); give the kernel of '
@@ -343,15 +344,7 @@ def _plan_for(path: str, n: int, budget: MemoryBudget, itemsize: int):
   if os.path.exists(path):
     with PanelFile.open(path, verify=False) as pf:
       bounds = pf.bounds
-    plan = tiled.PanelPlan(bounds, int(budget.available), itemsize)
-    widths = np.diff(bounds)
-    need = max(float(np.max((n - bounds[:-1]) * widths)) * itemsize
-               / tiled._PANEL_SHARE,  # pylint: disable=protected-access
-               float(widths.max()) ** 2 * itemsize
-               / tiled._DIAG_SHARE)   # pylint: disable=protected-access
-    budget.require(need, f'the panels planned in {path} (delete the file to '
-                   f'plan again for this limit)')
-    return plan
+    return tiled.plan_from_bounds(bounds, budget, itemsize, path)
   return tiled.PanelPlan.for_budget(n, budget, itemsize)
 
 

@@ -41,18 +41,19 @@ from typing import List, Optional
 import numpy as np
 
 from nt_gp.solve import _linalg
-from nt_gp.solve.memory import MemoryBudget, MemoryLimitError, format_bytes
+from nt_gp.solve.memory import MemoryBudget, format_bytes
 from nt_gp.solve.panel_file import PanelFile
 from nt_gp.solve.records import EvalSet, RegResult, lml_from_solve
 from nt_gp.solve.sources import KernelSource
 
 __all__ = ['PanelPlan', 'factor', 'solve_with_factor', 'assemble',
-           'MIN_PANEL']
+           'plan_from_bounds', 'MIN_PANEL']
 
 MIN_PANEL = 32           # narrowest panel: a memory limit below it is refused
 _PANEL_SHARE = 0.55      # the panel being factored (or the right-hand sides)
-_STREAM_SHARE = 0.30     # pieces of earlier panels streamed from disk
 _DIAG_SHARE = 0.15       # one diagonal-height block of an earlier panel
+# The rest of the working memory (about 0.3) streams pieces of earlier panels.
+_MIN_STREAM_ROWS = 64
 
 
 @dataclasses.dataclass
@@ -85,7 +86,8 @@ class PanelPlan:
     """
     working = int(budget.available)
     min_panel = min(MIN_PANEL, n)
-    need = int(math.ceil(n * min_panel * itemsize / _PANEL_SHARE))
+    need = int(math.ceil(n * min_panel * itemsize / _PANEL_SHARE)) + (
+        min_panel ** 2 + _MIN_STREAM_ROWS * min_panel) * itemsize
     if working < need:
       budget.require(need, f'one panel of {min_panel} columns of the '
                      f'{n} x {n} factor')
@@ -110,7 +112,7 @@ class PanelPlan:
     """
     bounds = list(range(0, n, width)) + [n]
     w = min(width, n)
-    working = int((n * w + (1 << 16) + w * w) * itemsize / _PANEL_SHARE) + 1
+    working = int((n * w + (1 << 16) + w * w) * itemsize)
     return cls(np.asarray(bounds, np.int64), working, itemsize)
 
   @property
@@ -128,15 +130,35 @@ class PanelPlan:
   def max_width(self) -> int:
     return int(np.max(np.diff(self.bounds)))
 
+  @property
+  def panel_elements(self) -> int:
+    """Size of the largest panel (rows x columns)."""
+    return int(np.max((self.n - self.bounds[:-1]) * np.diff(self.bounds)))
+
+  @property
+  def diag_elements(self) -> int:
+    return self.max_width ** 2
+
+  @property
+  def stream_elements(self) -> int:
+    """What is left of the working memory for pieces streamed from disk."""
+    rest = (self.working_bytes // self.itemsize - self.panel_elements -
+            self.diag_elements)
+    return int(max(rest, _MIN_STREAM_ROWS * self.max_width))
+
+  @property
+  def required_bytes(self) -> int:
+    """The least working memory these panels can be computed in."""
+    return (self.panel_elements + self.diag_elements +
+            _MIN_STREAM_ROWS * self.max_width) * self.itemsize
+
   def stream_rows(self, width: int) -> int:
     """Rows of an earlier panel read per piece."""
-    return max(1, int(_STREAM_SHARE * self.working_bytes //
-                      (max(width, 1) * self.itemsize)))
+    return max(1, self.stream_elements // max(width, 1))
 
   def rhs_columns(self, n_rows: int) -> int:
     """Right-hand sides (test points) solved per forward pass."""
-    return max(1, int(_PANEL_SHARE * self.working_bytes //
-                      (n_rows * self.itemsize)))
+    return max(1, self.panel_elements // n_rows)
 
   def describe(self) -> str:
     widths = np.diff(self.bounds)
@@ -156,12 +178,9 @@ class _Buffers:
   """The three preallocated buffers of a plan; pieces are views of them."""
 
   def __init__(self, plan: PanelPlan, dtype):
-    item = np.dtype(dtype).itemsize
-    self.panel = np.empty(int(_PANEL_SHARE * plan.working_bytes) // item,
-                          dtype)
-    self.stream = np.empty(int(_STREAM_SHARE * plan.working_bytes) // item,
-                           dtype)
-    self.diag = np.empty(plan.max_width ** 2, dtype)
+    self.panel = np.empty(plan.panel_elements, dtype)
+    self.stream = np.empty(plan.stream_elements, dtype)
+    self.diag = np.empty(plan.diag_elements, dtype)
 
   @staticmethod
   def view(buf, rows, cols):
@@ -383,11 +402,15 @@ def assemble(pf: PanelFile) -> np.ndarray:
   return np.tril(out)
 
 
-def check_plan_fits(plan: PanelPlan, budget: MemoryBudget):
-  """Raises `MemoryLimitError` if `plan`'s buffers exceed `budget`."""
-  if plan.working_bytes > budget.available:
-    raise MemoryLimitError(
-        f'The factorisation was planned for {format_bytes(plan.working_bytes)}'
-        f' of buffers but only {format_bytes(budget.available)} are '
-        f'available under the memory limit; raise the limit, or delete the '
-        f'work folder to plan again.')
+def plan_from_bounds(bounds, budget: MemoryBudget, itemsize: int = 8,
+                     where: str = 'a panel file') -> PanelPlan:
+  """The plan of existing panel bounds in today's `budget` (resuming).
+
+  Raises:
+    MemoryLimitError: the panels do not fit the budget any more.
+  """
+  plan = PanelPlan(np.asarray(bounds, np.int64), int(budget.available),
+                   itemsize)
+  budget.require(plan.required_bytes, f'the panels planned in {where} '
+                 f'(delete it to plan again for this limit)')
+  return plan
