@@ -10,6 +10,7 @@ from nt_gp import stax
 from nt_gp.distributed import LocalRunner, compute_kernel
 from nt_gp.gpflow import NeuralKernel
 from nt_gp.solve import centres as centres_lib
+from nt_gp.solve.kernel_blocks import FunctionBlocks
 from nt_gp.solve.memory import MemoryLimitError
 from nt_gp.solve.nystrom import nystrom_sweep
 
@@ -126,6 +127,35 @@ def test_kernels_given_as_arrays_and_stores(data, tmp_path):
   with pytest.raises(ValueError, match='computed for other inputs'):
     nystrom_sweep(data['y'], REGS, k_train_centres=other,
                   k_centres_centres=paths['zz'], k_train_diag=diag)
+
+
+def test_cached_blocks_give_the_same_passes(data, tmp_path):
+  """Blocks kept in memory, in a disk cache, or recomputed every pass."""
+  z = data['x'][:M]
+  k = data['kernel_fn'](data['x'], z, 'nngp').numpy()
+  u = np.random.RandomState(0).randn(M, 3)
+  plain = FunctionBlocks(data['kernel_fn'], data['x'], z, batch_size=50)
+  memory = FunctionBlocks(data['kernel_fn'], data['x'], z, batch_size=50,
+                          cache_bytes=10 ** 9)
+  # Room for two blocks in memory, the other three on disk.
+  disk = FunctionBlocks(data['kernel_fn'], data['x'], z, batch_size=50,
+                        cache_bytes=100 * M * 8, cache_dir=str(tmp_path))
+  for blocks in (plain, memory, disk):
+    for _ in range(2):                         # computed, then cached
+      np.testing.assert_allclose(blocks.gram_apply(u), k.T @ (k @ u),
+                                 rtol=1e-12)
+  assert len(memory._cache) == 5 and len(disk._cache) == 2
+  assert disk._file_done.sum() == 3 and len(list(tmp_path.iterdir())) == 1
+  disk.close()
+  assert not list(tmp_path.iterdir())
+  fit = nystrom_sweep(data['y'], REGS, kernel_fn=data['kernel_fn'],
+                      x_train=data['x'], centres=np.arange(M), tol=1e-10,
+                      memory_limit='16G')
+  again = nystrom_sweep(data['y'], REGS, kernel_fn=data['kernel_fn'],
+                        x_train=data['x'], centres=np.arange(M), tol=1e-10,
+                        memory_limit=None)
+  np.testing.assert_allclose(fit.alpha, again.alpha, rtol=1e-10,
+                             atol=1e-10 * np.abs(fit.alpha).max())
 
 
 def test_regs_and_columns_are_solved_independently(data):

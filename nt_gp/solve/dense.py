@@ -44,7 +44,7 @@ __all__ = ['dense_sweep', 'choose_dense_method', 'sweep_costs',
 
 # Time of an eigendecomposition with eigenvectors (LAPACK syevr) over that of
 # a Cholesky factorisation (potrf) of the same float64 matrix, measured on the
-# development machine by benchmarks/solve_reg_sweep.py for N = 2000-8000
+# development machine by benchmarks/solve_reg_sweep.py for N = 2000-3000
 # (docs/benchmarks/solve_reg_sweep.md). potrf is BLAS-3; the tridiagonal
 # reduction in syevr is half BLAS-2 and memory bound.
 EIGH_OVER_CHOLESKY = 40.
@@ -115,15 +115,14 @@ def choose_dense_method(n: int, n_test: int, n_outputs: int, n_regs: int,
   return 'cholesky' if fits['cholesky'] else None
 
 
-def load_matrix(source: KernelSource, dtype, progress=None) -> np.ndarray:
-  """The whole source in a new C-ordered `dtype` array, read in row blocks."""
+def load_matrix(source: KernelSource, dtype) -> np.ndarray:
+  """The whole source in a new C-ordered `dtype` array, read in row blocks
+  straight into it (a float32 store is widened while reading)."""
   n1, n2 = source.shape
   a = np.empty((n1, n2), dtype)
   for r0 in range(0, n1, _READ_ROWS):
     r1 = min(r0 + _READ_ROWS, n1)
     source.read(slice(r0, r1), slice(0, n2), out=a[r0:r1])
-    if progress is not None:
-      progress.add(0.)
   return a
 
 

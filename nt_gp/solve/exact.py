@@ -154,9 +154,9 @@ def open_eval_sets(train: KernelSource, eval_sets, get: str = 'nngp',
             'get="ntkgp" (the GP with the NTK as prior) or '
             '`nt_gp.predict.gp_inference` in memory.')
       diag = _diag_of(k_tt, src.shape[0], f'k_{name}_{name}', get, verify)
-      if diag is not None and isinstance(k_tt, (str, os.PathLike)) or \
-          hasattr(k_tt, 'fingerprint'):
-        _check_diag_pairing(src, k_tt, name)
+      if isinstance(k_tt, (str, os.PathLike)) or hasattr(k_tt,
+                                                         'fingerprint'):
+        _check_diag_pairing(src, k_tt, name)      # both are stores
       out[-1].k_test_test_diag = diag
   except BaseException:
     for e in out:
