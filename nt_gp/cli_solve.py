@@ -59,8 +59,8 @@ __all__ = ['add_parser', 'run']
 _OUTPUTS = ('predictions.npz', 'sweep.csv', 'sweep.md', 'sweep.png')
 
 
-class CliError(Exception):
-  """An error reported to the user as one line, without a traceback."""
+# User errors: one line, no traceback (as for `nt-gp kernel`).
+CliError = cli_kernel.CliError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -158,7 +158,7 @@ def run(args) -> int:
   from nt_gp.store import StoreError  # pylint: disable=g-import-not-at-top
   try:
     return _run(args)
-  except (CliError, cli_kernel.CliError, ValueError, TypeError,
+  except (CliError, ValueError, TypeError,
           FileNotFoundError, FileExistsError, NotImplementedError,
           StoreError, MemoryLimitError, NotPositiveDefiniteError,
           PanelFileError) as e:
@@ -259,13 +259,6 @@ def _prepare_out(args):
     os.makedirs(out)
 
 
-def _printer(args):
-  import tqdm  # pylint: disable=g-import-not-at-top
-  if args.no_progress:
-    return lambda msg: print(msg, file=sys.stderr, flush=True)
-  return lambda msg: tqdm.tqdm.write(msg, file=sys.stderr)
-
-
 # ----------------------------------------------------------------------------
 # Running.
 # ----------------------------------------------------------------------------
@@ -292,7 +285,7 @@ def _run(args) -> int:
     if not isinstance(arch_args, dict):
       raise CliError('--arch-args must be a JSON object')
   _prepare_out(args)
-  say = _printer(args)
+  say = cli_kernel._printer(args)  # pylint: disable=protected-access
   runner = cluster = None
   try:
     if args.workers is not None or args.cluster_spec:

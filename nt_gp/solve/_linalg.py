@@ -69,8 +69,13 @@ def _trsm(a):
   return trsm
 
 
-def solve_lower(l: np.ndarray, b: np.ndarray):
-  """``b <- L^{-1} b`` for `L` in the lower triangle of `l` (`b`: (n, k)).
+def solve_lower(l: np.ndarray, b: np.ndarray, transposed: bool = False):
+  """``b <- L^{-1} b`` (or ``L^{-T} b``) for `L` in the lower triangle of `l`.
+
+  Args:
+    l: ``(n, n)`` C-ordered; only its lower triangle is read.
+    b: ``(n, k)`` C-ordered, overwritten.
+    transposed: solve with ``L^T`` instead.
 
   Example:
     >>> l = np.array([[2., 0.], [1., 2.]])
@@ -78,28 +83,29 @@ def solve_lower(l: np.ndarray, b: np.ndarray):
     >>> solve_lower(l, b); b
     array([[1.],
            [1.]])
+    >>> solve_lower(l, b, transposed=True); b
+    array([[0.25],
+           [0.5 ]])
   """
   _check(l, 'the factor')
   _check(b)
-  # Fortran view: b.T (k, n) <- b.T (L^T)^{-1}; L^T is the upper triangle of l.T.
-  out = _trsm(l)(1.0, l.T, b.T, side=1, lower=0, trans_a=0, overwrite_b=1)
+  # Fortran view: b.T (k, n) <- b.T (L^T)^{-1} (or b.T L^{-1}); L^T is the
+  # upper triangle of l.T.
+  out = _trsm(l)(1.0, l.T, b.T, side=1, lower=0, trans_a=int(transposed),
+                 overwrite_b=1)
   _in_place(out, b.T)
 
 
 def solve_lower_transposed(l: np.ndarray, b: np.ndarray):
-  """``b <- L^{-T} b`` for `L` in the lower triangle of `l` (`b`: (n, k)).
+  """``b <- L^{-T} b``: `solve_lower` with ``transposed=True``.
 
   Example:
-    >>> l = np.array([[2., 0.], [1., 2.]])
     >>> b = np.array([[3.], [2.]])
-    >>> solve_lower_transposed(l, b); b
+    >>> solve_lower_transposed(np.array([[2., 0.], [1., 2.]]), b); b
     array([[1.],
            [1.]])
   """
-  _check(l, 'the factor')
-  _check(b)
-  out = _trsm(l)(1.0, l.T, b.T, side=1, lower=0, trans_a=1, overwrite_b=1)
-  _in_place(out, b.T)
+  solve_lower(l, b, transposed=True)
 
 
 def right_solve_lower_transposed(l: np.ndarray, b: np.ndarray):
@@ -125,8 +131,35 @@ def _gemm(a):
   return gemm
 
 
+def subtract_product(c: np.ndarray, a: np.ndarray, b: np.ndarray,
+                     transpose_b: bool = False):
+  """``c <- c - a @ b`` (or ``c - a @ b.T``) in place, one GEMM.
+
+  Args:
+    c: ``(m, n)`` C-ordered, overwritten.
+    a: ``(m, k)``.
+    b: ``(k, n)``, or ``(n, k)`` with `transpose_b`.
+    transpose_b: use ``b.T``.
+
+  Example:
+    >>> c = np.ones((1, 2)); a = np.array([[2.]]); b = np.array([[1., 3.]])
+    >>> subtract_product(c, a, b); c
+    array([[-1., -5.]])
+    >>> subtract_product(c, a, b.T, transpose_b=True); c
+    array([[ -3., -11.]])
+  """
+  _check(c)
+  a = np.ascontiguousarray(a, c.dtype)
+  b = np.ascontiguousarray(b, c.dtype)
+  # Fortran view: c.T (n, m) <- c.T - op(b.T) a.T, where b.T is b's
+  # Fortran view and op transposes it back when b was given transposed.
+  out = _gemm(c)(-1.0, b.T, a.T, beta=1.0, c=c.T, trans_a=int(transpose_b),
+                 trans_b=0, overwrite_c=1)
+  _in_place(out, c.T)
+
+
 def subtract_product_transposed(c: np.ndarray, a: np.ndarray, b: np.ndarray):
-  """``c <- c - a @ b.T`` in place (`c`: (m, n), `a`: (m, k), `b`: (n, k)).
+  """``c <- c - a @ b.T``: `subtract_product` with ``transpose_b=True``.
 
   Example:
     >>> c = np.ones((2, 2)); a = np.eye(2); b = np.array([[1., 0.], [0., 2.]])
@@ -134,30 +167,7 @@ def subtract_product_transposed(c: np.ndarray, a: np.ndarray, b: np.ndarray):
     array([[ 0.,  1.],
            [ 1., -1.]])
   """
-  _check(c)
-  a = np.ascontiguousarray(a, c.dtype)
-  b = np.ascontiguousarray(b, c.dtype)
-  # Fortran view: c.T (n, m) <- c.T - b a^T; b = (b.T)^T, a^T = a.T.
-  out = _gemm(c)(-1.0, b.T, a.T, beta=1.0, c=c.T, trans_a=1, trans_b=0,
-                 overwrite_c=1)
-  _in_place(out, c.T)
-
-
-def subtract_product(c: np.ndarray, a: np.ndarray, b: np.ndarray):
-  """``c <- c - a @ b`` in place (`c`: (m, n), `a`: (m, k), `b`: (k, n)).
-
-  Example:
-    >>> c = np.ones((1, 2)); a = np.array([[2.]]); b = np.array([[1., 3.]])
-    >>> subtract_product(c, a, b); c
-    array([[-1., -5.]])
-  """
-  _check(c)
-  a = np.ascontiguousarray(a, c.dtype)
-  b = np.ascontiguousarray(b, c.dtype)
-  # Fortran view: c.T (n, m) <- c.T - b.T a.T.
-  out = _gemm(c)(-1.0, b.T, a.T, beta=1.0, c=c.T, trans_a=0, trans_b=0,
-                 overwrite_c=1)
-  _in_place(out, c.T)
+  subtract_product(c, a, b, transpose_b=True)
 
 
 def restore_lower_from_upper(a: np.ndarray, diagonal: np.ndarray,
