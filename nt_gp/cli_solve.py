@@ -88,8 +88,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   g.add_argument('--reg-absolute', action='store_true',
                  help='--reg values are absolute (noise variances)')
   g.add_argument('--memory-limit',
-                 help='memory limit of this process, e.g. 16G (default: what '
-                      'the machine has available)')
+                 help='memory limit of this process, e.g. 16G (default: 80%% '
+                      'of what the machine has available)')
   g = p.add_argument_group('kernel stores')
   g.add_argument('--train-kernel', help='exact: k(train, train); nystrom: '
                  'k(train, centres)')
@@ -102,6 +102,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   g.add_argument('--centre-kernel', help='nystrom: k(centres, centres)')
   g.add_argument('--train-diag', help='nystrom: .npy diagonal of k(train, '
                  'train), for a relative --reg')
+  g.add_argument('--no-verify', action='store_true',
+                 help='exact: skip checking the stores\' blocks against their '
+                      'checksums (one read of each store)')
   g = p.add_argument_group('inputs and architecture')
   g.add_argument('--x-train', help='.npy/.npz training inputs')
   g.add_argument('--x-test', help='.npy/.npz test inputs')
@@ -389,7 +392,8 @@ def _exact(args, targets, regs, from_inputs, arch_args, runner, say):
   out = exact_sweep(train, targets.values, regs, args.reg_absolute,
                     get='nngp' if args.get == 'nngp' else 'ntkgp',
                     eval_sets=sets, memory_limit=args.memory_limit,
-                    work_dir=work, progress=not args.no_progress, log=say)
+                    work_dir=work, verify=not args.no_verify,
+                    progress=not args.no_progress, log=say)
   shutil.rmtree(work, ignore_errors=True)
   say(f'solved with method {out.method}')
   return {'diag_reg': out.diag_reg, 'reg': out.reg, 'mean': out.mean,

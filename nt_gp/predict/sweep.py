@@ -26,7 +26,8 @@ _GETS = ('nngp', 'ntk', 'ntkgp')
 
 def gp_inference_sweep(k_train_train, y_train, diag_reg=0.,
                        diag_reg_absolute_scale=False, *, memory_limit=None,
-                       work_dir=None, dtype='float64', progress=False):
+                       work_dir=None, dtype='float64', verify=True,
+                       progress=False):
   r"""`gp_inference` for one or many `diag_reg` values, beyond memory.
 
   Like `nt_gp.predict.gp_inference`, but the kernels may be `KernelStore`
@@ -48,6 +49,7 @@ def gp_inference_sweep(k_train_train, y_train, diag_reg=0.,
     work_dir: folder for out-of-core factors and the record of finished
       values; rerun with the same folder to resume an interrupted sweep.
     dtype: ``'float64'`` (default) or ``'float32'`` arithmetic.
+    verify: check stores against their blocks' checksums when opening them.
     progress: progress bar with ETA on stderr.
 
   Returns:
@@ -91,7 +93,7 @@ def gp_inference_sweep(k_train_train, y_train, diag_reg=0.,
     out = exact_sweep(k_train_train, y_train, diag_reg,
                       diag_reg_absolute_scale, get=get, eval_sets=sets,
                       memory_limit=memory_limit, work_dir=work_dir,
-                      dtype=dtype, progress=progress)
+                      dtype=dtype, verify=verify, progress=progress)
     mean = out.mean.get('test')
     variance = out.variance.get('test')
     lml = out.log_marginal_likelihood

@@ -207,7 +207,7 @@ def exact_sweep(k_train_train, y_train, diag_reg=0.,
                 diag_reg_absolute_scale: bool = False, *, get: str = 'nngp',
                 eval_sets: Optional[dict] = None, memory_limit=None,
                 work_dir: Optional[str] = None, method: str = 'auto',
-                dtype='float64', verify: bool = False, progress: bool = False,
+                dtype='float64', verify: bool = True, progress: bool = False,
                 log: Optional[Callable[[str], None]] = None,
                 keep_factors: bool = False, fsync: bool = True
                 ) -> SweepResult:
@@ -226,14 +226,15 @@ def exact_sweep(k_train_train, y_train, diag_reg=0.,
       k_test_test)}``; ``k_test_test`` is the ``(T,)`` diagonal, the ``(T, T)``
       kernel or a store of it (only its diagonal is read).
     memory_limit: bytes or a string such as ``'8G'`` for the whole process
-      (see `nt_gp.solve.memory`); None: what the machine has available.
+      (see `nt_gp.solve.memory`); None: 80% of what the machine has available.
     work_dir: folder for the out-of-core factorisation and the record of
       finished values (created if missing; default: a temporary folder,
       removed at the end). Rerun with the same folder to resume.
     method: ``'auto'``, ``'cholesky'``, ``'eigh'`` (in memory) or
       ``'tiled'`` (out of core even if the kernel fits).
     dtype: ``'float64'`` (default) or ``'float32'`` arithmetic.
-    verify: check a store's blocks against their checksums when opening it.
+    verify: check each store's blocks against their checksums when opening
+      it (one extra read of each store).
     progress: show a progress bar (flops, rate, ETA) on stderr.
     log: called with a line for each step (e.g. ``print``).
     keep_factors: keep each value's panel file in `work_dir`.

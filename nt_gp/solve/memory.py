@@ -25,6 +25,8 @@ _UNITS = {'': 1, 'K': 2 ** 10, 'M': 2 ** 20, 'G': 2 ** 30, 'T': 2 ** 40}
 # HDF5 type-conversion and chunk buffers, BLAS threads' workspaces, small
 # temporaries: kept free below the limit.
 MARGIN_BYTES = 48 * 2 ** 20
+# Without a limit: this share of the memory the system reports available.
+DEFAULT_SHARE = 0.8
 
 
 class MemoryLimitError(ValueError):
@@ -111,7 +113,7 @@ class MemoryBudget:
 
   Args:
     limit: bytes, a string such as ``'4G'``, or None (no limit: the budget is
-      what the machine has available now).
+      80% of what the machine has available now).
     baseline: bytes the process already uses (default: measured now).
 
   Attributes:
@@ -132,7 +134,8 @@ class MemoryBudget:
     self.baseline = current_rss() if baseline is None else int(baseline)
     if limit is None:
       self.limit = None
-      self.available = max(_available_system_memory() - MARGIN_BYTES, 0)
+      self.available = max(int(DEFAULT_SHARE * _available_system_memory())
+                           - MARGIN_BYTES, 0)
     else:
       self.limit = parse_memory(limit)
       self.available = self.limit - self.baseline - MARGIN_BYTES
