@@ -69,6 +69,7 @@ def main(argv=None):
   sizes = [int(s) for s in args.sizes.split(',')]
   counts = [int(s) for s in args.regs.split(',')]
   lapack_rows, sweep_rows = [], []
+  r.say(f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores')
   for n in sizes:
     k, kt, ktt, y = synthetic_kernel(n, args.test)
     t_chol, t_eig = [], []
@@ -109,7 +110,8 @@ def main(argv=None):
            'faster', "method='auto' picks"], sweep_rows,
           f'Whole sweeps with {args.test} test points (means, variances, log '
           f'marginal likelihood, alpha):')
-  r.say(f'EIGH_OVER_CHOLESKY in nt_gp.solve.dense: {dense.EIGH_OVER_CHOLESKY}')
+  r.say(f'EIGH_OVER_CHOLESKY in nt_gp.solve.dense: {dense.EIGH_OVER_CHOLESKY}'
+        f'; load average {os.getloadavg()[0]:.1f} at the end')
   r.write(args.out)
 
 

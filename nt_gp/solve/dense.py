@@ -43,10 +43,13 @@ __all__ = ['dense_sweep', 'choose_dense_method', 'sweep_costs',
            'EIGH_OVER_CHOLESKY', 'dense_bytes']
 
 # Time of an eigendecomposition with eigenvectors (LAPACK syevr) over that of
-# a Cholesky factorisation (potrf) of the same float64 matrix, measured on the
-# development machine by benchmarks/solve_reg_sweep.py for N = 2000-3000
-# (docs/benchmarks/solve_reg_sweep.md). potrf is BLAS-3; the tridiagonal
-# reduction in syevr is half BLAS-2 and memory bound.
+# a Cholesky factorisation (potrf) of the same float64 matrix. potrf is BLAS-3
+# and compute bound; the tridiagonal reduction in syevr is half BLAS-2 and
+# memory bound, so the ratio depends on the machine and its load: about 45 on
+# the 2-core development machine at N = 3000 (load average 5), 6-20 when it
+# was heavily shared (benchmarks/solve_reg_sweep.py,
+# docs/benchmarks/solve_reg_sweep.md). 40 keeps the eigendecomposition for
+# sweeps of a few dozen values or more.
 EIGH_OVER_CHOLESKY = 40.
 _READ_ROWS = 2048
 
