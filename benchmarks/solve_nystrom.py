@@ -182,9 +182,11 @@ def run_child(part, argv, extra=()):
       list(argv) + list(extra)
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-  if proc.returncode:
-    raise RuntimeError(f'{part} failed:\n{proc.stderr[-3000:]}')
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  lines = proc.stdout.strip().splitlines()
+  if proc.returncode or not lines:
+    raise RuntimeError(f'{part} failed with exit code {proc.returncode}:\n'
+                       f'{proc.stderr[-3000:]}')
+  return json.loads(lines[-1])
 
 
 def plot(path, rmse_vs_m, vs_exact):
@@ -249,8 +251,11 @@ def main(argv=None):
   a.ms = [int(v) for v in str(a.ms).split(',')]
   a.ms_exact = [int(v) for v in str(a.ms_exact).split(',')]
   if a.child:
-    print(json.dumps(CHILDREN[a.child](a)))
-    return
+    print(json.dumps(CHILDREN[a.child](a)), flush=True)
+    sys.stderr.flush()
+    # Skip TensorFlow's teardown of the cluster connection at exit (it can
+    # abort a process whose workers are gone); the result is printed.
+    os._exit(0)  # pylint: disable=protected-access
   own = a.cache_dir is None
   cache = tempfile.mkdtemp(prefix='nt_gp_nystrom_bench_') if own else \
       a.cache_dir
