@@ -32,8 +32,9 @@ def test_page_embeds_the_figure_and_is_in_the_nav():
 
 
 def _table(text):
+  """The rows of `nt-gp solve`'s table (header `diag_reg  reg ...`)."""
   return [l.rstrip() for l in text.splitlines()
-          if re.match(r'^[ *] (diag_reg|\d)', l)]
+          if re.match(r'^[ *] (diag_reg  reg|\d[\d.e-]*  )', l)]
 
 
 def test_command_session_prints_the_table_on_the_page(tmp_path):
