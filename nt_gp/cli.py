@@ -7,7 +7,7 @@
 import argparse
 import sys
 
-from nt_gp import cli_kernel
+from nt_gp import cli_kernel, cli_solve
 
 __all__ = ['main']
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help='folder for plots and results (default: demo-output)')
   demo.set_defaults(func=_demo)
   cli_kernel.add_parser(sub)
+  cli_solve.add_parser(sub)
   return parser
 
 
