@@ -23,6 +23,7 @@ them only up to rounding: a case's inputs may involve numpy reductions whose
 last bit depends on the CPU's code path, so the two need not be bit-identical
 on another machine.
 """
+import functools
 import hashlib
 import os
 import pathlib
@@ -140,6 +141,22 @@ def stored_suite_inputs(suite, golden):
       out[f'{case["name"]}/pattern1'] = patterns[0]
       out[f'{case["name"]}/pattern2'] = patterns[1]
   return out
+
+
+# What tools/reference_env.sh installs; the live checks refuse anything else.
+REFERENCE_VERSIONS = 'neural-tangents==0.6.5 jax==0.4.30 jaxlib==0.4.30'
+
+
+@functools.lru_cache(maxsize=None)
+def reference_versions(python) -> str:
+  """'neural-tangents==0.6.5 jax==0.4.30 jaxlib==0.4.30' of the reference
+  interpreter (package metadata only: nothing is imported)."""
+  code = ('import importlib.metadata as m; print(" ".join(f"{p}==" + '
+          'm.version(p) for p in ("neural-tangents", "jax", "jaxlib")))')
+  proc = subprocess.run([python, '-c', code], capture_output=True, text=True,
+                        timeout=120)
+  return proc.stdout.strip() if proc.returncode == 0 else (
+      f'(unreadable: {proc.stderr.strip()[-200:]})')
 
 
 def reference_python():

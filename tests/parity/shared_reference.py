@@ -8,11 +8,9 @@ versions, and the runner scripts that produce them. Without the reference env
 this defers to `live.require_reference` (a skip locally, a failure on CI).
 """
 import fcntl
-import functools
 import hashlib
 import os
 import pathlib
-import subprocess
 import tempfile
 
 import numpy as np
@@ -27,26 +25,12 @@ _RUNNERS = {'kernel': harness.run_reference,
 # or preparing what it gets).
 _RUNNER_SCRIPTS = ('nt_runner.py', 'nt_apply_runner.py', 'harness.py',
                    'apply_harness.py')
-_VERSIONS = ('neural-tangents', 'jax', 'jaxlib')
-
-
-@functools.lru_cache(maxsize=None)
-def reference_versions(python) -> str:
-  """'neural-tangents==0.6.5 jax==0.4.30 jaxlib==0.4.30' of the reference
-  interpreter (package metadata only: nothing is imported)."""
-  code = ('import importlib.metadata as m; print(" ".join(f"{p}=="'
-          '+ m.version(p) for p in %r))' % (_VERSIONS,))
-  proc = subprocess.run([python, '-c', code], capture_output=True, text=True,
-                        timeout=120, check=True)
-  return proc.stdout.strip()
-
-
 def cache_key(suite_file, kind, python, inputs=None) -> str:
   """Hex digest of everything a cached reference result depends on."""
   here = pathlib.Path(__file__).parent
   h = hashlib.sha256()
   for part in (pathlib.Path(suite_file).read_bytes(), kind.encode(),
-               python.encode(), reference_versions(python).encode()):
+               python.encode(), harness.reference_versions(python).encode()):
     h.update(hashlib.sha256(part).digest())
   for script in _RUNNER_SCRIPTS:
     h.update(hashlib.sha256((here / script).read_bytes()).digest())
