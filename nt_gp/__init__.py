@@ -9,8 +9,21 @@ Example:
   TensorShape([2, 2])
 """
 import importlib
+import typing
 
 __version__ = '0.1.0'
+
+if typing.TYPE_CHECKING:   # the same names, as static tools (docs) see them
+  from nt_gp import predict
+  from nt_gp import stax
+  from nt_gp._config import compilation, config
+  from nt_gp.batching import batch
+  from nt_gp.kernel import Kernel
+  from nt_gp.empirical import (NtkImplementation, empirical_kernel_fn,
+                               empirical_nngp_fn, empirical_ntk_fn,
+                               empirical_ntk_vp_fn)
+  from nt_gp.linearize import linearize, taylor_expand
+  from nt_gp.monte_carlo import monte_carlo_kernel_fn
 
 # Public names, imported on first use: `import nt_gp` (and so `nt-gp`'s
 # argument checks) does not start TensorFlow until something needs it.
