@@ -47,6 +47,8 @@ import sys
 
 import numpy as np
 
+from nt_gp.input_checks import check_kernel_inputs
+
 __all__ = ['add_parser', 'load_array', 'load_arch', 'CliError']
 
 _PRESET_NAMES = ('fcn', 'cnn-gap', 'myrtle5', 'myrtle7', 'myrtle10', 'wrn')
@@ -254,42 +256,28 @@ def _check_arch_spec(spec, arch_args):
     raise CliError('--arch-args applies to presets only')
 
 
-def _check_finite(name, x, chunk=1 << 22):
-  flat = x.reshape(-1)
-  for start in range(0, flat.size, chunk):
-    part = np.asarray(flat[start:start + chunk])
-    bad = ~np.isfinite(part)
-    if bad.any():
-      index = np.unravel_index(start + int(np.argmax(bad)), x.shape)
-      raise CliError(f'{name} has NaN or infinite values (first at index '
-                     f'{tuple(int(i) for i in index)}); kernels of such '
-                     f'inputs are undefined: fix or drop those inputs')
-
-
 def check_inputs(arch, x1, x2, dtype):
-  """Refuses inputs the kernel cannot be computed from (one-line errors)."""
+  """Refuses inputs the kernel cannot be computed from (one-line errors).
+
+  Args:
+    arch: the `--arch` value (a preset's input shape is checked).
+    x1, x2: `(N, ...)` arrays (`x2` may be None).
+    dtype: the computation dtype.
+
+  Example:
+    >>> check_inputs('fcn', np.ones((3, 2)), None, np.dtype('float32'))
+    >>> check_inputs('fcn', np.ones((3, 2), complex), None, np.float32)
+    Traceback (most recent call last):
+    ...
+    nt_gp.cli_kernel.CliError: --x1 is complex (complex128); kernels are defined for real inputs: use the real part, or the real and imaginary parts as separate features
+  """
   from nt_gp import presets  # pylint: disable=g-import-not-at-top
   for name, x in (('--x1', x1), ('--x2', x2)):
-    if x is None:
-      continue
-    if np.iscomplexobj(x):
-      raise CliError(f'{name} is complex ({x.dtype}); kernels are defined for '
-                     f'real inputs: save the real part, or the real and '
-                     f'imaginary parts as separate features')
-    if not (np.issubdtype(x.dtype, np.floating) or
-            np.issubdtype(x.dtype, np.integer)):
-      raise CliError(f'{name} must hold real numbers, got dtype {x.dtype}')
-    if x.ndim < 2:
-      raise CliError(f'{name} must have a batch and a feature axis, got shape '
-                     f'{x.shape}')
-    if x.size == 0:
-      raise CliError(f'{name} is empty (shape {x.shape})')
-    _check_finite(name, x)
-    if x.dtype != dtype and np.issubdtype(x.dtype, np.floating):
-      big = float(np.max(np.abs(x)))
-      if big > np.finfo(dtype).max:
-        raise CliError(f'{name} has values up to {big:.3g}, beyond the range '
-                       f'of {dtype}: rescale the inputs')
+    if x is not None:
+      try:
+        check_kernel_inputs(name, x, dtype)
+      except (TypeError, ValueError) as e:
+        raise CliError(str(e)) from None
   if x2 is not None and x1.shape[1:] != x2.shape[1:]:
     raise CliError(f'--x1 and --x2 must have the same shape apart from the '
                    f'batch axis, got {x1.shape} and {x2.shape}')
@@ -301,6 +289,12 @@ def check_inputs(arch, x1, x2, dtype):
 
 
 def parse_names(get: str) -> tuple:
+  """The quantities of `--get`.
+
+  Example:
+    >>> parse_names('nngp, ntk')
+    ('nngp', 'ntk')
+  """
   names = tuple(g.strip() for g in get.split(',') if g.strip())
   if not names or any(n not in ('nngp', 'ntk') for n in names):
     raise CliError(f'--get must be nngp, ntk or nngp,ntk; got {get!r}')
@@ -310,7 +304,16 @@ def parse_names(get: str) -> tuple:
 
 
 def check_arguments(args):
-  """The checks of `args` that need no files; returns `(names, arch_args)`."""
+  """The checks of `args` that need no files; returns `(names, arch_args)`.
+
+  Example:
+    >>> import argparse
+    >>> args = argparse.Namespace(batch_size=4, get='ntk', arch='fcn',
+    ...                           arch_args='{"depth": 2}', workers=None,
+    ...                           cluster_spec=None, x2=None, x2_key=None)
+    >>> check_arguments(args)
+    (('ntk',), {'depth': 2})
+  """
   if args.batch_size < 1:
     raise CliError(f'--batch-size must be positive, got {args.batch_size}')
   names = parse_names(args.get)
@@ -337,6 +340,13 @@ def check_arguments(args):
 
 
 def computation_dtype(args, x1) -> str:
+  """`--dtype`, else that of `x1` if float32/float64, else float32.
+
+  Example:
+    >>> import argparse
+    >>> computation_dtype(argparse.Namespace(dtype=None), np.ones(2, 'f2'))
+    'float32'
+  """
   if args.dtype:
     return args.dtype
   return x1.dtype.name if x1.dtype in (np.float32, np.float64) else 'float32'

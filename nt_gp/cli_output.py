@@ -112,7 +112,12 @@ def check_output(args, names, arch_args, x1, x2, dtype):
 
 def blocks_saved(out) -> str:
   """'12 of 64 blocks are saved in k.h5' (or that none are), for messages
-  about a job that stopped."""
+  about a job that stopped.
+
+  Example:
+    >>> blocks_saved('no-such-file.h5')
+    'no block was saved'
+  """
   from nt_gp.store import KernelStore  # pylint: disable=g-import-not-at-top
   if not os.path.exists(out):
     return f'no block was saved'

@@ -19,9 +19,22 @@ block data and block records change (`os.pwrite`). `read_header` checks the
 header, the file size and the metadata's SHA-256 before HDF5 opens the file.
 
 Example:
+  >>> import os, tempfile
+  >>> import h5py
   >>> from nt_gp.blocks import BlockGrid
-  >>> required_bytes(BlockGrid(4, 4, 2, 2), {'nngp': ((), 'float64')})
-  160
+  >>> path = os.path.join(tempfile.mkdtemp(), 'k.h5')
+  >>> grid = BlockGrid(5, 5, 2, 2)
+  >>> write_empty(path, {'arch': 'x'}, grid, {'nngp': ((), 'float64')}, {},
+  ...             None, fsync=False)
+  >>> header = read_header(path)
+  >>> header['userblock']
+  4096
+  >>> with h5py.File(path, 'r') as f:
+  ...   check_layout(path, f) == grid
+  ...   offsets = block_offsets(path, f, ['nngp'], grid, header)
+  True
+  >>> len(offsets['nngp']), offsets['nngp'][(2, 2)][1]     # bytes per chunk
+  (9, 32)
 """
 import hashlib
 import json
@@ -50,7 +63,12 @@ Offsets = Dict[str, Dict[Tuple[int, ...], Tuple[int, int]]]
 
 
 def corrupt(path, what) -> StoreCorruptError:
-  """The error for a store whose structure is damaged."""
+  """The error for a store whose structure is damaged.
+
+  Example:
+    >>> str(corrupt('k.h5', 'its header is damaged'))[:44]
+    'k.h5 is not a valid nt_gp kernel store: its '
+  """
   return StoreCorruptError(f'{path} is not a valid nt_gp kernel store: '
                            f'{what}. Delete it (or move it away) and '
                            f'recompute.')
@@ -59,7 +77,12 @@ def corrupt(path, what) -> StoreCorruptError:
 def required_bytes(grid: BlockGrid,
                    outputs: Dict[str, Tuple[Tuple[int, ...], str]]) -> int:
   """Bytes a store of `grid` and `outputs` occupies once complete (edge
-  blocks take a whole chunk; HDF5's own metadata is not counted)."""
+  blocks take a whole chunk; HDF5's own metadata is not counted).
+
+  Example:
+    >>> required_bytes(BlockGrid(5, 5, 2, 2), {'ntk': ((), 'float32')})
+    216
+  """
   b1, b2 = grid.shape
   total = b1 * b2 * 8                                   # /block_state
   for trailing, dtype in outputs.values():
@@ -118,6 +141,14 @@ def read_header(path) -> Optional[dict]:
   Raises:
     StoreCorruptError: the file is empty, not HDF5, or anything checked here
       does not match.
+
+  Example:
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix='.h5') as f:
+    ...   read_header(f.name)
+    Traceback (most recent call last):
+    ...
+    nt_gp.store_errors.StoreCorruptError: ... is an empty file (0 bytes), not a kernel store; ...
   """
   try:
     size = os.path.getsize(path)
@@ -169,7 +200,15 @@ def read_header(path) -> Optional[dict]:
 
 def remove_stale_temporaries(path):
   """Removes ``<path>.tmp-*`` files of creations that were killed (call it
-  while holding the store's lock: then no live process is creating one)."""
+  while holding the store's lock: then no live process is creating one).
+
+  Example:
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> open(os.path.join(d, 'k.h5.tmp-host-123'), 'w').close()
+    >>> remove_stale_temporaries(os.path.join(d, 'k.h5')); os.listdir(d)
+    []
+  """
   folder = os.path.dirname(os.path.abspath(path))
   prefix = os.path.basename(path) + '.tmp-'
   try:
@@ -249,7 +288,8 @@ def write_empty(path, fingerprint: dict, grid: BlockGrid,
                 outputs: Dict[str, Tuple[Tuple[int, ...], str]], meta: dict,
                 probe, fsync: bool):
   """Writes a complete, empty store (all storage allocated, no block done)
-  to `path`, with the user block header (see the module docstring)."""
+  to `path`, with the user block header (see the module docstring for an
+  example)."""
   userblock = 4096
   while True:
     chunks = _write_hdf5(path, userblock, fingerprint, grid, outputs, meta,
@@ -276,8 +316,9 @@ def write_empty(path, fingerprint: dict, grid: BlockGrid,
 
 
 def check_layout(path, f: h5py.File) -> BlockGrid:
-  """Checks the attributes (and their checksum), datasets, shapes and
-  chunking of an open store; returns its grid."""
+  """Checks the attributes, datasets, shapes and chunking of an open store
+  (after `read_header`); returns its grid (see the module docstring for an
+  example)."""
   attrs = f.attrs
   if attrs.get('format') != FORMAT:
     raise corrupt(path, 'the `format` attribute is missing (not written by '
@@ -330,7 +371,7 @@ def block_offsets(path, f: h5py.File, names, grid: BlockGrid,
                   header: dict) -> Offsets:
   """Where each block's chunk (and the block records) live in the file; the
   chunks must exactly fill the data ranges of the checked `header`, so a
-  write can never land outside them."""
+  write can never land outside them (example: the module docstring)."""
   try:
     chunks = _chunk_map(f, names, grid)
   except (ValueError, RuntimeError, OSError, KeyError) as e:

@@ -19,6 +19,7 @@ import tqdm
 from nt_gp import _config
 from nt_gp.blocks import BlockGrid, Task, mirror_perm
 from nt_gp.devices import DeviceRunner, local_devices
+from nt_gp.input_checks import check_kernel_inputs
 from nt_gp.nonfinite import NonFiniteKernelError, non_finite_message
 from nt_gp.store import KernelStore, StoreExistsError, fingerprint
 from nt_gp.store_fingerprint import compare_probes, make_probe
@@ -170,30 +171,8 @@ def _prepare(x, name, dtype):
   if isinstance(x, (tf.Tensor, tf.Variable)):
     x = x.numpy()
   x = np.asarray(x)
-  if x.ndim < 2:
-    raise ValueError(f'`{name}` must have a batch and a feature axis, got '
-                     f'shape {x.shape}.')
-  if x.size == 0:
-    raise ValueError(f'`{name}` is empty (shape {x.shape}).')
-  if np.iscomplexobj(x):
-    raise TypeError(f'`{name}` is complex ({x.dtype}); kernels are defined '
-                    f'for real inputs: pass the real part, or the real and '
-                    f'imaginary parts as separate features.')
-  if not (np.issubdtype(x.dtype, np.floating) or
-          np.issubdtype(x.dtype, np.integer)):
-    raise TypeError(f'`{name}` must be real numbers, got dtype {x.dtype}.')
-  bad = ~np.isfinite(x)
-  if bad.any():
-    first = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise ValueError(f'`{name}` has {int(bad.sum())} non-finite (NaN or inf) '
-                     f'values, first at {first}; kernels of such inputs are '
-                     f'undefined.')
-  cast = np.ascontiguousarray(x, dtype=dtype)
-  if not np.all(np.isfinite(cast)):
-    raise ValueError(f'`{name}` has values beyond the range of {dtype.name} '
-                     f'(largest magnitude {float(np.max(np.abs(x))):.3g}); '
-                     f'use float64 or rescale the inputs.')
-  return cast
+  check_kernel_inputs(f'`{name}`', x, dtype)
+  return np.ascontiguousarray(x, dtype=dtype)
 
 
 def compute_kernel(kernel_fn: Callable, x1, x2=None, *, out, arch,
