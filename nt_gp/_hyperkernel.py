@@ -20,11 +20,12 @@ Two computations are provided:
 * `ArchitectureKernel.paired`: `k(x1[i], x2[i])` for `M` matched pairs at a cost
   linear in `M`. Each pair is a 1x1 stax kernel, vectorised over pairs with
   `tf.vectorized_map`. Vectorisation drops `tf.custom_gradient`s (they keep the
-  ReLU kernel's gradient finite on the diagonal, see `nt_gp.ops.arccos`), so the
-  pairs carry their own custom gradient: the backward pass vectorises the
-  per-pair gradients, which are formed before vectorisation and hence use the
-  custom gradients.
+  ReLU kernel's gradient finite on the diagonal, see `nt_gp.ops.arccos`), so
+  derivatives of every order are formed per pair before vectorisation (see
+  `nt_gp._vectorized_grad`).
 """
+import collections
+import functools
 import inspect
 import numbers
 from typing import Callable, Dict, Iterable, Optional, Sequence
@@ -33,11 +34,15 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp import _config
+from nt_gp import _domains
+from nt_gp import _vectorized_grad
 
 __all__ = ['ArchitectureKernel', 'GETS', 'check_get', 'check_names',
-           'check_positive', 'is_number', 'cast_values']
+           'is_number', 'cast_values']
 
 GETS = ('nngp', 'ntk')
+# Compiled functions kept per kernel (one per input signature).
+_MAX_COMPILED = 64
 
 
 def is_number(v) -> bool:
@@ -96,41 +101,18 @@ def check_names(architecture: Callable, names: Iterable[str],
                     f'arguments.')
 
 
-def check_positive(name: str, value):
-  """Raises `ValueError` if a concrete hyperparameter value is not positive.
-
-  Numbers, lists, numpy arrays and eager tensors are checked; variables (whose
-  values change) are not.
-  """
-  if isinstance(value, (bool, np.bool_, str, bytes)):
-    raise TypeError(f'Hyperparameter `{name}` must be a positive number or '
-                    f'a float tensor, got {value!r}.')
-  if isinstance(value, tf.Variable) or hasattr(value, 'pretransformed_input'):
-    return
-  if isinstance(value, tf.Tensor):
-    if not hasattr(value, 'numpy'):
-      return
-    arr = value.numpy()
-  elif is_number(value) or isinstance(value, (list, tuple, np.ndarray)):
-    try:
-      arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-      raise TypeError(f'Hyperparameter `{name}` must be numeric, got '
-                      f'{value!r}.') from e
-  else:
-    return
-  if arr.dtype.kind not in 'fiu':
-    raise TypeError(f'Hyperparameter `{name}` must be real-valued, got dtype '
-                    f'{arr.dtype}.')
-  if not np.all(np.isfinite(arr)) or not np.all(arr > 0):
-    raise ValueError(f'Hyperparameter `{name}` must be positive and finite, '
-                     f'got {arr.tolist()}.')
-
-
 def cast_values(values: Dict, dtype) -> Dict:
   """Casts tensor-valued hyperparameters to `dtype`; numbers stay numbers."""
   return {n: v if is_number(v) else tf.cast(v, dtype)
           for n, v in values.items()}
+
+
+def _signature(value):
+  """What a `tf.function` call would trace on: shape and dtype of tensors,
+  the value of anything else."""
+  if tf.is_tensor(value) or isinstance(value, (tf.Variable, np.ndarray)):
+    return (tuple(value.shape), tf.as_dtype(value.dtype).name)
+  return (type(value).__name__, value)
 
 
 class ArchitectureKernel:
@@ -156,8 +138,9 @@ class ArchitectureKernel:
     self.architecture = architecture
     self.get = check_get(get)
     self.owner = owner
-    self._compiled = {}
+    self._compiled = collections.OrderedDict()
     self._checked_shapes = set()
+    self._domains = {}
 
   def __deepcopy__(self, memo):
     # Compiled functions are not copyable; a copy compiles its own.
@@ -181,6 +164,14 @@ class ArchitectureKernel:
     raise TypeError(f'{self.owner}: the architecture function must return a '
                     f'stax network `(init_fn, apply_fn, kernel_fn)`, got '
                     f'{type(net).__name__}.')
+
+  def domains(self, values: Dict) -> Dict[str, str]:
+    """`{name: 'positive' | 'non-negative' | 'real'}` (see `nt_gp._domains`),
+    inferred once per set of names."""
+    key = tuple(sorted(values))
+    if key not in self._domains:
+      self._domains[key] = _domains.infer(self.architecture, values)
+    return dict(self._domains[key])
 
   def _check_feature_shape(self, init_fn, feature_shape):
     """Checks that the network accepts inputs of `feature_shape`."""
@@ -215,19 +206,35 @@ class ArchitectureKernel:
   def run(self, key, impl: Callable, x1, *args):
     """`impl(x1, *args)`, inline when tracing, else as a cached `tf.function`.
 
-    `key` identifies `impl` (one compiled function per key and compilation
-    mode), so eager calls with new hyperparameter values do not retrace.
-    AutoGraph is off: the kernel is plain TensorFlow, and converting the stax
-    engine's Python inside a user's `tf.function` would only cost time.
+    `key` identifies `impl`. The stax engine needs static shapes, so each
+    input signature (shapes, dtypes, Python values) gets its own
+    `tf.function`, traced once: a new input size costs one trace, as with a
+    retracing `tf.function`, without TensorFlow's warning about frequent
+    retracing (which would fire in ordinary use, e.g. a GP predicting on
+    batches of different sizes). Tensor hyperparameters are arguments, so
+    changing their values never retraces. AutoGraph is off: the kernel is
+    plain TensorFlow, and converting the stax engine's Python inside a
+    user's `tf.function` would only cost time.
     """
     if tf.inside_function():
       return impl(x1, *args)
     jit = _config.config.resolve_jit(x1.dtype)
-    key = (key, jit)
-    if key not in self._compiled:
-      self._compiled[key] = tf.function(impl, autograph=False,
-                                        jit_compile=jit)
-    return self._compiled[key](x1, *args)
+    try:
+      signature = tuple(_signature(v) for v in tf.nest.flatten((x1, args)))
+      full_key = (key, jit, signature)
+      hash(full_key)
+    except TypeError:
+      full_key = (key, jit)
+    fn = self._compiled.pop(full_key, None)
+    if fn is None:
+      # A new callable each time (a partial: TensorFlow counts traces per
+      # code object of a function, across `tf.function` objects).
+      fn = tf.function(functools.partial(impl), autograph=False,
+                       jit_compile=jit)
+      if len(self._compiled) >= _MAX_COMPILED:
+        self._compiled.popitem(last=False)
+    self._compiled[full_key] = fn
+    return fn(x1, *args)
 
   def gram(self, x1, x2: Optional[tf.Tensor], values: Dict) -> tf.Tensor:
     """Kernel matrix `(N1, N2)` between `x1: (N1, *F)` and `x2: (N2, *F)`.
@@ -269,30 +276,9 @@ class ArchitectureKernel:
       raise ValueError(f'{self.owner}: paired inputs must have the same number '
                        f'of examples, got {x1.shape[0]} and {x2.shape[0]}.')
 
-    @tf.custom_gradient
-    def pairs(x1, x2, *tensors):
-      value = tf.vectorized_map(lambda ab: one(ab[0], ab[1], tensors),
-                                (x1, x2))
-
-      def grad(dy):
-        def one_grad(args):
-          # `stop_gradient` hides the inputs from outer tapes: with a second
-          # tape watching, TensorFlow would wrap the stax graph's conditionals
-          # (assertions) in function calls, which cannot be vectorised. (So
-          # `paired` has no second derivatives.)
-          a, b, d = (tf.stop_gradient(t) for t in args)
-          ts = [tf.stop_gradient(t) for t in tensors]
-          with tf.GradientTape() as tape:
-            tape.watch([a, b] + ts)
-            v = one(a, b, ts)
-          return tape.gradient(v, [a, b] + ts, output_gradients=d,
-                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        ga, gb, *gt = tf.vectorized_map(one_grad, (x1, x2, dy))
-        return [ga, gb] + [tf.reduce_sum(g, axis=0) for g in gt]
-      return value, grad
-
     tensors = [values[n] for n in tensor_names]
-    # With `x2=None` the second input of each pair is unused (a placeholder of
-    # the same leading size keeps the vectorised structure simple).
-    out = pairs(x1, x1 if diagonal else x2, *tensors)
-    return out
+    if diagonal:
+      return _vectorized_grad.vectorized(
+          lambda a, *ts: one(a, None, ts), [x1], tensors)
+    return _vectorized_grad.vectorized(
+        lambda a, b, *ts: one(a, b, ts), [x1, x2], tensors)

@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 
-from nt_gp import cli_kernel
+from nt_gp import cli_kernel, cli_solve
 
 __all__ = ['main', 'build_parser']
 
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help='also show TensorFlow\'s own log lines')
   demo.set_defaults(func=_demo)
   cli_kernel.add_parser(sub)
+  cli_solve.add_parser(sub)
   return parser
 
 

@@ -352,6 +352,15 @@ def computation_dtype(args, x1) -> str:
   return x1.dtype.name if x1.dtype in (np.float32, np.float64) else 'float32'
 
 
+def _printer(args):
+  """A function printing a message line to stderr (beside the progress bar
+  unless `--no-progress`)."""
+  import tqdm  # pylint: disable=g-import-not-at-top
+  if args.no_progress:
+    return lambda msg: print(msg, file=sys.stderr, flush=True)
+  return lambda msg: tqdm.tqdm.write(msg, file=sys.stderr)
+
+
 def run(args) -> int:
   """Runs `nt-gp kernel` with parsed `args`; returns the exit code."""
   if args.in_process:

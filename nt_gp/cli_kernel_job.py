@@ -31,8 +31,9 @@ import traceback
 
 import numpy as np
 
-from nt_gp.cli_kernel import (CliError, check_arguments, check_inputs,
-                              computation_dtype, load_arch, load_array)
+from nt_gp.cli_kernel import (CliError, _printer, check_arguments,
+                              check_inputs, computation_dtype, load_arch,
+                              load_array)
 
 __all__ = ['run', 'MESSAGE_FD_ENV', 'PARENT_PID_ENV']
 
@@ -163,13 +164,6 @@ class _WorkerWatch:
 
   def stop(self):
     self._stop.set()
-
-
-def _printer(args):
-  import tqdm  # pylint: disable=g-import-not-at-top
-  if args.no_progress:
-    return lambda msg: print(msg, file=sys.stderr, flush=True)
-  return lambda msg: tqdm.tqdm.write(msg, file=sys.stderr)
 
 
 def _make_runner(args, say):

@@ -4,9 +4,11 @@ Import explicitly (GPflow is only imported here)::
 
     import nt_gp.gpflow
 
-Hyperparameters are `gpflow.Parameter`s with a positive transform, so the
-kernel trains with `gpflow.optimizers.Scipy` in `GPR`, `SGPR`, `VGP` and
-`SVGP` (inducing points live in input space).
+Hyperparameters are `gpflow.Parameter`s with the transform of their domain
+(positive, non-negative or real), so the kernel trains with
+`gpflow.optimizers.Scipy`, `gpflow.optimizers.NaturalGradient` and Keras
+optimizers in `GPR`, `SGPR`, `VGP` and `SVGP` (inducing points live in input
+space).
 
     >>> import numpy as np
     >>> import gpflow
@@ -29,8 +31,10 @@ from typing import Callable, Dict, Optional, Sequence
 import gpflow
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 from check_shapes import inherit_check_shapes
 
+from nt_gp import _domains
 from nt_gp import _hyperkernel
 
 __all__ = ['NeuralKernel']
@@ -56,16 +60,29 @@ class NeuralKernel(gpflow.kernels.Kernel):
       `kernel.<name>.prior`.
     active_dims: as for other GPflow kernels.
     name: module name.
-    **hyperparameters: initial positive values of the architecture's
-      parameters (numbers, or `gpflow.Parameter`s to control transforms).
-      Each becomes an attribute `kernel.<name>`: a scalar `gpflow.Parameter`
-      with a positive transform.
+    **hyperparameters: initial values of the architecture's parameters
+      (numbers, or `gpflow.Parameter`s to control transforms). Each becomes
+      an attribute `kernel.<name>`: a scalar `gpflow.Parameter` whose
+      transform matches the domain the stax layers accept for it, found by
+      building the network with the value -1, then 0: positive (a weight
+      standard deviation; `gpflow.utilities.positive()`), non-negative (a
+      bias standard deviation; `Softplus()`) or real (e.g. the slopes of
+      `stax.ABRelu`; no transform). A non-negative hyperparameter given as
+      exactly 0 is a constant (`trainable=False`, no transform): Softplus
+      cannot represent 0, and a bias standard deviation at 0 has zero
+      gradient in any case (the kernel depends on its square).
 
   Shapes and dtypes:
     `K(X, X2)`: `X: [batch..., N, D]`, `X2: [batch2..., N2, D]` ->
     `[batch..., N, batch2..., N2]` (or `[batch..., N, N]` without `X2`);
     `K_diag(X)`: `[batch..., N]`, computed in O(N) without the full matrix.
-    `D = prod(input_shape)`. Outputs have the inputs' dtype.
+    `D = prod(input_shape)`. As for GPflow's own kernels, the kernel computes
+    in its parameters' dtype (`gpflow.config.default_float()` unless given):
+    inputs of another floating or integer dtype are cast to it.
+
+  Derivatives of every order of `K` and `K_diag` with respect to inputs and
+  hyperparameters are those of the kernel (see `nt_gp.tfp.NeuralKernel`
+  for the points where it is not differentiable).
 
   Example:
     >>> import numpy as np
@@ -108,12 +125,14 @@ class NeuralKernel(gpflow.kernels.Kernel):
                         f'cannot be a hyperparameter name; rename the '
                         f'architecture function\'s parameter.')
     self._hyperparameter_names = tuple(sorted(hyperparameters))
-    for n in self._hyperparameter_names:
-      setattr(self, n, _as_parameter(n, hyperparameters[n], priors.get(n)))
     self._architecture = architecture
     self._get = get
     self._arch_kernel = _hyperkernel.ArchitectureKernel(architecture, get,
                                                         owner=owner)
+    self._domains = self._arch_kernel.domains(hyperparameters)
+    for n in self._hyperparameter_names:
+      setattr(self, n, _as_parameter(n, hyperparameters[n], priors.get(n),
+                                     self._domains[n]))
 
   @property
   def architecture(self) -> Callable:
@@ -135,16 +154,34 @@ class NeuralKernel(gpflow.kernels.Kernel):
     """The hyperparameters by name."""
     return {n: getattr(self, n) for n in self._hyperparameter_names}
 
+  @property
+  def domains(self) -> Dict[str, str]:
+    """`{name: 'positive' | 'non-negative' | 'real'}`."""
+    return dict(self._domains)
+
+  @property
+  def dtype(self) -> tf.DType:
+    """The dtype the kernel computes in: its parameters' dtype."""
+    for n in self._hyperparameter_names:
+      return getattr(self, n).dtype
+    return tf.as_dtype(gpflow.config.default_float())
+
   def _values(self):
     return {n: tf.convert_to_tensor(getattr(self, n))
             for n in self._hyperparameter_names}
 
+  def _as_input(self, X):
+    """`X` as a tensor of the kernel's dtype."""
+    X = tf.convert_to_tensor(X)
+    if not (X.dtype.is_floating or X.dtype.is_integer) or \
+        X.dtype.is_complex or X.dtype == tf.bool:
+      raise TypeError(f'NeuralKernel: inputs must be real-valued, got dtype '
+                      f'{X.dtype.name}.')
+    return X if X.dtype == self.dtype else tf.cast(X, self.dtype)
+
   def _unflatten(self, X):
     """`[batch..., N, D]` -> `(prod(batch) N, *input_shape)`."""
-    X = tf.convert_to_tensor(X)
-    if not X.dtype.is_floating:
-      raise TypeError(f'NeuralKernel: inputs must be floating point, got '
-                      f'{X.dtype.name}.')
+    X = self._as_input(X)
     d = X.shape[-1]
     if self._input_shape is None:
       if d is None:
@@ -160,7 +197,7 @@ class NeuralKernel(gpflow.kernels.Kernel):
   @inherit_check_shapes
   def K(self, X, X2=None) -> tf.Tensor:
     values = self._values()
-    X = tf.convert_to_tensor(X)
+    X = self._as_input(X)
     if X2 is None:
       batch = tf.shape(X)[:-2]
       if X.shape.rank == 2:
@@ -171,7 +208,7 @@ class NeuralKernel(gpflow.kernels.Kernel):
           lambda x: self._arch_kernel.gram(self._unflatten(x), None, values),
           flat, fn_output_signature=X.dtype)
       return tf.reshape(out, tf.concat([batch, [n, n]], 0))
-    X2 = tf.convert_to_tensor(X2, X.dtype)
+    X2 = self._as_input(X2)
     out = self._arch_kernel.gram(self._unflatten(X), self._unflatten(X2),
                                  values)
     return tf.reshape(out, tf.concat([tf.shape(X)[:-1], tf.shape(X2)[:-1]],
@@ -179,7 +216,7 @@ class NeuralKernel(gpflow.kernels.Kernel):
 
   @inherit_check_shapes
   def K_diag(self, X) -> tf.Tensor:
-    X = tf.convert_to_tensor(X)
+    X = self._as_input(X)
     out = self._arch_kernel.paired(self._unflatten(X), None, self._values())
     return tf.reshape(out, tf.shape(X)[:-1])
 
@@ -199,8 +236,8 @@ def _check_input_shape(input_shape):
   return shape
 
 
-def _as_parameter(name, value, prior):
-  """A scalar positive `gpflow.Parameter` for hyperparameter `name`."""
+def _as_parameter(name, value, prior, domain):
+  """A scalar `gpflow.Parameter` for hyperparameter `name` in `domain`."""
   if isinstance(value, gpflow.Parameter):
     if value.shape.rank != 0:
       raise ValueError(f'Hyperparameter `{name}` must be a scalar, got shape '
@@ -208,7 +245,7 @@ def _as_parameter(name, value, prior):
     if prior is not None:
       value.prior = prior
     return value
-  _hyperkernel.check_positive(name, value)
+  _domains.check_value(name, value, domain)
   if isinstance(value, (tf.Variable,)) or hasattr(
       value, 'pretransformed_input'):
     value = tf.convert_to_tensor(value)
@@ -216,8 +253,13 @@ def _as_parameter(name, value, prior):
   if arr.ndim != 0:
     raise ValueError(f'Hyperparameter `{name}` must be a scalar, got shape '
                      f'{arr.shape}.')
-  if not arr > 0:
-    raise ValueError(f'Hyperparameter `{name}` must be positive, got '
+  if not _domains.contains(domain, arr):
+    raise ValueError(f'Hyperparameter `{name}` must be {domain}, got '
                      f'{float(arr)}.')
-  return gpflow.Parameter(arr, transform=gpflow.utilities.positive(),
-                          prior=prior, name=name)
+  if domain == _domains.NON_NEGATIVE and arr == 0:
+    return gpflow.Parameter(arr, transform=None, trainable=False, prior=prior,
+                            name=name)
+  transform = {_domains.POSITIVE: gpflow.utilities.positive(),
+               _domains.NON_NEGATIVE: tfp.bijectors.Softplus(),
+               _domains.REAL: None}[domain]
+  return gpflow.Parameter(arr, transform=transform, prior=prior, name=name)

@@ -27,15 +27,30 @@ Shapes follow TFP: inputs are `batch + example + feature` with
 Hyperparameters have event rank 0, so a hyperparameter of shape `[3]` gives a
 kernel with batch shape `[3]`; each batch member's kernel is computed by the
 stax engine with scalar hyperparameters.
+
+TFP reads a kernel's parameters from its class (`type(k).parameter_
+properties()`), so each set of hyperparameter names and domains has its own
+subclass of `NeuralKernel`, made on demand. These subclasses pickle by
+reference to that recipe (`NeuralKernel.for_architecture` returns the one of
+an architecture, e.g. for `tfp.experimental.util.make_trainable`).
 """
+import abc
+import copyreg
 import functools
-from typing import Callable
+import inspect
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tensorflow_probability.python.internal import dtype_util
+from tensorflow_probability.python.internal import tensor_util
+from tensorflow_probability.python.math.psd_kernels.internal import (
+    util as psd_util)
 
+from nt_gp import _domains
 from nt_gp import _hyperkernel
+from nt_gp._tfp_batch import evaluate as _evaluate
 
 __all__ = ['NeuralKernel']
 
@@ -43,14 +58,30 @@ _RESERVED = ('architecture', 'get', 'feature_ndims', 'validate_args', 'name')
 _SPECIALIZED = {}
 
 
-def _specialize(cls, names):
+class _NeuralKernelType(abc.ABCMeta):
+  """Metaclass of `NeuralKernel` and its per-hyperparameter subclasses."""
+
+
+def _reduce_kernel_class(cls):
+  """Pickles `NeuralKernel` by name and a subclass as its recipe."""
+  if not cls.__dict__.get('_specialized', False):
+    return cls.__qualname__
+  return _specialize, (cls.__bases__[0], cls._hyperparameter_names,  # pylint: disable=protected-access
+                       cls._domains)  # pylint: disable=protected-access
+
+
+copyreg.pickle(_NeuralKernelType, _reduce_kernel_class)
+
+
+def _specialize(cls, names, domains):
   """The subclass of `cls` whose `_parameter_properties` lists `names`.
 
-  TFP reads parameter properties from the class (`type(k).parameter_
-  properties()`), so each set of hyperparameter names gets its own (cached)
-  subclass, with a read-only property per hyperparameter.
+  `domains[i]` is the domain of `names[i]` ('positive', 'non-negative' or
+  'real'), which sets its default constraining bijector. One (cached)
+  subclass per `(names, domains)`, with a read-only property per
+  hyperparameter.
   """
-  key = (cls, names)
+  key = (cls, names, domains)
   if key not in _SPECIALIZED:
     taken = set(dir(cls))
     for n in names:
@@ -58,8 +89,9 @@ def _specialize(cls, names):
         raise TypeError(f'NeuralKernel: `{n}` is an attribute of the kernel '
                         f'class and cannot be a hyperparameter name; rename '
                         f'the architecture function\'s parameter.')
-    attrs = {'_hyperparameter_names': names, '_specialized': True,
-             '__module__': cls.__module__, '__doc__': cls.__doc__}
+    attrs = {'_hyperparameter_names': names, '_domains': domains,
+             '_specialized': True, '__module__': cls.__module__,
+             '__doc__': cls.__doc__}
     for n in names:
       attrs[n] = property(functools.partial(_get_hyperparameter, name=n),
                           doc=f'Hyperparameter `{n}`.')
@@ -73,76 +105,75 @@ def _get_hyperparameter(self, name):
   return self._hyperparameters[name]  # pylint: disable=protected-access
 
 
-def _common_dtype(values):
-  """The common floating dtype of the hyperparameters that have one."""
-  dtypes = set()
-  for v in values:
-    dt = getattr(v, 'dtype', None)
-    if dt is None:
-      continue
-    dt = tf.as_dtype(dt)
-    if dt.is_floating:
-      dtypes.add(dt)
-  if len(dtypes) > 1:
-    raise TypeError(f'NeuralKernel: hyperparameters have different dtypes '
-                    f'{sorted(d.name for d in dtypes)}.')
-  return dtypes.pop() if dtypes else None
-
-
 def _is_python_number(v) -> bool:
-  """A plain Python `int`/`float` (kept as is: cast when computing)."""
-  return isinstance(v, (int, float)) and not isinstance(v, bool)
+  """A plain Python `int`/`float` (kept as is: cast when computing); numpy
+  scalars have a dtype."""
+  return isinstance(v, (int, float)) and not isinstance(v, (bool, np.generic))
 
 
-def _is_ref(v) -> bool:
-  return isinstance(v, tf.Variable) or hasattr(v, 'pretransformed_input')
+def _has_dtype(v) -> bool:
+  """Whether `v` brings a dtype (Python numbers and lists do not)."""
+  return not (_is_python_number(v) or isinstance(v, (list, tuple)))
 
 
-def _store(value, dtype):
-  """A hyperparameter as stored, like TFP's kernels store parameters.
-
-  Variables and `TransformedVariable`s are kept (read at each evaluation).
-  With a known kernel `dtype`, other values become constants of that dtype;
-  without one (all hyperparameters are Python numbers or lists), numbers stay
-  Python numbers (cast to the inputs' dtype at full precision) and lists
-  become float64 arrays.
-  """
-  if _is_ref(value):
-    return value
-  if dtype is not None:
-    if tf.is_tensor(value):
-      return value if value.dtype == dtype else tf.cast(value, dtype)
-    return tf.constant(np.asarray(value, dtype=dtype.as_numpy_dtype))
-  if _is_python_number(value) or tf.is_tensor(value):
-    return value
-  return np.asarray(value, dtype=np.float64)
+def _bijector(domain, dtype):
+  """Default constraining bijector of a hyperparameter's domain (as TFP's
+  own kernels: `Softplus(low=eps)` for positive parameters, `Softplus()` for
+  non-negative ones)."""
+  if domain == _domains.POSITIVE:
+    return tfp.bijectors.Softplus(low=dtype_util.eps(dtype))
+  if domain == _domains.NON_NEGATIVE:
+    return tfp.bijectors.Softplus()
+  return tfp.bijectors.Identity()
 
 
-class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
+class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel,
+                   metaclass=_NeuralKernelType):
   """NNGP or NTK of a `stax` network as a TFP positive semidefinite kernel.
 
   Args:
     architecture: function of the hyperparameters (as keyword arguments)
       returning a stax network `(init_fn, apply_fn, kernel_fn)` whose kernel
-      is a scalar per pair of inputs (e.g. ending with `Dense(1)`).
+      is a scalar per pair of inputs (e.g. ending with `Dense(1)`). Kernels
+      pickle if it does (a module-level function, not a lambda).
     get: `'nngp'` (default) or `'ntk'`.
     feature_ndims: number of rightmost input axes forming one example: 1 for
       vectors `(..., D)`, 3 for images `(..., H, W, C)`.
-    validate_args: if True, variable hyperparameters are asserted positive
-      whenever the kernel is evaluated.
+    validate_args: if True, variable hyperparameters are asserted to be in
+      their domains whenever the kernel is evaluated.
     name: name scope of the kernel's ops.
-    **hyperparameters: values of the architecture's parameters: positive
-      Python numbers, arrays, tensors, `tf.Variable`s or
-      `tfp.util.TransformedVariable`s of any batch shape (event rank 0). They
-      are cast to the inputs' dtype when the kernel is computed. Their
-      default constraining bijector is `Softplus`.
+    **hyperparameters: values of the architecture's parameters: Python
+      numbers, arrays, tensors, `tf.Variable`s or
+      `tfp.util.TransformedVariable`s of any batch shape (event rank 0).
+      Each has the domain the stax layers accept for it: positive (a weight
+      standard deviation), non-negative (a bias standard deviation, which
+      may be 0) or real (e.g. the slopes of `stax.ABRelu`), found by
+      building the network with the value -1, then 0. The domain sets the
+      default constraining bijector in `parameter_properties`:
+      `Softplus(low=eps)`, `Softplus()` or `Identity()`.
 
   Shapes and dtypes:
     `matrix(x1, x2)`: `x1: B1 + [e1] + F`, `x2: B2 + [e2] + F` ->
     `broadcast(Bk, B1, B2) + [e1, e2]`; `apply` pairs examples (cost linear
     in their number); `tensor` concatenates example shapes. `F` has rank
-    `feature_ndims`. Outputs have the inputs' floating dtype; `dtype` is the
-    hyperparameters' common dtype (None when all are Python numbers).
+    `feature_ndims`.
+
+    As for TFP's own kernels, `dtype` is the common dtype of the
+    hyperparameters that have one (arrays, tensors, variables), and a kernel
+    with a dtype computes in it: inputs of another floating or integer dtype
+    are cast (float64 hyperparameters and float32 inputs give float64).
+    Python numbers and lists have no dtype; if all hyperparameters are such,
+    `dtype` is None and floating inputs keep their dtype (integer inputs
+    become float32, TFP's default).
+
+  Derivatives of every order (with respect to inputs and hyperparameters,
+  eagerly, in `tf.function` and with `jit_compile=True`) are those of the
+  kernel, also through `apply`'s paired path. Where the kernel is not
+  differentiable they follow neural-tangents: the ReLU-family maps at
+  exactly coincident (or parallel) inputs take the derivative of
+  arccos(c) at c = 1 as zero, which is right for `k(x, x)` as a function of
+  `x` and of the hyperparameters, while d²k(x, x')/dx dx' at x = x' is
+  undefined.
 
   Example:
     >>> import numpy as np
@@ -163,18 +194,79 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
     TensorShape([5])
   """
   _hyperparameter_names = ()
+  _domains = ()
   _specialized = False
 
   def __new__(cls, architecture=None, get='nngp', feature_ndims=1,
               validate_args=False, name='NeuralKernel', **hyperparameters):
+    if architecture is None and cls._specialized:
+      # Unpickling (`cls.__new__(cls)`), or a missing architecture that
+      # `__init__` reports.
+      return super().__new__(cls)
     names = tuple(sorted(hyperparameters))
-    target = cls
-    if not (cls._specialized and cls._hyperparameter_names == names):
-      base = cls
-      while base._specialized:  # pylint: disable=protected-access
-        base = base.__bases__[0]
-      target = _specialize(base, names)
+    base = cls
+    while base._specialized:  # pylint: disable=protected-access
+      base = base.__bases__[0]
+    domains = cls._domains_of(architecture, get, hyperparameters)
+    target = _specialize(base, names, tuple(domains[n] for n in names))
     return super().__new__(target)
+
+  @staticmethod
+  def _domains_of(architecture, get, hyperparameters) -> Dict[str, str]:
+    if not callable(architecture):
+      return {n: _domains.POSITIVE for n in hyperparameters}
+    try:
+      return _architecture_kernel(architecture, get).domains(hyperparameters)
+    except (TypeError, ValueError):  # invalid `get`: reported by __init__
+      return _domains.infer(architecture, hyperparameters)
+
+  @classmethod
+  def for_architecture(cls, architecture: Callable, **values):
+    """The `NeuralKernel` class of an architecture's hyperparameters.
+
+    Its `parameter_properties()` lists every parameter of `architecture`,
+    with the default bijector of its domain, which is what
+    `tfp.experimental.util.make_trainable` needs.
+
+    Args:
+      architecture: the architecture function.
+      **values: values used to find the domains (defaults: the function's
+        own defaults, else 1).
+
+    Example:
+      >>> import tensorflow as tf
+      >>> import tensorflow_probability as tfp
+      >>> from nt_gp import stax
+      >>> from nt_gp.tfp import NeuralKernel
+      >>> def mlp(W_std, b_std):
+      ...   return stax.serial(stax.Dense(1, W_std, b_std), stax.Relu(),
+      ...                      stax.Dense(1, W_std, b_std))
+      >>> cls = NeuralKernel.for_architecture(mlp)
+      >>> sorted(cls.parameter_properties())
+      ['W_std', 'b_std']
+      >>> k = tfp.experimental.util.make_trainable(
+      ...     cls, initial_parameters={'W_std': 1.5, 'b_std': 0.1},
+      ...     parameter_dtype=tf.float64, architecture=mlp, get='ntk')
+      >>> len(k.trainable_variables)
+      2
+    """
+    try:
+      params = inspect.signature(architecture).parameters
+    except (TypeError, ValueError) as e:
+      raise TypeError(f'NeuralKernel.for_architecture: cannot read the '
+                      f'parameters of {architecture!r}.') from e
+    names = [n for n, p in params.items()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    probe = {n: values.get(n, 1. if params[n].default is params[n].empty
+                           else params[n].default) for n in names}
+    _hyperkernel.check_names(architecture, probe, _RESERVED,
+                             owner='nt_gp.tfp.NeuralKernel')
+    domains = _domains.infer(architecture, probe)
+    base = cls
+    while base._specialized:  # pylint: disable=protected-access
+      base = base.__bases__[0]
+    names = tuple(sorted(names))
+    return _specialize(base, names, tuple(domains[n] for n in names))
 
   def __init__(self,
                architecture: Callable,
@@ -186,25 +278,53 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
     parameters = dict(architecture=architecture, get=get,
                       feature_ndims=feature_ndims, validate_args=validate_args,
                       name=name, **hyperparameters)
-    _hyperkernel.check_names(architecture, hyperparameters, _RESERVED,
-                             owner='nt_gp.tfp.NeuralKernel')
+    owner = 'nt_gp.tfp.NeuralKernel'
+    try:
+      _hyperkernel.check_names(architecture, hyperparameters, _RESERVED,
+                               owner=owner)
+    except TypeError as e:
+      if 'needs the hyperparameter' in str(e):
+        raise TypeError(
+            f'{e} (tfp.experimental.util.make_trainable creates the '
+            f'hyperparameters listed by the class\'s parameter_properties: '
+            f'pass it NeuralKernel.for_architecture(architecture).)') from None
+      raise
     _hyperkernel.check_get(get)
     if isinstance(feature_ndims, bool) or not isinstance(
         feature_ndims, (int, np.integer)) or feature_ndims < 1:
       raise ValueError(f'`feature_ndims` must be an int >= 1 (1 for vectors, '
                        f'3 for images), got {feature_ndims!r}.')
     feature_ndims = int(feature_ndims)
+    domains = dict(zip(self._hyperparameter_names, self._domains))
     for n, v in hyperparameters.items():
-      _hyperkernel.check_positive(n, v)
+      _domains.check_value(n, v, domains[n])
     with tf.name_scope(name):
-      dtype = _common_dtype(hyperparameters.values())
-      self._hyperparameters = {n: _store(v, dtype)
-                               for n, v in hyperparameters.items()}
+      try:
+        dtype = psd_util.maybe_get_common_dtype(
+            [v if _has_dtype(v) else None for v in hyperparameters.values()])
+      except TypeError as e:
+        raise TypeError(f'{owner}: hyperparameters have different dtypes '
+                        f'({e}); give them one dtype.') from None
+      self._hyperparameters = {
+          n: self._store(n, v, dtype) for n, v in hyperparameters.items()}
       self._architecture = architecture
       self._get = get
       self._arch_kernel = _architecture_kernel(architecture, get)
       super().__init__(feature_ndims, dtype=dtype, name=name,
                        validate_args=validate_args, parameters=parameters)
+
+  @staticmethod
+  def _store(name, value, dtype):
+    """A hyperparameter as stored: as TFP's kernels store parameters
+    (`convert_nonref_to_tensor`: variables are kept and read at each
+    evaluation) when the kernel has a dtype; without one, Python numbers
+    stay numbers (cast to the inputs' dtype at full precision) and lists
+    become float64 arrays."""
+    if dtype is None and _is_python_number(value):
+      return value
+    if dtype is None and isinstance(value, (list, tuple)):
+      return np.asarray(value, dtype=np.float64)
+    return tensor_util.convert_nonref_to_tensor(value, dtype=dtype, name=name)
 
   @property
   def architecture(self) -> Callable:
@@ -218,31 +338,36 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
 
   @property
   def hyperparameters(self) -> dict:
-    """Hyperparameters as given (numbers, arrays, tensors or variables)."""
+    """Hyperparameters as stored (numbers, arrays, tensors or variables)."""
     return dict(self._hyperparameters)
+
+  @property
+  def domains(self) -> Dict[str, str]:
+    """`{name: 'positive' | 'non-negative' | 'real'}`."""
+    return dict(zip(self._hyperparameter_names, self._domains))
 
   @classmethod
   def _parameter_properties(cls, dtype):
-    try:
-      eps = np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps
-    except (TypeError, ValueError):
-      eps = np.finfo(np.float32).eps
-    def softplus():
-      return tfp.bijectors.Softplus(low=eps)
     return {n: tfp.util.ParameterProperties(
-        event_ndims=0, default_constraining_bijector_fn=softplus)
-            for n in cls._hyperparameter_names}
+        event_ndims=0,
+        default_constraining_bijector_fn=functools.partial(
+            _bijector, d, dtype or tf.float32))
+            for n, d in zip(cls._hyperparameter_names, cls._domains)}
 
   def _parameter_control_dependencies(self, is_init):
     if not self.validate_args:
       return []
     assertions = []
-    for n, v in self._hyperparameters.items():
-      if _is_python_number(v) or isinstance(v, np.ndarray):
+    for n, d in self.domains.items():
+      v = self._hyperparameters[n]
+      if d == _domains.REAL or _is_python_number(v) or isinstance(
+          v, np.ndarray):
         continue
-      if is_init != _is_ref(v):
-        assertions.append(tf.debugging.assert_positive(
-            v, message=f'Hyperparameter `{n}` must be positive.'))
+      if is_init != tensor_util.is_ref(v):
+        check = (tf.debugging.assert_positive if d == _domains.POSITIVE else
+                 tf.debugging.assert_non_negative)
+        assertions.append(check(v, message=f'Hyperparameter `{n}` must be '
+                                           f'{d}.'))
     return assertions
 
   # --------------------------------------------------------------------------
@@ -263,17 +388,20 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
            x2_example_ndims)
     return self._arch_kernel.run(key, fn, x1, x2, self._values())
 
-  def _as_input(self, x, dtype=None):
+  def _as_input(self, x, dtype: Optional[tf.DType] = None):
+    """`x` as a tensor of the kernel's dtype (see the class docstring)."""
     x = tf.convert_to_tensor(x)
-    if not x.dtype.is_floating:
-      if x.dtype.is_complex or x.dtype in (tf.string, tf.bool):
-        raise TypeError(f'NeuralKernel inputs must be real-valued, got dtype '
-                        f'{x.dtype.name}.')
-      x = tf.cast(x, dtype or self.dtype or tf.float32)
-    if dtype is not None and x.dtype != dtype:
+    if not (x.dtype.is_floating or x.dtype.is_integer) or x.dtype.is_complex \
+        or x.dtype == tf.bool:
+      raise TypeError(f'NeuralKernel inputs must be real-valued, got dtype '
+                      f'{x.dtype.name}.')
+    target = self.dtype or dtype or (
+        x.dtype if x.dtype.is_floating else tf.float32)
+    if self.dtype is None and dtype is not None and x.dtype.is_floating \
+        and x.dtype != dtype:
       raise TypeError(f'NeuralKernel: `x1` and `x2` must have the same dtype, '
                       f'got {dtype.name} and {x.dtype.name}.')
-    return x
+    return x if x.dtype == target else tf.cast(x, target)
 
   def _call_apply(self, x1, x2, example_ndims):
     if x1 is x2 and example_ndims == 0:
@@ -306,153 +434,3 @@ def _architecture_kernel(architecture, get):
   except TypeError:  # unhashable callable
     return _hyperkernel.ArchitectureKernel(architecture, get,
                                            owner='nt_gp.tfp.NeuralKernel')
-
-
-# ----------------------------------------------------------------------------
-# Batched evaluation (runs inside one graph).
-# ----------------------------------------------------------------------------
-def _split_shape(x, example_ndims, feature_ndims, name):
-  rank = x.shape.rank
-  if rank is None:
-    raise ValueError(f'NeuralKernel: `{name}` must have a known rank.')
-  if rank < example_ndims + feature_ndims:
-    raise ValueError(
-        f'NeuralKernel: `{name}` has shape {x.shape} (rank {rank}), but '
-        f'feature_ndims={feature_ndims} and {example_ndims} example axes need '
-        f'rank >= {example_ndims + feature_ndims}.')
-  nb = rank - example_ndims - feature_ndims
-  return x.shape[:nb], x.shape[nb:rank - feature_ndims], x.shape[
-      rank - feature_ndims:]
-
-
-def _broadcast_static(shapes, what):
-  out = tf.TensorShape([])
-  for s in shapes:
-    try:
-      out = tf.broadcast_static_shape(out, s)
-    except ValueError as e:
-      raise ValueError(f'NeuralKernel: batch shapes {[list(t) for t in shapes]}'
-                       f' of {what} do not broadcast.') from e
-  return out
-
-
-def _dims(x, lo, hi):
-  """`x.shape[lo:hi]` as a Python list if known, else as an int32 tensor."""
-  part = x.shape[lo:hi]
-  if part.is_fully_defined():
-    return tf.constant(part.as_list(), tf.int32)
-  return tf.shape(x)[lo:hi]
-
-
-def _evaluate(arch, feature_ndims, kind, e1, e2, x1, x2, values):
-  """`kind='outer'`: `B + E1 + E2`; `kind='apply'`: `B + broadcast(E1, E2)`."""
-  same = x2 is None
-  b1, ex1, f1 = _split_shape(x1, e1, feature_ndims, 'x1')
-  if same:
-    x2, b2, ex2, f2 = x1, b1, ex1, f1
-  else:
-    b2, ex2, f2 = _split_shape(x2, e2, feature_ndims, 'x2')
-    if f1.is_fully_defined() and f2.is_fully_defined() and f1 != f2:
-      raise ValueError(f'NeuralKernel: `x1` and `x2` have different feature '
-                       f'shapes {f1} and {f2} (feature_ndims={feature_ndims}).')
-  if not f1.is_fully_defined():
-    raise ValueError(f'NeuralKernel: the feature shape {f1} of the inputs '
-                     f'must be known statically.')
-  features = f1.as_list()
-  dtype = x1.dtype
-  values = _hyperkernel.cast_values(values, dtype)
-  tensor_names = [n for n, v in values.items() if tf.is_tensor(v)]
-  hp_shapes = [values[n].shape for n in tensor_names]
-  batch = _broadcast_static([b1, b2] + hp_shapes,
-                            'the inputs and the hyperparameters')
-  ex1_t = _dims(x1, b1.rank, b1.rank + e1)
-  ex2_t = _dims(x2, b2.rank, b2.rank + e2)
-  if kind == 'apply':
-    try:
-      example = tf.broadcast_static_shape(ex1, ex2)
-    except ValueError as e:
-      raise ValueError(f'NeuralKernel.apply: example shapes {ex1} and {ex2} '
-                       f'do not broadcast.') from e
-    example_t = (tf.constant(example.as_list(), tf.int32)
-                 if example.is_fully_defined() else
-                 tf.broadcast_dynamic_shape(ex1_t, ex2_t))
-  else:
-    example = ex1.concatenate(ex2)
-    example_t = tf.concat([ex1_t, ex2_t], 0)
-
-  def member(xa, xb, vals):
-    """One batch member: `xa: E1 + F`, `xb: E2 + F` (or None if `x2 = x1`)."""
-    if kind == 'outer':
-      a = tf.reshape(xa, [-1] + features)
-      b = None if xb is None else tf.reshape(xb, [-1] + features)
-      out = arch.gram(a, b, vals)
-    elif xb is None:
-      out = arch.paired(tf.reshape(xa, [-1] + features), None, vals)
-    else:
-      if ex1 == ex2 and ex1.is_fully_defined():
-        a, b = xa, xb
-      else:
-        shape = tf.concat([example_t, features], 0)
-        a, b = tf.broadcast_to(xa, shape), tf.broadcast_to(xb, shape)
-      out = arch.paired(tf.reshape(a, [-1] + features),
-                        tf.reshape(b, [-1] + features), vals)
-    return tf.reshape(out, example_t)
-
-  if example.is_fully_defined() and example.num_elements() == 0:
-    if not batch.is_fully_defined():
-      raise ValueError('NeuralKernel: empty example shapes need a static '
-                       'batch shape.')
-    return tf.zeros(batch.concatenate(example), dtype)
-
-  if batch.is_fully_defined() and batch.num_elements() == 1:
-    xa = tf.reshape(x1, tf.concat([ex1_t, features], 0))
-    xb = None if same else tf.reshape(x2, tf.concat([ex2_t, features], 0))
-    vals = {n: (tf.reshape(v, []) if tf.is_tensor(v) else v)
-            for n, v in values.items()}
-    out = member(xa, xb, vals)
-    if batch.rank:
-      out = tf.reshape(out, tf.concat([batch.as_list(), example_t], 0))
-    return out
-
-  if batch.is_fully_defined():
-    batch_t = tf.constant(batch.as_list(), tf.int32)
-  else:
-    batch_t = tf.constant([], tf.int32)
-    for t, p in [(x1, b1), (x2, b2)] + [
-        (values[n], s) for n, s in zip(tensor_names, hp_shapes)]:
-      batch_t = tf.broadcast_dynamic_shape(batch_t, tf.shape(t)[:p.rank])
-  nb = tf.reduce_prod(batch_t)
-
-  def stack(t, t_batch, rest_t):
-    """`t: t_batch + rest` as `[nb] + rest`, or None if loop-invariant."""
-    if t_batch.is_fully_defined() and t_batch.num_elements() == 1:
-      return None
-    full = tf.broadcast_to(t, tf.concat([batch_t, rest_t], 0))
-    return tf.reshape(full, tf.concat([[nb], rest_t], 0))
-
-  inv, stacked = {}, {}
-  inputs = [('x1', x1, b1, tf.concat([ex1_t, features], 0))]
-  if not same:
-    inputs.append(('x2', x2, b2, tf.concat([ex2_t, features], 0)))
-  for key, t, t_batch, rest_t in inputs:
-    s = stack(t, t_batch, rest_t)
-    if s is None:
-      inv[key] = tf.reshape(t, rest_t)
-    else:
-      stacked[key] = s
-  empty = tf.constant([], tf.int32)
-  for n, v in values.items():
-    s = stack(v, v.shape, empty) if tf.is_tensor(v) else None
-    if s is None:
-      inv[n] = tf.reshape(v, []) if tf.is_tensor(v) else v
-    else:
-      stacked[n] = s
-
-  def body(elems):
-    d = dict(inv, **elems)
-    return member(d['x1'], None if same else d['x2'],
-                  {n: d[n] for n in values})
-
-  out = tf.map_fn(body, stacked,
-                  fn_output_signature=tf.TensorSpec(example, dtype))
-  return tf.reshape(out, tf.concat([batch_t, example_t], 0))

@@ -64,6 +64,19 @@ LAYERS = {
 }
 
 
+def _dense_layer_dense(name):
+  """`(kernel_fn, variables, sorted names)` of Dense -> layer -> Dense with
+  float64 variables for `W_std`, `b_std` and the layer's hyperparameters."""
+  make, hps = LAYERS[name]
+  variables = {k: tf.Variable(v, dtype=tf.float64, name=k)
+               for k, v in dict(hps, W_std=1.3, b_std=0.4).items()}
+  kernel_fn = stax.serial(
+      stax.Dense(8, W_std=variables['W_std'], b_std=variables['b_std']),
+      make(variables),
+      stax.Dense(1, W_std=variables['W_std'], b_std=variables['b_std']))[2]
+  return kernel_fn, variables, sorted(variables)
+
+
 def _network(name, x):
   """`(run, variables, names)` for Dense -> layer -> Dense on inputs `x`.
 
@@ -71,15 +84,7 @@ def _network(name, x):
   gradients of `u · entries` for each row `u` of `us`, in one compiled graph
   that is reused for the finite differences.
   """
-  make, hps = LAYERS[name]
-  variables = {k: tf.Variable(v, dtype=tf.float64, name=k)
-               for k, v in dict(hps, W_std=1.3, b_std=0.4).items()}
-  net = stax.serial(
-      stax.Dense(8, W_std=variables['W_std'], b_std=variables['b_std']),
-      make(variables),
-      stax.Dense(1, W_std=variables['W_std'], b_std=variables['b_std']))
-  kernel_fn = net[2]
-  names = sorted(variables)
+  kernel_fn, variables, names = _dense_layer_dense(name)
 
   @tf.function(autograph=False)
   def run(us):
@@ -167,3 +172,57 @@ def test_gradients_finite_at_zero_variance(name):
   assert np.all(np.isfinite(k.nngp)) and np.all(np.isfinite(k.ntk))
   for g in grads:
     assert g is not None and np.isfinite(g.numpy()), (name, grads)
+
+
+def _hessian_network(name, x, u):
+  """`(hess, grad, variables, names)`: d²(u · K)/dθ² by nested tapes and
+  d(u · K)/dθ, both compiled, for Dense -> layer -> Dense."""
+  kernel_fn, variables, names = _dense_layer_dense(name)
+  theta = [variables[n] for n in names]
+
+  def total():
+    k = kernel_fn(x, None, ('nngp', 'ntk'))
+    values = tf.concat([tf.reshape(k.nngp, [-1]), tf.reshape(k.ntk, [-1])],
+                       0)
+    return tf.reduce_sum(u * values)
+
+  @tf.function(autograph=False)
+  def grad():
+    with tf.GradientTape() as tape:
+      value = total()
+    return tf.stack(tape.gradient(value, theta))
+
+  @tf.function(autograph=False)
+  def hess():
+    with tf.GradientTape(persistent=True) as outer:
+      g = grad()
+      rows = [g[i] for i in range(len(theta))]
+    return tf.stack([tf.stack(outer.gradient(r, theta)) for r in rows])
+
+  return hess, grad, theta, names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', sorted(LAYERS))
+def test_second_derivatives_match_finite_differences(name):
+  """d²(u · K)/dθ² (all hyperparameters, u a random vector over the NNGP and
+  NTK entries, the diagonal included) by nested tapes vs central
+  differences of the autodiff gradient."""
+  n = _X_FC.shape[0] ** 2
+  u = tf.constant(np.random.RandomState(1).randn(2 * n))
+  hess, grad, theta, names = _hessian_network(name, _X_FC, u)
+  h_ad = hess().numpy()
+  fd = np.zeros_like(h_ad)
+  for j, v in enumerate(theta):
+    v0 = float(v.numpy())
+    h = 1e-5 * max(1., abs(v0))
+    v.assign(v0 + h)
+    up = grad().numpy()
+    v.assign(v0 - h)
+    down = grad().numpy()
+    v.assign(v0)
+    fd[:, j] = (up - down) / (2 * h)
+  assert np.all(np.isfinite(h_ad)), (name, h_ad)
+  np.testing.assert_allclose(h_ad, fd, rtol=2e-5,
+                             atol=2e-5 * np.max(np.abs(fd)),
+                             err_msg=f'{name}: Hessian over {names}')

@@ -60,23 +60,31 @@ def safe_sqrt(v: tf.Tensor) -> tf.Tensor:
 def acos_and_sqrt(c):
   """Returns `(arccos(c), sqrt(1 - c²))` for `c` in [-1, 1].
 
+  The gradient, -(ḡ_θ + c ḡ_s) / s, is written in differentiable operations
+  of `c` itself, so second and higher derivatives are those of arccos and
+  sqrt(1 - c²) wherever |c| < 1. Where s = 0 (|c| = 1) the gradient is set
+  to zero, and so are its derivatives: there arccos has no derivative, and
+  the kernel maps only reach |c| = 1 for an input paired with itself (or a
+  parallel copy), whose cosine is identically one.
+
   Example:
     >>> import numpy as np
     >>> theta, s = acos_and_sqrt(np.float64(0.))
     >>> round(float(theta), 6), float(s)
     (1.570796, 1.0)
   """
-  # The forward values are computed from a gradient-stopped copy: persistent
-  # and higher-order tapes also differentiate the intermediates that `grad`
-  # closes over, and sqrt/acos have infinite derivatives at |c| = 1.
-  c = tf.stop_gradient(tf.convert_to_tensor(c))
+  c = tf.convert_to_tensor(c)
+  # The gradient below uses only `c`, never these intermediates, so no tape
+  # differentiates them. (`tf.vectorized_map` drops custom gradients: through
+  # it, differentiation falls back to these operations, right for |c| < 1
+  # and NaN, not a silent zero, at |c| = 1.)
   s = tf.sqrt(tf.maximum(1 - c * c, 0))
   theta = fast_math.acos(c)
 
   def grad(d_theta, d_s):
-    d_theta = 0 if d_theta is None else d_theta
-    d_s = 0 if d_s is None else d_s
-    ok = s > 0
-    return -tf.where(ok, (d_theta + c * d_s) / tf.where(ok, s, tf.ones_like(s)),
-                     tf.zeros_like(c))
+    # -(ḡ_θ + c ḡ_s) / s from `c` itself (not the stopped copy), so a tape
+    # watching this gradient computation sees how it depends on `c`.
+    d_theta = tf.zeros_like(c) if d_theta is None else d_theta
+    d_s = tf.zeros_like(c) if d_s is None else d_s
+    return -(d_theta + c * d_s) * safe_rsqrt(1 - c * c)
   return (theta, s), grad

@@ -7,6 +7,11 @@ The API of `neural_tangents.predict` (0.6.5), in TensorFlow:
 * `gradient_descent_mse_ensemble`: mean and covariance of an infinite ensemble
   trained on MSE, from a `kernel_fn` and inputs.
 * `gp_inference`: NNGP / NTK / NTKGP posteriors (infinite training time).
+* `gp_inference_sweep`: the same for a list of `diag_reg` values, from
+  kernel arrays or `KernelStore` files, in a memory budget (out of core when
+  the kernel does not fit), with the log marginal likelihood.
+* `gp_inference_nystrom`: Nyström GP means for millions of training points
+  (Falkon's preconditioned conjugate gradients).
 * `gradient_descent`: outputs for an arbitrary loss (and momentum) by solving
   the function-space ODE.
 * `max_learning_rate`: the largest stable learning rate on MSE.
@@ -25,9 +30,12 @@ from nt_gp.predict.ensemble import gradient_descent_mse_ensemble
 from nt_gp.predict.gp import gp_inference
 from nt_gp.predict.lr import max_learning_rate
 from nt_gp.predict.mse import gradient_descent_mse
+from nt_gp.predict.nystrom import gp_inference_nystrom
 from nt_gp.predict.ode import gradient_descent
 from nt_gp.predict.records import Gaussian, ODEState
+from nt_gp.predict.sweep import SweepPosterior, gp_inference_sweep
 
 __all__ = ['gradient_descent', 'gradient_descent_mse',
            'gradient_descent_mse_ensemble', 'gp_inference',
-           'max_learning_rate', 'ODEState', 'Gaussian']
+           'gp_inference_sweep', 'gp_inference_nystrom', 'max_learning_rate',
+           'ODEState', 'Gaussian', 'SweepPosterior']

@@ -22,6 +22,7 @@ from nt_gp.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
 from nt_gp.stax.combinators import parallel, repeat, serial
 from nt_gp.stax.conv import Conv, ConvLocal, ConvTranspose
 from nt_gp.stax.dense import Dense, Identity
+from nt_gp.stax.layer_call import LayerCall, describe
 from nt_gp.stax.dimension_numbers import Padding
 from nt_gp.stax.erf import Erf, Sigmoid_like
 from nt_gp.stax.layer import layer, make_init_fn

@@ -12,10 +12,12 @@ import tensorflow as tf
 from nt_gp.ops import fast_math
 from nt_gp.stax import hparams
 from nt_gp.stax.elementwise_base import elementwise, map_covariances, scale_kernel
+from nt_gp.stax.layer_call import records_call
 
 __all__ = ['Erf', 'Sigmoid_like']
 
 
+@records_call
 def Erf(a=1., b=1., c=0.):
   """`a * erf(b * x) + c`.
 
@@ -56,6 +58,7 @@ def Erf(a=1., b=1., c=0.):
                      remask_kernel=True)
 
 
+@records_call
 def Sigmoid_like():
   """`0.5 erf(x / 2.4020563531719796) + 0.5`, an erf fitted to the sigmoid.
 

@@ -20,10 +20,12 @@ from nt_gp.ops.safe_math import safe_sqrt
 from nt_gp.stax import hparams
 from nt_gp.stax.activation import check_hparam, fmt, nonlinearity
 from nt_gp.stax.elementwise_base import map_covariances, scale_kernel
+from nt_gp.stax.layer_call import records_call
 
 __all__ = ['Exp', 'Gaussian', 'Rbf', 'ExpNormalized']
 
 
+@records_call
 def Exp(a=1., b=1.):
   """``a exp(b x)``.
 
@@ -70,6 +72,7 @@ def Exp(a=1., b=1.):
                       supports_packed=True)
 
 
+@records_call
 def Gaussian(a=1., b=-1.):
   """``a exp(b x²)``.
 
@@ -120,6 +123,7 @@ def Gaussian(a=1., b=-1.):
                       supports_packed=True)
 
 
+@records_call
 def Rbf(gamma=1.):
   """Dual activation of the RBF kernel: ``sqrt(2) sin(sqrt(2γ) x + π/4)``.
 
@@ -162,6 +166,7 @@ def Rbf(gamma=1.):
                       supports_packed=True)
 
 
+@records_call
 def ExpNormalized(gamma=1., shift=-1., do_clip: bool = False):
   """The "Gaussian normalized kernel" (Shankar et al. 2020, p. 6).
 

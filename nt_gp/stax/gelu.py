@@ -15,10 +15,12 @@ import tensorflow as tf
 
 from nt_gp.stax.activation import nonlinearity
 from nt_gp.stax.elementwise_base import map_covariances
+from nt_gp.stax.layer_call import records_call
 
 __all__ = ['Gelu']
 
 
+@records_call
 def Gelu(approximate: bool = False):
   """Gaussian error linear unit, ``x Φ(x)``.
 

@@ -22,6 +22,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp.kernel import Kernel
 from nt_gp.stax import _random
+from nt_gp.stax import layer_call
 from nt_gp.stax import masking
 from nt_gp.stax import requirements
 from nt_gp.stax.inputs import inputs_to_kernel
@@ -281,6 +282,7 @@ def layer(layer_fn: Callable) -> Callable:
     mask_fn = fns[3] if len(fns) == 4 else None
     kernel_fn = public_kernel_fn(rule, init_fn, name=layer_fn.__name__,
                                  mask_fn=mask_fn)
+    layer_call.record(kernel_fn, layer_fn, args, kwargs)
     return init_fn, apply_fn, kernel_fn
   return new_layer
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 from nt_gp.ops.safe_math import safe_sqrt
 from nt_gp.stax.activation import check_int, nonlinearity
 from nt_gp.stax.elementwise_base import map_covariances
+from nt_gp.stax.layer_call import records_call
 
 __all__ = ['Elementwise', 'ElementwiseNumerical']
 
@@ -53,6 +54,7 @@ def _check_shape(out, q12, what):
   return tf.broadcast_to(out, tf.shape(q12))
 
 
+@records_call
 def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
   """A nonlinearity `fn` with a user-provided closed-form NNGP map.
 
@@ -120,6 +122,7 @@ def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
   return nonlinearity(fn, name, rule, remask_kernel=True, supports_packed=True)
 
 
+@records_call
 def ElementwiseNumerical(fn, deg: int, df=None):
   """A nonlinearity whose kernels are computed by Gauss–Hermite quadrature.
 

@@ -29,6 +29,7 @@ from nt_gp.stax import hparams
 from nt_gp.stax.activation import (check_hparam, check_int, double_factorial,
                                    nonlinearity, pin_self_covariances)
 from nt_gp.stax.elementwise_base import map_covariances
+from nt_gp.stax.layer_call import records_call
 
 __all__ = ['Monomial', 'RectifiedMonomial', 'Polynomial', 'Hermite']
 
@@ -47,6 +48,7 @@ def _monomial_moment(q12, prod, degree: int):
   return out
 
 
+@records_call
 def Monomial(degree: int):
   """``x^degree``.
 
@@ -103,6 +105,7 @@ def _arccos_kernel(q12, sin_root, degree: int):
   return k
 
 
+@records_call
 def RectifiedMonomial(degree: int):
   """``x^degree`` for ``x >= 0`` and 0 otherwise (``degree=1`` is ReLU,
   ``degree=0`` the Heaviside step).
@@ -168,6 +171,7 @@ def _coefficients(coef):
   return [check_hparam(f'coef[{i}]', c) for i, c in enumerate(coef)]
 
 
+@records_call
 def Polynomial(coef):
   """``coef[0] + coef[1] x + ... + coef[n] x^n`` (numpy's coefficient order).
 
@@ -236,6 +240,7 @@ def Polynomial(coef):
                       supports_packed=True)
 
 
+@records_call
 def Hermite(degree: int):
   """Normalised probabilists' Hermite polynomial ``He_d(x) / sqrt(d!)``.
 

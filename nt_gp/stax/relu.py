@@ -14,10 +14,12 @@ import tensorflow as tf
 from nt_gp.ops import arccos
 from nt_gp.stax import hparams
 from nt_gp.stax.elementwise_base import elementwise, map_covariances
+from nt_gp.stax.layer_call import records_call
 
 __all__ = ['ABRelu', 'Relu', 'LeakyRelu', 'Abs']
 
 
+@records_call
 def ABRelu(a, b, do_stabilize: bool = False):
   """`a * min(x, 0) + b * max(x, 0)`.
 
@@ -72,6 +74,7 @@ def ABRelu(a, b, do_stabilize: bool = False):
   return elementwise(fn, f'ABRelu({a}, {b})', rule, supports_packed=True)
 
 
+@records_call
 def Relu(do_stabilize: bool = False):
   """ReLU, `max(x, 0)`.
 
@@ -85,6 +88,7 @@ def Relu(do_stabilize: bool = False):
   return ABRelu(0., 1., do_stabilize)
 
 
+@records_call
 def LeakyRelu(alpha, do_stabilize: bool = False):
   """Leaky ReLU, `alpha * min(x, 0) + max(x, 0)`.
 
@@ -95,6 +99,7 @@ def LeakyRelu(alpha, do_stabilize: bool = False):
   return ABRelu(alpha, 1., do_stabilize)
 
 
+@records_call
 def Abs(do_stabilize: bool = False):
   """Absolute value, `|x|`.
 

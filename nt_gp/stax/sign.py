@@ -20,10 +20,12 @@ import tensorflow as tf
 from nt_gp.ops.safe_math import safe_atan2, sqrt_gram_det
 from nt_gp.stax.activation import nonlinearity, pin_self_covariances
 from nt_gp.stax.elementwise_base import map_covariances
+from nt_gp.stax.layer_call import records_call
 
 __all__ = ['Sign']
 
 
+@records_call
 def Sign():
   """Sign function, ``sign(x)`` (-1, 0 or 1).
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 from nt_gp.stax import hparams
 from nt_gp.stax.activation import check_hparam, fmt, nonlinearity
 from nt_gp.stax.elementwise_base import map_covariances
+from nt_gp.stax.layer_call import records_call
 
 __all__ = ['Sin', 'Cos', 'Gabor']
 
@@ -60,6 +61,7 @@ def _sinusoid(a, b, c, phase: float, name: str):
                       supports_packed=True)
 
 
+@records_call
 def Sin(a=1., b=1., c=0.):
   """``a sin(b x + c)``.
 
@@ -82,6 +84,7 @@ def Sin(a=1., b=1., c=0.):
   return _sinusoid(a, b, c, 0., 'Sin')
 
 
+@records_call
 def Cos(a=1., b=1., c=0.):
   """``a cos(b x + c)``, i.e. `Sin(a, b, c + π/2)`.
 
@@ -104,6 +107,7 @@ def Cos(a=1., b=1., c=0.):
   return _sinusoid(a, b, c, math.pi / 2, 'Cos')
 
 
+@records_call
 def Gabor():
   """Gabor function ``exp(-x²) sin(x)``.
 
