@@ -9,6 +9,8 @@ Example:
   TensorShape([2, 2])
 """
 import importlib
+import sys
+import types
 import typing
 
 __version__ = '0.1.0'
@@ -58,3 +60,18 @@ def __getattr__(name):
 
 def __dir__():
   return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+  """Importing the submodule `nt_gp.linearize` sets the package's attribute
+  of that name to the module; the function `nt_gp.linearize` it exports
+  keeps the name (as when it was imported eagerly)."""
+
+  def __setattr__(self, name, value):
+    if (isinstance(value, types.ModuleType) and
+        _EXPORTS.get(name, (None, None))[1] is not None):
+      return
+    super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
