@@ -1,8 +1,21 @@
 """Times one workload in this process with nt_gp or neural-tangents.
 
-Usage: python _run_one.py {nt_gp|neural_tangents} WORKLOAD DTYPE [N]
-Prints one JSON line: compile_s (first call), times_s (3 timed calls),
-peak_rss_gb. Runs under either library's python; imports only that library.
+Usage:
+  python _run_one.py {nt_gp|neural_tangents} WORKLOAD DTYPE [N] [--serve]
+
+Builds the inputs (`N` overrides the workload's number of inputs), makes a
+first (compiling) call of ``kernel_fn(x, None, ('nngp', 'ntk'))`` and prints
+one JSON line ``{"compile_s": ...}``. Then:
+
+* by default, times 3 calls and prints one JSON line with compile_s,
+  times_s, median_s, peak_rss_gb and the checksums;
+* with ``--serve``, reads commands from stdin: ``run`` times one call and
+  prints ``{"t": seconds}``; ``done`` prints the final line as above and
+  exits. `compare.py` uses this to interleave the two libraries' calls.
+
+The checksums are the float64 sums of the last call's nngp and ntk, which
+`compare.py` compares between the libraries. Runs under either library's
+python; imports only that library.
 """
 import json
 import os
@@ -16,7 +29,8 @@ from machine import peak_rss_bytes  # pylint: disable=g-import-not-at-top
 from workloads import WORKLOADS  # pylint: disable=g-import-not-at-top
 
 
-def main(lib, name, dtype, n=None):
+def build(lib, name, dtype, n=None):
+  """`run()`: one timed-able call of the workload's kernel function."""
   spec = WORKLOADS[name]
   shape = tuple(spec['shape'])
   if n:
@@ -43,21 +57,46 @@ def main(lib, name, dtype, n=None):
       k = kernel_fn(x, None, ('nngp', 'ntk'))
       k.ntk.numpy()
       return k
+  return run, shape
+
+
+def _timed(run):
   t = time.perf_counter()
-  run()
-  compile_s = time.perf_counter() - t
+  k = run()
+  return time.perf_counter() - t, k
+
+
+def _summary(lib, name, dtype, shape, compile_s, times, k):
+  return dict(lib=lib, workload=name, dtype=dtype, shape=shape,
+              compile_s=compile_s, times_s=times,
+              median_s=float(np.median(times)),
+              peak_rss_gb=peak_rss_bytes() / 1e9,
+              nngp_checksum=float(np.sum(np.asarray(k.nngp, np.float64))),
+              ntk_checksum=float(np.sum(np.asarray(k.ntk, np.float64))))
+
+
+def main(argv):
+  serve = '--serve' in argv
+  lib, name, dtype, *rest = [a for a in argv if a != '--serve']
+  run, shape = build(lib, name, dtype, rest[0] if rest else None)
+  compile_s, k = _timed(run)
+  print(json.dumps({'compile_s': compile_s}), flush=True)
   times = []
-  for _ in range(3):
-    t = time.perf_counter()
-    k = run()
-    times.append(time.perf_counter() - t)
-  out = dict(lib=lib, workload=name, dtype=dtype, shape=shape,
-             compile_s=compile_s, times_s=times,
-             median_s=float(np.median(times)),
-             peak_rss_gb=peak_rss_bytes() / 1e9,
-             ntk_checksum=float(np.sum(np.asarray(k.ntk, np.float64))))
-  print(json.dumps(out))
+  if not serve:
+    for _ in range(3):
+      t, k = _timed(run)
+      times.append(t)
+  else:
+    for line in sys.stdin:
+      if line.strip() == 'run':
+        t, k = _timed(run)
+        times.append(t)
+        print(json.dumps({'t': t}), flush=True)
+      elif line.strip() == 'done':
+        break
+  print(json.dumps(_summary(lib, name, dtype, shape, compile_s, times, k)),
+        flush=True)
 
 
 if __name__ == '__main__':
-  main(*sys.argv[1:])
+  main(sys.argv[1:])

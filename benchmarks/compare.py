@@ -2,16 +2,26 @@
 
 Usage:
   python benchmarks/compare.py [WORKLOAD ...] [--dtypes float32,float64]
-                               [--out docs/benchmarks/kernels.md] [--json F]
+      [--repeats 5] [--n N] [--out docs/benchmarks/kernels.md] [--json F]
 
-Each library runs in its own subprocess (nt_gp in this python, neural-tangents
-in the reference env of tools/reference_env.sh or $NT_REFERENCE_PYTHON):
-first call (compile) reported separately, then the median of 3 calls of
-`kernel_fn(x, None, ('nngp', 'ntk'))`, and the peak RSS of the process.
-The headline figure is the time ratio nt_gp / neural-tangents. The machine's
-memory-copy bandwidth and matmul rate are measured in the same run, and the
-achieved fraction for each workload's dominant cost is printed. The table
-goes to `--out` (default `docs/benchmarks/kernels.md`; `--out ''` skips it).
+For each workload and dtype both libraries run at the same time, each in its
+own process (nt_gp in this python, neural-tangents in the reference env of
+tools/reference_env.sh or $NT_REFERENCE_PYTHON), see `_run_one.py`: after a
+first (compiling) call, reported separately, the timed calls of
+`kernel_fn(x, None, ('nngp', 'ntk'))` alternate between the two processes
+(ABBA order, `--repeats` each, at least 5 for the docs), so drifts of the
+machine's load affect both alike; the medians are compared. The peak RSS
+of each process is reported too.
+
+Both libraries must compute the same kernel: the float64 sums of their nngp
+and ntk must agree to `CHECKSUM_RTOL` (1e-3 relative in float32, 1e-7 in
+float64), else the row says MISMATCH and the script exits with status 1
+after writing the page (a faster but different kernel is not a result). The
+machine's memory-copy bandwidth and matmul rate are measured in the same
+run, and the achieved fraction for each workload's dominant cost is printed.
+The table goes to `--out` (default `docs/benchmarks/kernels.md`; `--out ''`
+skips it), and from there into the README's performance table
+(`report.refresh_quotes`).
 """
 import argparse
 import json
@@ -19,6 +29,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -27,6 +38,13 @@ sys.path.insert(0, str(HERE.parent))
 from machine import machine_limits, traffic_estimate  # pylint: disable=g-import-not-at-top
 from report import DOCS, Report  # pylint: disable=g-import-not-at-top
 from workloads import WORKLOADS  # pylint: disable=g-import-not-at-top
+
+# A few times the square root of each dtype's epsilon: ReLU's arc-cosine
+# kernel turns rounding of a correlation near 1 into an error of its square
+# root (an 8-input mlp5 differs by 1.2e-4 in float32, 6e-9 in float64). A
+# different network or a dropped term changes the sums by far more.
+CHECKSUM_RTOL = {'float32': 1e-3, 'float64': 1e-7}
+MIN_REPEATS = 5
 
 
 def reference_python():
@@ -37,56 +55,139 @@ def reference_python():
   return str(default) if default.exists() else None
 
 
-def run(python, lib, name, dtype):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', JAX_PLATFORMS='cpu')
-  proc = subprocess.run([python, str(HERE / '_run_one.py'), lib, name, dtype],
-                        capture_output=True, text=True, env=env, timeout=3600)
-  if proc.returncode != 0:
-    return dict(error=proc.stderr[-2000:])
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+class Runner:
+  """One library's `_run_one.py --serve` process for one workload."""
+
+  def __init__(self, python, lib, name, dtype, n=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', JAX_PLATFORMS='cpu')
+    cmd = [python, str(HERE / '_run_one.py'), lib, name, dtype, '--serve']
+    if n:
+      cmd.insert(-1, str(n))
+    self.log = tempfile.TemporaryFile('w+')   # a pipe could fill and block
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=self.log,
+                                 text=True, env=env)
+    self.times = []
+    self.error = None
+    self.compile_s = self._read().get('compile_s')
+
+  def _read(self):
+    if self.error:
+      return {}
+    line = self.proc.stdout.readline()
+    if not line:
+      self.proc.wait()
+      self.log.seek(0)
+      self.error = self.log.read()[-2000:] or (
+          f'exited with {self.proc.returncode}')
+      return {}
+    return json.loads(line)
+
+  def _send(self, command):
+    if not self.error:
+      self.proc.stdin.write(command + '\n')
+      self.proc.stdin.flush()
+
+  def call(self):
+    """One timed call."""
+    self._send('run')
+    t = self._read().get('t')
+    if t is not None:
+      self.times.append(t)
+
+  def finish(self) -> dict:
+    """`_run_one.py`'s summary, or ``{'error': ...}``."""
+    self._send('done')
+    out = self._read()
+    self.proc.wait()
+    for stream in (self.proc.stdin, self.proc.stdout, self.log):
+      stream.close()
+    return out if out and not self.error else {'error': self.error}
 
 
-def main():
+def measure(ours_python, ref_python, name, dtype, repeats, n=None):
+  """`(ours, theirs)` summaries; timed calls interleaved ABBA."""
+  ours = Runner(ours_python, 'nt_gp', name, dtype, n)
+  theirs = (Runner(ref_python, 'neural_tangents', name, dtype, n)
+            if ref_python else None)
+  for r in range(repeats):
+    pair = [ours] if theirs is None else [ours, theirs]
+    for runner in (pair if r % 2 == 0 else pair[::-1]):
+      runner.call()
+  return ours.finish(), (theirs.finish() if theirs else
+                         {'error': 'reference env not found'})
+
+
+def checksum_difference(ours, theirs) -> float:
+  """Largest relative difference of the nngp and ntk checksums."""
+  worst = 0.
+  for key in ('nngp_checksum', 'ntk_checksum'):
+    a, b = ours[key], theirs[key]
+    worst = max(worst, abs(a - b) / max(abs(a), abs(b), 1e-300))
+  return worst
+
+
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('workloads', nargs='*', default=list(WORKLOADS))
   parser.add_argument('--dtypes', default='float32,float64')
+  parser.add_argument('--repeats', type=int, default=MIN_REPEATS,
+                      help=f'timed calls per library (default and minimum '
+                           f'for the docs: {MIN_REPEATS})')
+  parser.add_argument('--n', type=int, default=None,
+                      help='number of inputs instead of the workload\'s '
+                           '(smoke runs)')
   parser.add_argument('--json', help='also write results to this file')
   parser.add_argument('--out', default=str(DOCS / 'kernels.md'),
                       help='Markdown page for the docs ("" to skip)')
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
+  if args.out and pathlib.Path(args.out).resolve().parent == DOCS and (
+      args.repeats < MIN_REPEATS or args.n):
+    parser.error(f'the docs page needs full-size workloads and at least '
+                 f'{MIN_REPEATS} repeats; pass --out elsewhere (or "")')
   ref = reference_python()
   report = Report(
       'Kernel computation: nt_gp vs neural-tangents 0.6.5',
-      'Time of `kernel_fn(x, None, (\'nngp\', \'ntk\'))` after a first '
-      '(compiling) call, median of 3 calls, each library in its own process '
-      '(neural-tangents with `jax.jit`, CPU); peak resident memory of that '
-      'process. Workloads: `mlp5` = depth-5 ReLU MLP on 4000 x 784; '
-      '`cnn3_flatten` = 3 x (3x3 SAME conv + ReLU) + Flatten + Dense on 256 '
-      'images 32x32x3; `myrtle5` = Myrtle-5 (two 2x2 average pools, GAP) on '
-      '32 images 16x16x3 (definitions in `benchmarks/workloads.py`). The '
-      'last column is the share of the machine\'s measured limit (memory-copy '
-      'bandwidth or gemm rate) for the workload\'s dominant cost.')
+      f'Time of `kernel_fn(x, None, (\'nngp\', \'ntk\'))` after a first '
+      f'(compiling) call: median of {args.repeats} calls per library, the two '
+      f'libraries\' calls interleaved (ABBA), each library in its own process '
+      f'(neural-tangents with `jax.jit`, CPU); peak resident memory of that '
+      f'process. The nngp and ntk of both libraries must agree (sums within '
+      f'1e-3 relative in float32, 1e-7 in float64; column "checksums"). '
+      f'Workloads: `mlp5` = depth-5 ReLU MLP on 4000 x 784; `cnn3_flatten` '
+      f'= 3 x (3x3 SAME conv + ReLU) + Flatten + Dense on 256 images '
+      f'32x32x3; `myrtle5` = Myrtle-5 (two 2x2 average pools, GAP) on 32 '
+      f'images 16x16x3 (definitions in `benchmarks/workloads.py`). The last '
+      f'column is the share of the machine\'s measured limit (memory-copy '
+      f'bandwidth or gemm rate) for the workload\'s dominant cost.')
   limits = machine_limits()
   report.say(f'machine: {limits["cores"]} cores, memory copy '
              f'{limits["copy_gbs"]:.1f} GB/s, sgemm '
              f'{limits["sgemm_gflops"]:.0f} GFLOP/s, dgemm '
              f'{limits["dgemm_gflops"]:.0f} GFLOP/s')
-  rows, table = [], []
+  rows, table, mismatches = [], [], []
   for name in args.workloads:
     for dtype in args.dtypes.split(','):
-      ours = run(sys.executable, 'nt_gp', name, dtype)
-      theirs = run(ref, 'neural_tangents', name, dtype) if ref else dict(
-          error='reference env not found')
+      ours, theirs = measure(sys.executable, ref, name, dtype, args.repeats,
+                             args.n)
       rows.append((name, dtype, ours, theirs))
-      table.append(_print_row(report, name, dtype, ours, theirs, limits))
+      row = _print_row(report, name, dtype, ours, theirs, limits)
+      table.append(row)
+      if row and row[10].startswith('MISMATCH'):
+        mismatches.append(f'{name} {dtype}')
   report.table(['workload', 'dtype', 'nt_gp (s)', 'neural-tangents (s)',
                 'time ratio', 'target', 'nt_gp peak (GB)',
                 'neural-tangents peak (GB)', 'memory ratio',
-                'share of machine limit'], [r for r in table if r])
+                'share of machine limit', 'checksums'],
+               [r for r in table if r])
+  if mismatches:
+    report.say(f'MISMATCH: the libraries computed different kernels for '
+               f'{", ".join(mismatches)}')
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(dict(limits=limits, rows=rows), f, indent=1)
   report.write(args.out)
+  return 1 if mismatches else 0
 
 
 # Time-ratio targets of the issues (float64 convolutional workloads have a
@@ -115,7 +216,7 @@ def _print_row(report, name, dtype, ours, theirs, limits):
   target = TARGETS.get((name, dtype))
   row = [name, dtype, f'{ours["median_s"]:.3f}', '', '',
          f'<= {target}' if target else '', f'{ours["peak_rss_gb"]:.2f}', '',
-         '', '']
+         '', '', '']
   if 'error' not in theirs:
     ratio = ours['median_s'] / theirs['median_s']
     row[3] = f'{theirs["median_s"]:.3f}'
@@ -124,6 +225,12 @@ def _print_row(report, name, dtype, ours, theirs, limits):
       row[5] += ' (met)' if ratio <= target else ' (missed)'
     row[7] = f'{theirs["peak_rss_gb"]:.2f}'
     row[8] = f'{ours["peak_rss_gb"] / theirs["peak_rss_gb"]:.2f}'
+    diff = checksum_difference(ours, theirs)
+    agree = diff <= CHECKSUM_RTOL[dtype]
+    row[10] = f'{"agree" if agree else "MISMATCH"} ({diff:.1e})'
+    print(f'    checksums (nngp, ntk sums): '
+          f'{"agree" if agree else "MISMATCH"}, relative difference '
+          f'{diff:.1e} (tolerance {CHECKSUM_RTOL[dtype]:g})')
   est = traffic_estimate(name, dtype)
   if est:
     kind, amount, unit = est
@@ -144,4 +251,4 @@ def _print_row(report, name, dtype, ours, theirs, limits):
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

@@ -5,11 +5,23 @@ Each benchmark script prints its results through a `Report` and, with
 Markdown page stating the command, the machine and the date, followed by the
 tables the script made and everything it printed. The docs build collects
 `docs/benchmarks/*.md` (see `tools/mkdocs_hooks.py`).
+
+Other pages quote a page's table between two markers::
+
+  <!-- table from docs/benchmarks/kernels.md: workload, dtype, time ratio -->
+  ...
+  <!-- end of table -->
+
+(the columns after the colon are optional). Writing a page rewrites every
+such block in README.md and docs/ from it (`refresh_quotes`), so no table is
+copied by hand; tests/test_benchmark_scripts.py checks that every block
+matches its page.
 """
 import datetime
 import os
 import pathlib
 import platform
+import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -86,10 +98,104 @@ class Report:
     return '\n'.join(out)
 
   def write(self, path, **kwargs):
-    """Writes the page (replacing an earlier run's page) and says where."""
+    """Writes the page (replacing an earlier run's page), rewrites the blocks
+    of README.md and docs/ that quote it, and says where."""
     if not path:
       return
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(self.markdown(**kwargs))
     print(f'wrote {path}')
+    for quoting in refresh_quotes(path):
+      print(f'updated the table quoted in {quoting}')
+
+
+QUOTE = re.compile(r'(<!-- table from ([\w./-]+\.md)(?:: ([^>]*?))? -->\n)'
+                   r'(.*?)(<!-- end of table -->)', re.S)
+
+
+def _first_table(text):
+  """`(header, rows)` of the first Markdown table of a page."""
+  table = []
+  for line in text.splitlines():
+    if not line.startswith('|'):
+      if table:
+        break
+      continue
+    if not re.fullmatch(r'\|(-+\|)+', line.replace(' ', '')):
+      table.append([c.strip() for c in line.strip().strip('|').split('|')])
+  if not table:
+    raise ValueError('the page has no table')
+  return table[0], table[1:]
+
+
+def quote(page_text, columns=None) -> str:
+  """The block that quotes a page: its 'Produced by' line and its first
+  table (only `columns`, in that order, if given).
+
+  Example:
+    >>> page = ('# T\\n\\nProduced by `x` on m, 2026-01-01.\\n\\n'
+    ...         '| a | b |\\n|---|---|\\n| 1 | 2 |\\n')
+    >>> print(quote(page, ['b']))
+    Produced by `x` on m, 2026-01-01.
+    <BLANKLINE>
+    | b |
+    |---|
+    | 2 |
+    <BLANKLINE>
+  """
+  produced = next((l for l in page_text.splitlines()
+                   if l.startswith('Produced by')), '')
+  header, rows = _first_table(page_text)
+  index = list(range(len(header)))
+  if columns:
+    missing = [c for c in columns if c not in header]
+    if missing:
+      raise ValueError(f'the table has no column(s) {missing}: {header}')
+    index = [header.index(c) for c in columns]
+  lines = [produced, '', '| ' + ' | '.join(header[i] for i in index) + ' |',
+           '|' + '---|' * len(index)]
+  lines += ['| ' + ' | '.join(r[i] if i < len(r) else '' for i in index) +
+            ' |' for r in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def quoting_files():
+  """README.md and the Markdown files of docs/ (the benchmark pages
+  themselves excepted)."""
+  files = [ROOT / 'README.md'] + sorted((ROOT / 'docs').rglob('*.md'))
+  return [f for f in files if DOCS not in f.parents]
+
+
+def quoted_blocks(text):
+  """`(page, columns, body)` of every quoting block of `text`."""
+  for m in QUOTE.finditer(text):
+    columns = ([c.strip() for c in m.group(3).split(',')] if m.group(3)
+               else None)
+    yield m.group(2), columns, m.group(4)
+
+
+def refresh_quotes(page) -> list:
+  """Rewrites the blocks quoting `page` (a path under the repository);
+  returns the files changed."""
+  page = pathlib.Path(page).resolve()
+  try:
+    name = page.relative_to(ROOT).as_posix()
+  except ValueError:
+    return []
+  page_text = page.read_text()
+  changed = []
+  for path in quoting_files():
+    text = path.read_text()
+
+    def replace(m):
+      if m.group(2) != name:
+        return m.group(0)
+      columns = ([c.strip() for c in m.group(3).split(',')] if m.group(3)
+                 else None)
+      return m.group(1) + quote(page_text, columns) + m.group(5)
+    new = QUOTE.sub(replace, text)
+    if new != text:
+      path.write_text(new)
+      changed.append(path.relative_to(ROOT).as_posix())
+  return changed

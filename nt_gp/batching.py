@@ -8,13 +8,17 @@ whole `Kernel`). Memory used by the computation itself is that of one block
 per device; the assembled output is of course the full kernel (use
 `nt_gp.store` to keep it on disk instead).
 
-Semantics follow neural-tangents' `nt.batch`:
+Semantics follow neural-tangents' `nt.batch`, except that any block size
+works for any number of inputs:
 
 * `batch_size=0` means no serial batching; with several devices, the rows of
-  `x1` are split evenly over them.
-* `batch_size` must divide the batch sizes: ``N2 % batch_size == 0`` and
-  ``N1 % (batch_size * device_count) == 0``. A `batch_size` larger than
-  ``gcd(N1, N2) // device_count`` is reduced to it with a warning.
+  `x1` are split over them (``ceil(N1 / device_count)`` rows each, fewer for
+  the last).
+* `batch_size` need not divide ``N1`` or ``N2`` (neural-tangents requires
+  it): the last row and column of blocks are smaller. A `batch_size` larger
+  than ``N1`` (``N2``) means one block along that side. Blocks are spread
+  over the devices as they become free, so `device_count` places no
+  condition on ``N1`` either.
 * `device_count=-1` uses all local devices (accelerators, else CPU devices),
   `0` only the default device.
 * `store_on_device=False` moves each finished block to host memory.
@@ -33,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from nt_gp.blocks import BlockGrid, effective_block_size, mirror_perm
+from nt_gp.blocks import BlockGrid, mirror_perm
 from nt_gp.devices import DeviceRunner, local_devices
 from nt_gp.kernel import Kernel
 from nt_gp.stax import requirements
@@ -53,8 +57,8 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
   Args:
     kernel_fn: a kernel function ``kernel_fn(x1_or_kernel, x2=None, *args,
       **kwargs)`` returning ``(N1, N2, ...)`` kernels, e.g. from `nt_gp.stax`.
-    batch_size: block size (``0``: no serial batching); see the module
-      docstring for the divisibility rule.
+    batch_size: block size (``0``: no serial batching); any positive size
+      works, the last blocks along each side being smaller.
     device_count: ``-1`` all local devices, ``0`` the default device, or a
       number of devices.
     store_on_device: keep finished blocks on their device (True) or move them
@@ -69,11 +73,11 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
     >>> from nt_gp import stax
     >>> from nt_gp.batching import batch
     >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Relu(), stax.Dense(1))
-    >>> x1, x2 = np.random.randn(8, 3), np.random.randn(12, 3)
-    >>> batched = batch(kernel_fn, batch_size=4)
+    >>> x1, x2 = np.random.randn(8, 3), np.random.randn(11, 3)
+    >>> batched = batch(kernel_fn, batch_size=4)      # blocks of 4, 4, 3
     >>> k = batched(x1, x2, 'ntk')
     >>> k.shape, k.dtype.name
-    (TensorShape([8, 12]), 'float64')
+    (TensorShape([8, 11]), 'float64')
     >>> bool(np.allclose(k, kernel_fn(x1, x2, 'ntk')))
     True
   """
@@ -312,17 +316,11 @@ class _Job:
     else:
       self.augmented = False
 
-    n_dev = len(devices)
     if batch_size == 0:
-      per, ragged = divmod(n1, n_dev)
-      if per and ragged:
-        raise ValueError(f'Dataset size ({n1}) must divide number of physical '
-                         f'devices ({n_dev}).')
-      rows = per or 1
+      rows = -(-n1 // len(devices))     # one block of rows per device
       self.grid = BlockGrid(n1, n2, rows, n2, symmetric=False)
     else:
-      size = effective_block_size(n1, n2, batch_size, n_dev)
-      self.grid = BlockGrid(n1, n2, size, size, symmetric=self.symmetric)
+      self.grid = BlockGrid.of(n1, n2, batch_size, symmetric=self.symmetric)
 
   # -- computing blocks -------------------------------------------------------
   def _sliced_kwargs(self, rows, cols, diagonal):

@@ -2,7 +2,10 @@
 
 A kernel between ``N1`` and ``N2`` inputs is cut into blocks of ``rows x cols``
 inputs. Block ``(i, j)`` covers rows ``i*rows:(i+1)*rows`` and columns
-``j*cols:(j+1)*cols`` of every ``(N1, N2, ...)`` output. For a symmetric kernel
+``j*cols:(j+1)*cols`` of every ``(N1, N2, ...)`` output; the block size need
+not divide ``N1`` or ``N2``: the last row and column of blocks are then
+smaller (*ragged*), e.g. 50 000 inputs in blocks of 128 give 390 blocks of 128
+and one of 80 per side. For a symmetric kernel
 (``x2=None``) only the blocks with ``i <= j`` are computed: the diagonal blocks
 call ``kernel_fn(x1_i, None)`` exactly like the unbatched call does, and each
 off-diagonal block ``(i, j)`` also gives ``(j, i)`` by `mirror`.
@@ -11,10 +14,9 @@ This module is shared by in-memory batching (`nt_gp.batching`), the on-disk
 store (`nt_gp.store`) and the distributed runners (`nt_gp.distributed`).
 """
 import dataclasses
-import math
 from typing import Iterator, List, Optional, Tuple
 
-__all__ = ['BlockGrid', 'Task', 'mirror_perm', 'effective_block_size']
+__all__ = ['BlockGrid', 'Task', 'mirror_perm']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +46,9 @@ class BlockGrid:
 
   Args:
     n1, n2: numbers of rows and columns (``n2 == n1`` when ``symmetric``).
-    rows, cols: block sizes; they must divide ``n1`` and ``n2``.
+    rows, cols: block sizes, at most ``n1`` and ``n2`` (`BlockGrid.of`
+      clamps a larger block size); they need not divide them: the last row
+      (column) of blocks then has ``n1 % rows`` rows (``n2 % cols`` columns).
     symmetric: whether the kernel is ``kernel_fn(x1, None)`` (then only the
       upper triangle of square blocks is computed).
 
@@ -56,6 +60,9 @@ class BlockGrid:
     [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
     >>> grid.rows_of(1)
     slice(2, 4, None)
+    >>> ragged = BlockGrid(n1=5, n2=7, rows=2, cols=3)
+    >>> ragged.shape, ragged.rows_of(2), ragged.block_shape(2, 2)
+    ((3, 3), slice(4, 5, None), (1, 1))
   """
   n1: int
   n2: int
@@ -68,19 +75,40 @@ class BlockGrid:
       v = getattr(self, name)
       if not isinstance(v, int) or v < 1:
         raise ValueError(f'`{name}` must be a positive int, got {v!r}.')
-    if self.n1 % self.rows:
-      raise ValueError(f'The block size {self.rows} does not divide the number '
-                       f'of rows {self.n1}.')
-    if self.n2 % self.cols:
-      raise ValueError(f'The block size {self.cols} does not divide the number '
-                       f'of columns {self.n2}.')
+    if self.rows > self.n1 or self.cols > self.n2:
+      raise ValueError(f'Blocks of {self.rows} x {self.cols} are larger than '
+                       f'the {self.n1} x {self.n2} kernel; use BlockGrid.of, '
+                       f'which clamps the block size.')
     if self.symmetric and (self.n1 != self.n2 or self.rows != self.cols):
       raise ValueError('A symmetric grid needs n1 == n2 and square blocks.')
 
+  @classmethod
+  def of(cls, n1: int, n2: int, block_size: int,
+         symmetric: bool = False) -> 'BlockGrid':
+    """The grid of blocks of `block_size` inputs (fewer where `n1`/`n2` is
+    smaller).
+
+    Example:
+      >>> BlockGrid.of(3, 10, 4).block_shape(0, 2)
+      (3, 2)
+    """
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or (
+        block_size < 1):
+      raise ValueError(f'The block size must be a positive int, got '
+                       f'{block_size!r}.')
+    return cls(n1, n2, min(block_size, n1), min(block_size, n2),
+               symmetric=symmetric)
+
   @property
   def shape(self) -> Tuple[int, int]:
-    """Number of blocks along rows and columns."""
-    return self.n1 // self.rows, self.n2 // self.cols
+    """Number of blocks along rows and columns (the last ones may be
+    smaller)."""
+    return -(-self.n1 // self.rows), -(-self.n2 // self.cols)
+
+  @property
+  def ragged(self) -> bool:
+    """Whether the last row or column of blocks is smaller."""
+    return bool(self.n1 % self.rows or self.n2 % self.cols)
 
   @property
   def n_blocks(self) -> int:
@@ -89,11 +117,16 @@ class BlockGrid:
 
   def rows_of(self, i: int) -> slice:
     """Row range of block row `i`."""
-    return slice(i * self.rows, (i + 1) * self.rows)
+    return slice(i * self.rows, min((i + 1) * self.rows, self.n1))
 
   def cols_of(self, j: int) -> slice:
     """Column range of block column `j`."""
-    return slice(j * self.cols, (j + 1) * self.cols)
+    return slice(j * self.cols, min((j + 1) * self.cols, self.n2))
+
+  def block_shape(self, i: int, j: int) -> Tuple[int, int]:
+    """``(rows, columns)`` of block ``(i, j)``."""
+    r, c = self.rows_of(i), self.cols_of(j)
+    return r.stop - r.start, c.stop - c.start
 
   def task(self, i: int, j: int) -> Task:
     """The task that computes block ``(i, j)`` (``(j, i)`` if mirrored)."""
@@ -116,7 +149,8 @@ class BlockGrid:
 
   def entries(self, task: Task) -> int:
     """Number of kernel entries (rows x columns) that `task` fills."""
-    return self.rows * self.cols * (2 if task.mirrored else 1)
+    rows, cols = self.block_shape(task.i, task.j)
+    return rows * cols * (2 if task.mirrored else 1)
 
 
 def mirror_perm(rank: int, diagonal_spatial: Optional[bool]) -> Optional[list]:
@@ -151,38 +185,3 @@ def mirror_perm(rank: int, diagonal_spatial: Optional[bool]) -> Optional[list]:
     perm += [3 + 2 * k, 2 + 2 * k]
   return perm
 
-
-def effective_block_size(n1: int, n2: int, batch_size: int,
-                         device_count: int) -> int:
-  """Block size used for `batch_size`, following neural-tangents' rule.
-
-  The block size is reduced to ``gcd(n1, n2) // device_count`` when larger;
-  ``n1`` must then be divisible by ``block_size * device_count`` and ``n2`` by
-  ``block_size``.
-
-  Example:
-    >>> effective_block_size(40, 80, 5, 2)
-    5
-  """
-  import warnings  # pylint: disable=g-import-not-at-top
-  device_count = max(device_count, 1)
-  size = min(batch_size, math.gcd(n1, n2) // device_count)
-  if size < 1:
-    raise ValueError(
-        f'Cannot split {n1} x {n2} inputs over {device_count} devices: the '
-        f'batch sizes share no divisor >= {device_count}. Use fewer devices '
-        f'or batch sizes with a common divisor.')
-  if size != batch_size:
-    warnings.warn(f'Batch size is reduced from requested {batch_size} to '
-                  f'effective {size} to fit the dataset.')
-  if n1 % (size * device_count):
-    msg = (f'Number of rows of kernel must divide batch size. Found n1 = {n1} '
-           f'and batch size = {size * device_count}.')
-    if device_count > 1:
-      msg += (f' Note that device parallelism was detected and so the batch '
-              f'size was expanded by a factor of {device_count}.')
-    raise ValueError(msg)
-  if n2 % size:
-    raise ValueError(f'Number of columns of kernel must divide batch size. '
-                     f'Found n2 = {n2} and batch size = {size}.')
-  return size

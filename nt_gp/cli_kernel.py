@@ -8,6 +8,8 @@
 * Architecture: a preset (``fcn``, ``cnn-gap``, ``myrtle5``, ``myrtle7``,
   ``myrtle10``, ``wrn``; arguments with ``--arch-args '{"depth": 5}'``) or a
   Python file exporting ``kernel_fn``.
+* Blocks: ``--batch-size B`` inputs per side; B need not divide the numbers
+  of inputs (the last blocks are smaller).
 * Where: this process's devices (default; ``--devices N``), ``--workers N``
   local worker processes, or an existing cluster (``--cluster-spec JSON`` or
   ``--cluster-spec TF_CONFIG``), see `nt_gp.distributed`.
@@ -15,17 +17,23 @@
   job and computes only its missing blocks. An existing output is never
   overwritten, and one made for other inputs or another architecture is
   refused.
+* Every failure ends in one ``nt-gp kernel: error: ...`` line saying what to
+  do. The arguments, inputs and output location are checked before
+  TensorFlow starts; the computation then runs in a child process
+  (`nt_gp.cli_supervisor`), so that even a crash of TensorFlow or HDF5 (out
+  of memory, say) is reported that way. TensorFlow's own log lines are shown
+  with ``--verbose`` only.
 
 Example:
   >>> import os, tempfile
   >>> import numpy as np
   >>> from nt_gp.cli import main
   >>> d = tempfile.mkdtemp()
-  >>> np.save(os.path.join(d, 'x.npy'), np.random.RandomState(0).randn(8, 3))
+  >>> np.save(os.path.join(d, 'x.npy'), np.random.RandomState(0).randn(7, 3))
   >>> main(['kernel', '--x1', os.path.join(d, 'x.npy'), '--arch', 'fcn',
   ...       '--batch-size', '4', '--out', os.path.join(d, 'k.h5'),
   ...       '--no-progress'])  # doctest: +ELLIPSIS
-  wrote ...k.h5: nngp (8, 8) float64; 4 of 4 blocks written by this run ...
+  wrote ...k.h5: nngp (7, 7) float64; 4 of 4 blocks written by this run ...
   0
 """
 import argparse
@@ -33,18 +41,26 @@ import hashlib
 import importlib.util
 import json
 import os
-import signal
+import shutil
+import site
 import sys
-import threading
-import time
 
 import numpy as np
 
-__all__ = ['add_parser', 'load_array', 'load_arch']
+from nt_gp.input_checks import check_kernel_inputs
+
+__all__ = ['add_parser', 'load_array', 'load_arch', 'CliError']
+
+_PRESET_NAMES = ('fcn', 'cnn-gap', 'myrtle5', 'myrtle7', 'myrtle10', 'wrn')
 
 
 class CliError(Exception):
-  """An error reported to the user without a traceback."""
+  """An error reported to the user as one line, without a traceback.
+
+  Example:
+    >>> str(CliError('--x1: no such file: x.npy'))
+    '--x1: no such file: x.npy'
+  """
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -68,16 +84,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   g.add_argument('--x2-key', help='array name inside an .npz --x2')
   g = p.add_argument_group('kernel')
   g.add_argument('--arch', required=True,
-                 help='preset (fcn, cnn-gap, myrtle5, myrtle7, myrtle10, wrn) '
-                      'or a Python file exporting `kernel_fn`')
+                 help=f'preset ({", ".join(_PRESET_NAMES)}) or a Python file '
+                      f'exporting `kernel_fn`')
   g.add_argument('--arch-args', default='{}',
                  help='JSON object of preset arguments, e.g. \'{"depth": 5}\'')
   g.add_argument('--get', default='nngp',
                  help='nngp, ntk, or nngp,ntk (default: nngp)')
   g.add_argument('--dtype', choices=('float32', 'float64'),
-                 help='computation and storage dtype (default: that of --x1)')
+                 help='computation and storage dtype (default: that of --x1; '
+                      'float32 for other input dtypes)')
   g.add_argument('--batch-size', type=int, required=True,
-                 help='block size; must divide the numbers of inputs')
+                 help='block size (inputs per side of a block; the last '
+                      'blocks are smaller where it does not divide the '
+                      'numbers of inputs)')
   g = p.add_argument_group('output')
   g.add_argument('--out', required=True, help='output HDF5 file (.h5)')
   g.add_argument('--resume', action='store_true',
@@ -105,6 +124,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                  help='no progress bar')
   g.add_argument('--log-blocks', action='store_true',
                  help='print a line for every block written')
+  g.add_argument('--verbose', action='store_true',
+                 help='also show TensorFlow\'s and gRPC\'s own log lines, and '
+                      'tracebacks')
+  # Set by the supervising process for the child that computes.
+  p.add_argument('--in-process', action='store_true', help=argparse.SUPPRESS)
   p.set_defaults(func=run)
   return p
 
@@ -112,8 +136,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------
 # Inputs and architecture.
 # ----------------------------------------------------------------------------
-def load_array(path: str, key=None, flag: str = '--x1') -> np.ndarray:
+def load_array(path: str, key=None, flag: str = '--x1',
+               mmap: bool = False) -> np.ndarray:
   """Loads an array from a ``.npy`` or ``.npz`` file (no pickles).
+
+  Args:
+    path: the file.
+    key: the array of an ``.npz`` (needed if it holds several).
+    flag: the option's name, for messages.
+    mmap: map a ``.npy`` file instead of reading it.
 
   Example:
     >>> import os, tempfile
@@ -125,8 +156,8 @@ def load_array(path: str, key=None, flag: str = '--x1') -> np.ndarray:
   if not os.path.exists(path):
     raise CliError(f'{flag}: no such file: {path}')
   try:
-    data = np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as e:
+    data = np.load(path, allow_pickle=False, mmap_mode='r' if mmap else None)
+  except (OSError, ValueError, EOFError) as e:
     raise CliError(f'{flag}: cannot read {path} as .npy/.npz ({e})') from None
   if isinstance(data, np.lib.npyio.NpzFile):
     with data:
@@ -139,14 +170,40 @@ def load_array(path: str, key=None, flag: str = '--x1') -> np.ndarray:
       if key not in keys:
         raise CliError(f'{flag}-key: {path} has no array {key!r}; it has '
                        f'{keys}')
-      return data[key]
+      try:
+        return data[key]
+      except (OSError, ValueError, EOFError) as e:
+        raise CliError(f'{flag}: cannot read array {key!r} of {path} '
+                       f'({e})') from None
   if key is not None:
     raise CliError(f'{flag}-key given but {path} is a .npy file')
   return data
 
 
+def _is_library_file(path: str) -> bool:
+  """Whether `path` belongs to Python, an installed package or nt_gp."""
+  roots = {sys.prefix, sys.base_prefix, sys.exec_prefix,
+           os.path.dirname(os.path.abspath(__file__))}
+  try:
+    roots.update(site.getsitepackages())
+    roots.add(site.getusersitepackages())
+  except AttributeError:   # some virtualenv layouts
+    pass
+  real = os.path.realpath(path)
+  return any(real.startswith(os.path.realpath(r) + os.sep) for r in roots if r)
+
+
+def _sha256_file(path) -> str:
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
 def load_arch(spec: str, arch_args: dict):
   """`(kernel_fn, identity)` from a preset name or a Python file.
+
+  For a file the identity records the SHA-256 of the file and of every
+  module it imports that is not part of Python, an installed package or
+  nt_gp (its helpers), so a changed helper is noticed on ``--resume``.
 
   Example:
     >>> kernel_fn, ident = load_arch('fcn', {'depth': 1})
@@ -160,98 +217,106 @@ def load_arch(spec: str, arch_args: dict):
       return kernel_fn, presets.identity(spec, arch_args)
     except (TypeError, ValueError) as e:
       raise CliError(f'--arch {spec}: {e}') from None
-  if not spec.endswith('.py'):
-    raise CliError(f'--arch: {spec!r} is neither a preset '
-                   f'({", ".join(sorted(presets.PRESETS))}) nor a .py file')
-  if not os.path.exists(spec):
-    raise CliError(f'--arch: no such file: {spec}')
-  if arch_args:
-    raise CliError('--arch-args applies to presets only')
-  with open(spec, 'rb') as f:
-    digest = hashlib.sha256(f.read()).hexdigest()
+  _check_arch_spec(spec, arch_args)
+  digest = _sha256_file(spec)
+  before = set(sys.modules)
   mod_spec = importlib.util.spec_from_file_location(
       f'nt_gp_arch_{digest[:12]}', spec)
   module = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(module)
+  folder = os.path.dirname(os.path.abspath(spec))
+  sys.path.insert(0, folder)      # its helpers import as they would when run
+  try:
+    mod_spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except
+    raise CliError(f'--arch: running {spec} failed ({type(e).__name__}: '
+                   f'{e})') from None
+  finally:
+    sys.path.remove(folder)
   kernel_fn = getattr(module, 'kernel_fn', None)
   if not callable(kernel_fn):
     raise CliError(f'--arch: {spec} does not define a callable `kernel_fn`')
-  return kernel_fn, {'file_sha256': digest}
+  sources = {os.path.basename(spec): digest}
+  for name in sorted(set(sys.modules) - before):
+    path = getattr(sys.modules[name], '__file__', None)
+    if path and os.path.isfile(path) and not _is_library_file(path):
+      rel = os.path.relpath(os.path.abspath(path), folder)
+      sources[path if rel.startswith('..') else rel] = _sha256_file(path)
+  return kernel_fn, {'file_sha256': digest, 'sources': sources}
 
 
-_RANK = {'fcn': 2, 'cnn-gap': 4, 'myrtle5': 4, 'myrtle7': 4, 'myrtle10': 4,
-         'wrn': 4}
+def _check_arch_spec(spec, arch_args):
+  if spec in _PRESET_NAMES:
+    return
+  if not spec.endswith('.py'):
+    raise CliError(f'--arch: {spec!r} is neither a preset '
+                   f'({", ".join(sorted(_PRESET_NAMES))}) nor a .py file')
+  if not os.path.isfile(spec):
+    raise CliError(f'--arch: no such file: {spec}')
+  if arch_args:
+    raise CliError('--arch-args applies to presets only')
 
 
-def _check_inputs(arch, x1, x2):
+def check_inputs(arch, x1, x2, dtype):
+  """Refuses inputs the kernel cannot be computed from (one-line errors).
+
+  Args:
+    arch: the `--arch` value (a preset's input shape is checked).
+    x1, x2: `(N, ...)` arrays (`x2` may be None).
+    dtype: the computation dtype.
+
+  Example:
+    >>> check_inputs('fcn', np.ones((3, 2)), None, np.dtype('float32'))
+    >>> check_inputs('fcn', np.ones((3, 2), complex), None, np.float32)
+    Traceback (most recent call last):
+    ...
+    nt_gp.cli_kernel.CliError: --x1 is complex (complex128); kernels are defined for real inputs: use the real part, or the real and imaginary parts as separate features
+  """
+  from nt_gp import presets  # pylint: disable=g-import-not-at-top
+  for name, x in (('--x1', x1), ('--x2', x2)):
+    if x is not None:
+      try:
+        check_kernel_inputs(name, x, dtype)
+      except (TypeError, ValueError) as e:
+        raise CliError(str(e)) from None
   if x2 is not None and x1.shape[1:] != x2.shape[1:]:
     raise CliError(f'--x1 and --x2 must have the same shape apart from the '
                    f'batch axis, got {x1.shape} and {x2.shape}')
-  rank = _RANK.get(arch)
-  if rank is not None and x1.ndim != rank:
-    want = '(N, features)' if rank == 2 else '(N, height, width, channels)'
-    raise CliError(f'--arch {arch} expects inputs of shape {want}, got '
-                   f'{x1.shape}')
-  if arch in ('myrtle5', 'myrtle7', 'myrtle10', 'wrn') and any(
-      d % 4 for d in x1.shape[1:3]):
-    raise CliError(f'--arch {arch} needs image sides divisible by 4, got '
-                   f'{x1.shape[1:3]}')
-  for name, x in (('--x1', x1), ('--x2', x2)):
-    if x is not None and not np.issubdtype(x.dtype, np.number):
-      raise CliError(f'{name} must be numeric, got dtype {x.dtype}')
+  if arch in presets.PRESETS:
+    try:
+      presets.check_inputs(arch, x1.shape)
+    except ValueError as e:
+      raise CliError(f'--arch {arch}: {e}') from None
 
 
-# ----------------------------------------------------------------------------
-# Running.
-# ----------------------------------------------------------------------------
-def _configure_threads(threads):
-  if threads:
-    os.environ['TF_NUM_INTRAOP_THREADS'] = str(threads)
-    os.environ['TF_NUM_INTEROP_THREADS'] = str(threads)
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+def parse_names(get: str) -> tuple:
+  """The quantities of `--get`.
+
+  Example:
+    >>> parse_names('nngp, ntk')
+    ('nngp', 'ntk')
+  """
+  names = tuple(g.strip() for g in get.split(',') if g.strip())
+  if not names or any(n not in ('nngp', 'ntk') for n in names):
+    raise CliError(f'--get must be nngp, ntk or nngp,ntk; got {get!r}')
+  if len(set(names)) != len(names):
+    raise CliError(f'--get names a quantity twice: {get!r}')
+  return names
 
 
-class _WorkerWatch:
-  """Interrupts the main thread when every local worker has died."""
+def check_arguments(args):
+  """The checks of `args` that need no files; returns `(names, arch_args)`.
 
-  def __init__(self, cluster):
-    self.cluster = cluster
-    self.all_dead = False
-    self._stop = threading.Event()
-    threading.Thread(target=self._watch, daemon=True).start()
-
-  def _watch(self):
-    while not self._stop.wait(1.0):
-      if self.cluster.alive_workers() == 0:
-        self.all_dead = True
-        os.kill(os.getpid(), signal.SIGINT)
-        return
-
-  def stop(self):
-    self._stop.set()
-
-
-def run(args) -> int:
-  """Runs `nt-gp kernel` with parsed `args`; returns the exit code."""
-  try:
-    return _run(args)
-  except CliError as e:
-    print(f'nt-gp kernel: error: {e}', file=sys.stderr)
-    return 1
-
-
-def _run(args) -> int:
-  from nt_gp import store as store_lib  # pylint: disable=g-import-not-at-top
-  # Cheap checks first, before TensorFlow starts.
+  Example:
+    >>> import argparse
+    >>> args = argparse.Namespace(batch_size=4, get='ntk', arch='fcn',
+    ...                           arch_args='{"depth": 2}', workers=None,
+    ...                           cluster_spec=None, x2=None, x2_key=None)
+    >>> check_arguments(args)
+    (('ntk',), {'depth': 2})
+  """
   if args.batch_size < 1:
     raise CliError(f'--batch-size must be positive, got {args.batch_size}')
-  names = tuple(g.strip() for g in args.get.split(',') if g.strip())
-  if not names or any(n not in ('nngp', 'ntk') for n in names):
-    raise CliError(f'--get must be nngp, ntk or nngp,ntk; got {args.get!r}')
-  if len(set(names)) != len(names):
-    raise CliError(f'--get names a quantity twice: {args.get!r}')
+  names = parse_names(args.get)
   try:
     arch_args = json.loads(args.arch_args)
   except ValueError as e:
@@ -262,107 +327,69 @@ def _run(args) -> int:
     raise CliError('give either --workers or --cluster-spec, not both')
   if args.workers is not None and args.workers < 1:
     raise CliError(f'--workers must be positive, got {args.workers}')
-  if os.path.exists(args.out) and not args.resume:
-    raise CliError(f'{args.out} already exists; pass --resume to continue it, '
-                   f'or choose another --out (it is never overwritten)')
-  out_dir = os.path.dirname(os.path.abspath(args.out))
-  if not os.path.isdir(out_dir):
-    raise CliError(f'--out: folder {out_dir} does not exist')
-  x1 = load_array(args.x1, args.x1_key, '--x1')
-  x2 = None if args.x2 is None else load_array(args.x2, args.x2_key, '--x2')
   if args.x2 is None and args.x2_key is not None:
     raise CliError('--x2-key given without --x2')
-  _check_inputs(args.arch, x1, x2)
-  dtype = args.dtype or (x1.dtype.name if x1.dtype in (np.float32, np.float64)
-                         else 'float32')
-  n1 = x1.shape[0]
-  n2 = n1 if x2 is None else x2.shape[0]
-  for n, flag in ((n1, '--x1'), (n2, '--x2')):
-    if n % args.batch_size:
-      raise CliError(f'--batch-size {args.batch_size} must divide the number '
-                     f'of inputs in {flag} ({n})')
-
-  _configure_threads(args.threads)
-  from nt_gp.distributed import compute as compute_lib  # pylint: disable=g-import-not-at-top
-  kernel_fn, arch_id = load_arch(args.arch, arch_args)
-  say = _printer(args)
-
-  cluster = watch = None
-  if args.workers is not None:
-    from nt_gp.distributed import ClusterRunner, LocalCluster  # pylint: disable=g-import-not-at-top
-    cluster = LocalCluster(args.workers, threads=args.threads_per_worker,
-                           pin_cores=args.pin_cores)
-    for i, proc in enumerate(cluster.workers):
-      say(f'started worker {i} (pid {proc.pid}) at {cluster.spec["worker"][i]}')
-    say(f'server logs in {cluster.log_dir}')
-    runner = ClusterRunner(cluster.spec)
-    watch = _WorkerWatch(cluster)
-  elif args.cluster_spec:
-    from nt_gp.distributed import ClusterRunner  # pylint: disable=g-import-not-at-top
-    spec = args.cluster_spec
-    if spec == 'TF_CONFIG':
-      spec = None
-    elif os.path.exists(spec):
-      with open(spec) as f:
-        spec = f.read()
+  _check_arch_spec(args.arch, arch_args)
+  if args.arch in _PRESET_NAMES:
+    from nt_gp import presets  # pylint: disable=g-import-not-at-top
     try:
-      runner = ClusterRunner(spec)
+      presets.identity(args.arch, arch_args)
     except ValueError as e:
-      raise CliError(f'--cluster-spec: {e}') from None
-  else:
-    try:
-      runner = compute_lib.LocalRunner(args.devices)
-    except ValueError as e:
-      raise CliError(f'--devices: {e}') from None
-
-  before = 0
-  if os.path.exists(args.out):
-    before = _blocks_done(args.out)
-  start = time.time()
-  try:
-    compute_lib.compute_kernel(
-        kernel_fn, x1, x2, out=args.out, arch=arch_id, get=names,
-        batch_size=args.batch_size, dtype=dtype, resume=args.resume,
-        runner=runner, progress=not args.no_progress,
-        log=say if args.log_blocks else None, fsync=not args.no_fsync,
-        verify=not args.no_verify)
-  except (store_lib.StoreError, FileNotFoundError) as e:
-    raise CliError(str(e)) from None
-  except KeyboardInterrupt:
-    if watch is not None and watch.all_dead:
-      raise CliError(f'all {args.workers} workers died; the finished blocks '
-                     f'are saved in {args.out}: rerun with --resume') from None
-    raise
-  finally:
-    if watch is not None:
-      watch.stop()
-    runner.close()
-  seconds = time.time() - start
-  if cluster is not None:
-    cluster.remove_logs()   # the servers exit when this process does
-  with store_lib.KernelStore.open(args.out, verify=False) as s:
-    n_blocks = s.grid.n_blocks
-    shapes = ', '.join(f'{n} {s.dataset(n).shape} {s.dataset(n).dtype}'
-                       for n in s.names)
-  written = n_blocks - before
-  entries = written * s.grid.rows * s.grid.cols
-  print(f'wrote {args.out}: {shapes}; {written} of {n_blocks} blocks written '
-        f'by this run in {seconds:.1f} s ({entries / max(seconds, 1e-9):.3g} '
-        f'kernel entries/s)')
-  return 0
+      raise CliError(f'--arch {args.arch}: {e}') from None
+  return names, arch_args
 
 
-def _blocks_done(path):
-  from nt_gp import store as store_lib  # pylint: disable=g-import-not-at-top
-  try:
-    with store_lib.KernelStore.open(path, verify=False) as s:
-      return s.n_done
-  except (store_lib.StoreError, OSError):
-    return 0
+def computation_dtype(args, x1) -> str:
+  """`--dtype`, else that of `x1` if float32/float64, else float32.
+
+  Example:
+    >>> import argparse
+    >>> computation_dtype(argparse.Namespace(dtype=None), np.ones(2, 'f2'))
+    'float32'
+  """
+  if args.dtype:
+    return args.dtype
+  return x1.dtype.name if x1.dtype in (np.float32, np.float64) else 'float32'
 
 
 def _printer(args):
+  """A function printing a message line to stderr (beside the progress bar
+  unless `--no-progress`)."""
   import tqdm  # pylint: disable=g-import-not-at-top
   if args.no_progress:
     return lambda msg: print(msg, file=sys.stderr, flush=True)
   return lambda msg: tqdm.tqdm.write(msg, file=sys.stderr)
+
+
+def run(args) -> int:
+  """Runs `nt-gp kernel` with parsed `args`; returns the exit code."""
+  if args.in_process:
+    from nt_gp import cli_kernel_job  # pylint: disable=g-import-not-at-top
+    return cli_kernel_job.run(args)
+  try:
+    _preflight(args)
+  except CliError as e:
+    print(f'nt-gp kernel: error: {e}', file=sys.stderr)
+    return 1
+  from nt_gp import cli_supervisor  # pylint: disable=g-import-not-at-top
+  return cli_supervisor.run_child(args)
+
+
+def _preflight(args):
+  """Everything that can be checked before TensorFlow starts: arguments,
+  inputs, and the output location (see `check_output`)."""
+  names, arch_args = check_arguments(args)
+  out_dir = os.path.dirname(os.path.abspath(args.out))
+  if not os.path.isdir(out_dir):
+    raise CliError(f'--out: folder {out_dir} does not exist')
+  exists = os.path.lexists(args.out)
+  if exists and not args.resume:
+    raise CliError(f'{args.out} already exists; pass --resume to continue it, '
+                   f'or choose another --out (it is never overwritten)')
+  x1 = load_array(args.x1, args.x1_key, '--x1', mmap=True)
+  x2 = (None if args.x2 is None else
+        load_array(args.x2, args.x2_key, '--x2', mmap=True))
+  dtype = computation_dtype(args, x1)
+  check_inputs(args.arch, x1, x2, np.dtype(dtype))
+  from nt_gp import cli_output  # pylint: disable=g-import-not-at-top
+  cli_output.check_output(args, names, arch_args, x1, x2, dtype)

@@ -14,7 +14,9 @@ Myrtle-5/7/10 and a Wide ResNet, built from `nt_gp.stax`.
   stride 2), global average pooling, Dense. Image sizes divisible by 4.
 
 Widths do not change infinite-width kernels; they matter only for
-`init_fn`/`apply_fn`.
+`init_fn`/`apply_fn`. Each preset also states the inputs it takes
+(`check_inputs`), and importing this module does not import TensorFlow
+(`nt-gp kernel` checks its arguments before starting it).
 
 Example:
   >>> import numpy as np
@@ -24,15 +26,24 @@ Example:
   TensorShape([3, 3])
   >>> presets.identity('fcn', {'depth': 2})['args']['depth']
   2
+  >>> presets.check_inputs('myrtle5', (10, 30, 30, 3))
+  Traceback (most recent call last):
+  ...
+  ValueError: preset myrtle5 needs image sides divisible by 4, got (30, 30)
 """
 import functools
+import importlib
 import inspect
 import math
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
-from nt_gp import stax
+__all__ = ['PRESETS', 'INPUTS', 'build', 'identity', 'defaults',
+           'check_inputs']
 
-__all__ = ['PRESETS', 'build', 'identity', 'defaults']
+
+def _stax():
+  """`nt_gp.stax`, imported when a network is built (not at import time)."""
+  return importlib.import_module('nt_gp.stax')
 
 
 def fcn(depth: int = 3, W_std: float = 1.5, b_std: float = 0.05,
@@ -42,6 +53,7 @@ def fcn(depth: int = 3, W_std: float = 1.5, b_std: float = 0.05,
   Example:
     >>> _, _, kernel_fn = fcn(depth=1)
   """
+  stax = _stax()
   _check_depth(depth)
   layers = [stax.Dense(width, W_std, b_std), stax.Relu()] * depth
   return stax.serial(*layers, stax.Dense(out_dim, W_std, b_std))
@@ -54,6 +66,7 @@ def cnn_gap(depth: int = 3, W_std: float = math.sqrt(2.), b_std: float = 0.,
   Example:
     >>> _, _, kernel_fn = cnn_gap(depth=1)
   """
+  stax = _stax()
   _check_depth(depth)
   conv = functools.partial(stax.Conv, channels, (filter_size, filter_size),
                            padding='SAME', W_std=W_std, b_std=b_std)
@@ -72,6 +85,7 @@ def myrtle(depth: int = 5, W_std: float = math.sqrt(2.), b_std: float = 0.,
   Example:
     >>> _, _, kernel_fn = myrtle(5)
   """
+  stax = _stax()
   if depth not in _MYRTLE_STAGES:
     raise ValueError(f'Myrtle depth must be one of {sorted(_MYRTLE_STAGES)}, '
                      f'got {depth!r}.')
@@ -88,6 +102,7 @@ def myrtle(depth: int = 5, W_std: float = math.sqrt(2.), b_std: float = 0.,
 
 
 def _wrn_block(channels, strides, channel_mismatch, W_std, b_std):
+  stax = _stax()
   conv = functools.partial(stax.Conv, channels, (3, 3), padding='SAME',
                            W_std=W_std, b_std=b_std)
   main = stax.serial(stax.Relu(), conv(strides=strides), stax.Relu(), conv())
@@ -103,6 +118,7 @@ def wrn(block_size: int = 1, k: int = 1, W_std: float = 1., b_std: float = 0.,
   Example:
     >>> _, _, kernel_fn = wrn(block_size=1)
   """
+  stax = _stax()
   _check_depth(block_size, 'block_size')
   groups = []
   for channels, strides in ((16 * k, (1, 1)), (32 * k, (2, 2)),
@@ -129,6 +145,43 @@ PRESETS = {
     'myrtle10': functools.partial(myrtle, 10),
     'wrn': wrn,
 }
+
+
+# The inputs each preset takes: rank, and the divisor of the image sides.
+INPUTS = {
+    'fcn': dict(rank=2, side_divisor=None),
+    'cnn-gap': dict(rank=4, side_divisor=None),
+    'myrtle5': dict(rank=4, side_divisor=4),
+    'myrtle7': dict(rank=4, side_divisor=4),
+    'myrtle10': dict(rank=4, side_divisor=4),
+    'wrn': dict(rank=4, side_divisor=4),
+}
+
+
+def check_inputs(name: str, shape: Sequence[int]):
+  """Raises ValueError if inputs of `shape` (batch first) do not suit preset
+  `name`.
+
+  Example:
+    >>> check_inputs('fcn', (100, 8))
+    >>> check_inputs('fcn', (100, 8, 8, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: preset fcn expects inputs of shape (N, features), got (100, 8, 8, 3)
+  """
+  if name not in INPUTS:
+    raise ValueError(f'Unknown architecture preset {name!r}; choose from '
+                     f'{sorted(PRESETS)}.')
+  spec, shape = INPUTS[name], tuple(shape)
+  if len(shape) != spec['rank']:
+    want = ('(N, features)' if spec['rank'] == 2 else
+            '(N, height, width, channels)')
+    raise ValueError(f'preset {name} expects inputs of shape {want}, got '
+                     f'{shape}')
+  divisor = spec['side_divisor']
+  if divisor and any(d % divisor for d in shape[1:3]):
+    raise ValueError(f'preset {name} needs image sides divisible by '
+                     f'{divisor}, got {shape[1:3]}')
 
 
 def defaults(name: str) -> Dict[str, Any]:

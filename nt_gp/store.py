@@ -2,11 +2,10 @@
 
 A `KernelStore` is one HDF5 file holding the ``(N1, N2, ...)`` outputs (e.g.
 ``nngp``, ``ntk``) of a kernel computed block by block, which blocks are done,
-and what was computed: a fingerprint of the inputs (SHA-256 of the bytes,
-shapes, dtype), the architecture's identity, `get`, the dtype and the block
-size. A job that is killed restarts and computes only the missing blocks; a
-store made for other inputs or another architecture is refused, never
-overwritten.
+and what was computed (`nt_gp.store_fingerprint`): the inputs' SHA-256, the
+architecture's identity, `get`, the dtype, the block size, and a probe kernel.
+A job that is killed restarts and computes only the missing blocks; a store
+made for other inputs or another architecture is refused, never overwritten.
 
 Why HDF5 (through h5py) rather than zarr: h5py is already a dependency
 (GPflow/Keras users have it), a kernel is one self-describing file that
@@ -17,9 +16,13 @@ a dependency and thousands of small files per kernel.
 
 File layout::
 
+  user block       nt_gp's header: file size, SHA-256 of the HDF5 metadata,
+                   where block data lie (`nt_gp.store_layout`)
   /<name>          (N1, N2, *spatial) float32/float64, chunks = one block
+                   (the last row/column of blocks may be partly used)
   /block_state     (B1, B2) uint64, 0 = missing, else DONE_FLAG | crc32(block)
-  attrs            format, format_version, fingerprint, grid, names, meta (JSON)
+  attrs            format, format_version, fingerprint, probe, grid, names,
+                   meta (JSON)
 
 Crash safety (a SIGKILL at any moment, or a power loss with ``fsync=True``):
 
@@ -27,160 +30,71 @@ Crash safety (a SIGKILL at any moment, or a power loss with ``fsync=True``):
   then linked to its final name (`os.link`, which never replaces an existing
   file): a store either exists completely or not at all.
 * All storage is allocated when the file is created (``H5D_ALLOC_TIME_EARLY``,
-  no compression): writing a block later only overwrites raw bytes at fixed
-  offsets, and never changes HDF5 metadata, so a write cut short cannot make
-  the file unreadable.
-* A block is written, flushed (and fsync-ed), and only then recorded as done
-  by an 8-byte write of ``DONE_FLAG | crc32`` into `/block_state`, flushed
-  again. A block killed mid-write is not recorded and is recomputed; a
-  recorded block's bytes are checked against its CRC when the store is
-  opened with ``verify=True``.
+  no compression), and HDF5 never writes to the file again: blocks and their
+  records are written with `os.pwrite` at the fixed offsets HDF5 allocated,
+  so a write cut short (a kill, a full disk) cannot make the file unreadable
+  or leave HDF5 with unwritable buffers.
+* A block is written, fsync-ed, and only then recorded as done by an 8-byte
+  write of ``DONE_FLAG | crc32`` into `/block_state`, fsync-ed again. A block
+  killed mid-write is not recorded and is recomputed; a recorded block's
+  bytes are checked against its CRC when the store is opened with
+  ``verify=True``.
+* Damage is detected before it is trusted: the header's own SHA-256, the
+  file size and the SHA-256 of all HDF5 metadata are checked before HDF5
+  reads the file (a damaged HDF5 file can crash HDF5 itself), and each block
+  has its CRC. Any mismatch is `StoreCorruptError`.
+* One writer at a time: writing takes ``<file>.lock`` (`nt_gp.store_lock`).
 
 Example:
   >>> import os, tempfile
   >>> import numpy as np
   >>> from nt_gp.blocks import BlockGrid
   >>> from nt_gp.store import KernelStore, fingerprint
-  >>> x = np.arange(8.).reshape(4, 2)
+  >>> x = np.arange(10.).reshape(5, 2)
   >>> fp = fingerprint(x, None, arch='example', get=('nngp',), dtype='float64',
   ...                  batch_size=2)
   >>> path = os.path.join(tempfile.mkdtemp(), 'k.h5')
-  >>> grid = BlockGrid(4, 4, 2, 2, symmetric=True)
+  >>> grid = BlockGrid(5, 5, 2, 2, symmetric=True)      # ragged: 2 + 2 + 1
   >>> with KernelStore.create(path, fp, grid, {'nngp': ((), 'float64')}) as s:
-  ...   s.write_blocks([(0, 0, {'nngp': np.ones((2, 2))})])
+  ...   s.write_blocks([(0, 0, {'nngp': np.ones((2, 2))}),
+  ...                   (2, 2, {'nngp': np.ones((1, 1))})])
   ...   s.n_done
-  1
+  2
   >>> with KernelStore.open(path, fingerprint=fp) as s:
   ...   s.done.tolist()
-  [[True, False], [False, False]]
+  [[True, False, False], [False, False, False], [False, False, True]]
 """
-import hashlib
+import errno
 import json
 import os
+import shutil
+import socket
 import zlib
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import h5py
 import numpy as np
 
 from nt_gp.blocks import BlockGrid
+from nt_gp.store_errors import (StoreCorruptError, StoreError,
+                                StoreExistsError, StoreLockedError,
+                                StoreMismatchError, StoreReadOnlyError,
+                                StoreWriteError)
+from nt_gp.store_fingerprint import (compare_fingerprints, compare_probes,
+                                     fingerprint)
+from nt_gp.store_layout import (FORMAT_VERSION, MAX_CHUNK_BYTES, STATE,
+                                block_offsets, check_layout, read_header,
+                                remove_stale_temporaries, required_bytes,
+                                write_empty)
+from nt_gp.store_lock import WriterLock
 
 __all__ = ['KernelStore', 'fingerprint', 'StoreError', 'StoreCorruptError',
-           'StoreMismatchError', 'StoreExistsError', 'DONE_FLAG']
+           'StoreMismatchError', 'StoreExistsError', 'StoreReadOnlyError',
+           'StoreLockedError', 'StoreWriteError', 'DONE_FLAG', 'required_bytes']
 
-FORMAT = 'nt_gp.kernel_store'
-FORMAT_VERSION = 1
 DONE_FLAG = np.uint64(1 << 32)
-_STATE = 'block_state'
-_MAX_CHUNK_BYTES = 2 ** 32 - 1   # HDF5's limit on one chunk
 
 
-class StoreError(Exception):
-  """A kernel store cannot be used as asked.
-
-  Example:
-    >>> issubclass(StoreCorruptError, StoreError)
-    True
-  """
-
-
-class StoreCorruptError(StoreError):
-  """The file is not a readable, consistent kernel store.
-
-  Example:
-    >>> str(StoreCorruptError('k.h5 is corrupted'))
-    'k.h5 is corrupted'
-  """
-
-
-class StoreMismatchError(StoreError):
-  """The store was made for other inputs, architecture or settings.
-
-  Example:
-    >>> issubclass(StoreMismatchError, StoreError)
-    True
-  """
-
-
-class StoreExistsError(StoreError, FileExistsError):
-  """A file already exists where a new store was to be created.
-
-  Example:
-    >>> issubclass(StoreExistsError, FileExistsError)
-    True
-  """
-
-
-# ----------------------------------------------------------------------------
-# Fingerprints.
-# ----------------------------------------------------------------------------
-def _array_fingerprint(x) -> Optional[dict]:
-  if x is None:
-    return None
-  if isinstance(x, (list, tuple)):
-    return {'parts': [_array_fingerprint(a) for a in x]}
-  a = np.ascontiguousarray(np.asarray(x))
-  return {'sha256': hashlib.sha256(a.view(np.uint8).reshape(-1)).hexdigest(),
-          'shape': list(a.shape), 'dtype': a.dtype.name}
-
-
-def fingerprint(x1, x2=None, *, arch, get: Sequence[str], dtype: str,
-                batch_size: int) -> dict:
-  """What identifies a kernel computation, for storing and comparing.
-
-  Args:
-    x1: `(N1, ...)` inputs (numpy/TensorFlow; hashed as given, so cast them to
-      the computation dtype first).
-    x2: `(N2, ...)` inputs or None (symmetric kernel).
-    arch: the architecture's identity: a JSON-serialisable value, e.g.
-      ``{'preset': 'fcn', 'args': {...}}`` or ``{'file_sha256': ...}``.
-    get: the stored quantities, e.g. ``('nngp', 'ntk')``.
-    dtype: ``'float32'`` or ``'float64'``.
-    batch_size: the block size.
-
-  Returns:
-    A JSON-serialisable dict.
-
-  Example:
-    >>> import numpy as np
-    >>> fp = fingerprint(np.zeros((2, 3)), None, arch='fcn', get=('nngp',),
-    ...                  dtype='float64', batch_size=1)
-    >>> fp['x1']['shape'], fp['x2'], fp['get']
-    ([2, 3], None, ['nngp'])
-  """
-  fp = {'x1': _array_fingerprint(x1), 'x2': _array_fingerprint(x2),
-        'arch': arch, 'get': list(get), 'dtype': str(dtype),
-        'batch_size': int(batch_size)}
-  try:
-    json.dumps(fp, sort_keys=True)
-  except TypeError as e:
-    raise TypeError(f'`arch` must be JSON-serialisable, got {arch!r}.') from e
-  return json.loads(json.dumps(fp, sort_keys=True))
-
-
-def _describe(key, v):
-  if key in ('x1', 'x2') and isinstance(v, dict) and 'sha256' in v:
-    return f'{v["dtype"]} {tuple(v["shape"])} sha256 {v["sha256"][:12]}…'
-  return json.dumps(v, sort_keys=True)
-
-
-def _compare(stored: dict, wanted: dict, path: str):
-  diffs = []
-  for key in sorted(set(stored) | set(wanted)):
-    if stored.get(key) != wanted.get(key):
-      diffs.append(f'  {key}: store has {_describe(key, stored.get(key))}, '
-                   f'this job has {_describe(key, wanted.get(key))}')
-  if diffs:
-    what = ', '.join(d.split(':')[0].strip() for d in diffs)
-    raise StoreMismatchError(
-        f'{path} was made for a different computation ({what} differ); it '
-        f'is left untouched. Use another output file, or delete this one to '
-        f'start over.\n' + '\n'.join(diffs))
-
-
-# ----------------------------------------------------------------------------
-# The store.
-# ----------------------------------------------------------------------------
 class KernelStore:
   """An HDF5 kernel store (see the module docstring).
 
@@ -189,9 +103,11 @@ class KernelStore:
 
   Attributes:
     path: the file.
-    grid: the `BlockGrid` (block size, symmetry).
+    grid: the `BlockGrid` (block size, symmetry; the last blocks may be
+      smaller).
     names: the stored quantities, e.g. ``('nngp',)``.
     fingerprint: the dict given at creation (see `fingerprint`).
+    probe: the probe record given at creation (or None).
     meta: extra JSON information given at creation (e.g. the output layout).
 
   Example:
@@ -212,21 +128,28 @@ class KernelStore:
     self.path = str(path)
     self._f = f
     self._fsync = fsync
+    self._fd = None
+    self._lock = None
+    self._chunks = None
     attrs = f.attrs
     g = json.loads(attrs['grid'])
     self.grid = BlockGrid(g['n1'], g['n2'], g['rows'], g['cols'],
                           symmetric=g['symmetric'])
     self.names = tuple(json.loads(attrs['names']))
     self.fingerprint = json.loads(attrs['fingerprint'])
+    self.probe = json.loads(attrs['probe']) if 'probe' in attrs else None
     self.meta = json.loads(attrs['meta']) if 'meta' in attrs else {}
-    self._state = f[_STATE]
+    self.format_version = int(attrs['format_version'])
+    self._state = f[STATE]
     self._done_cache = None
 
   # -- creation ----------------------------------------------------------------
   @classmethod
   def create(cls, path, fingerprint: dict, grid: BlockGrid,  # pylint: disable=redefined-outer-name
              outputs: Dict[str, Tuple[Tuple[int, ...], str]],
-             fsync: bool = True, meta: Optional[dict] = None) -> 'KernelStore':
+             fsync: bool = True, meta: Optional[dict] = None,
+             probe: Optional[dict] = None,
+             lock: Optional[WriterLock] = None) -> 'KernelStore':
     """Creates a new, empty store; refuses to replace any existing file.
 
     Args:
@@ -238,164 +161,200 @@ class KernelStore:
       fsync: fsync the file before recording each block (survives power loss;
         a few ms per block).
       meta: JSON-serialisable extra information, kept as `meta`.
+      probe: the probe record (`nt_gp.store_fingerprint.make_probe`), compared
+        by `open` when a job resumes.
+      lock: a held `WriterLock` of `path` (the caller keeps ownership); by
+        default the store takes the lock itself and releases it on `close`.
 
     Returns:
       The store, open for writing.
+
+    Raises:
+      StoreExistsError: `path` exists.
+      StoreLockedError: another process is writing `path`.
+      StoreReadOnlyError: the folder is not writable.
+      StoreWriteError: not enough free disk space for the whole kernel, or
+        the file could not be written.
     """
     path = os.fspath(path)
-    if os.path.exists(path):
+    if os.path.lexists(path):
       raise StoreExistsError(f'{path} already exists; refusing to overwrite it.')
     if not outputs:
       raise ValueError('`outputs` must name at least one quantity.')
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
       raise FileNotFoundError(f'The folder of {path} does not exist.')
-    tmp = f'{path}.tmp-{os.getpid()}'
+    for name, (trailing, dtype) in outputs.items():
+      dtype = np.dtype(dtype)
+      if dtype not in (np.float32, np.float64):
+        raise ValueError(f'Output `{name}` must be float32 or float64, got '
+                         f'{dtype}.')
+      chunk = (grid.rows, grid.cols) + tuple(int(d) for d in trailing)
+      if np.prod(chunk) * dtype.itemsize > MAX_CHUNK_BYTES:
+        raise ValueError(
+            f'A block of `{name}` ({chunk}, {dtype}) exceeds HDF5\'s 4 GiB '
+            f'chunk limit; use a smaller batch size.')
+    owns_lock = lock is None
+    lock = lock or WriterLock(path).acquire()
     try:
-      with h5py.File(tmp, 'w', libver='earliest') as f:
-        f.attrs['format'] = FORMAT
-        f.attrs['format_version'] = FORMAT_VERSION
-        f.attrs['fingerprint'] = json.dumps(fingerprint, sort_keys=True)
-        f.attrs['grid'] = json.dumps(
-            {'n1': grid.n1, 'n2': grid.n2, 'rows': grid.rows,
-             'cols': grid.cols, 'symmetric': grid.symmetric})
-        f.attrs['names'] = json.dumps(list(outputs))
-        f.attrs['meta'] = json.dumps(meta or {}, sort_keys=True)
-        for name, (trailing, dtype) in outputs.items():
-          dtype = np.dtype(dtype)
-          if dtype not in (np.float32, np.float64):
-            raise ValueError(f'Output `{name}` must be float32 or float64, got '
-                             f'{dtype}.')
-          trailing = tuple(int(d) for d in trailing)
-          chunk = (grid.rows, grid.cols) + trailing
-          if np.prod(chunk) * dtype.itemsize > _MAX_CHUNK_BYTES:
-            raise ValueError(
-                f'A block of `{name}` ({chunk}, {dtype}) exceeds HDF5\'s 4 GiB '
-                f'chunk limit; use a smaller batch size.')
-          dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-          dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-          dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-          f.create_dataset(name, shape=(grid.n1, grid.n2) + trailing,
-                           dtype=dtype, chunks=chunk, dcpl=dcpl,
-                           track_times=False)
-        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-        f.create_dataset(_STATE, shape=grid.shape, dtype=np.uint64,
-                         fillvalue=0, dcpl=dcpl, track_times=False)
-        f.flush()
-        if fsync:
-          os.fsync(f.id.get_vfd_handle())
-      try:
-        os.link(tmp, path)   # atomic, and never replaces an existing file
-      except FileExistsError:
+      if os.path.lexists(path):   # created by another process meanwhile
         raise StoreExistsError(
-            f'{path} already exists; refusing to overwrite it.') from None
-      except OSError:        # file systems without hard links
-        if os.path.exists(path):
+            f'{path} already exists; refusing to overwrite it.')
+      remove_stale_temporaries(path)
+      need = required_bytes(grid, outputs)
+      free = shutil.disk_usage(directory).free
+      if need > free:
+        raise StoreWriteError(
+            errno.ENOSPC,
+            f'{path} needs {need / 1e9:.3g} GB but only {free / 1e9:.3g} GB '
+            f'are free on its disk; free space or choose another folder.')
+      tmp = f'{path}.tmp-{socket.gethostname()}-{os.getpid()}'
+      try:
+        write_empty(tmp, fingerprint, grid, outputs, meta, probe, fsync)
+        try:
+          os.link(tmp, path)   # atomic, and never replaces an existing file
+        except FileExistsError:
           raise StoreExistsError(
               f'{path} already exists; refusing to overwrite it.') from None
-        os.replace(tmp, path)
-    finally:
-      if os.path.exists(tmp):
-        os.unlink(tmp)
-    return cls.open(path, mode='r+', verify=False, fsync=fsync)
+        except OSError as e:   # file systems without hard links
+          if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV,
+                             errno.EMLINK, errno.ENOSYS):
+            raise
+          if os.path.lexists(path):
+            raise StoreExistsError(
+                f'{path} already exists; refusing to overwrite it.') from None
+          os.replace(tmp, path)
+      except (OSError, RuntimeError) as e:
+        if isinstance(e, StoreError):
+          raise
+        if isinstance(e, PermissionError):
+          raise StoreReadOnlyError(f'cannot create {path}: {e}') from None
+        raise StoreWriteError(getattr(e, 'errno', None) or errno.EIO,
+                              f'cannot create {path}: {e}') from None
+      finally:
+        if os.path.lexists(tmp):
+          os.unlink(tmp)
+      store = cls.open(path, mode='r+', verify=False, fsync=fsync, lock=lock)
+    except BaseException:
+      if owns_lock:
+        lock.release()
+      raise
+    store._lock = lock if owns_lock else None   # pylint: disable=protected-access
+    return store
 
   # -- opening -----------------------------------------------------------------
   @classmethod
   def open(cls, path, mode: str = 'r', fingerprint: Optional[dict] = None,  # pylint: disable=redefined-outer-name
-           verify: bool = True, fsync: bool = True) -> 'KernelStore':
+           verify: bool = True, fsync: bool = True,
+           probe: Optional[dict] = None,
+           lock: Optional[WriterLock] = None) -> 'KernelStore':
     """Opens and checks an existing store.
 
     Args:
       path: the store file.
-      mode: ``'r'`` (read) or ``'r+'`` (continue writing).
+      mode: ``'r'`` (read) or ``'r+'`` (continue writing; takes the store's
+        lock, see `create`).
       fingerprint: if given, the store must have been made for exactly this
         computation, else `StoreMismatchError`.
       verify: check every block recorded as done against its CRC (reads the
         whole file).
       fsync: see `create`.
+      probe: if given (and the store has one), the probe kernel recomputed
+        now; it must agree with the stored one (`compare_probes`).
+      lock: a held `WriterLock` for ``mode='r+'`` (see `create`).
 
     Raises:
       FileNotFoundError: no such file.
-      StoreCorruptError: unreadable file, missing datasets or attributes, or a
-        block whose bytes do not match its record.
-      StoreMismatchError: `fingerprint` differs from the stored one.
+      StoreCorruptError: not an HDF5 file, unreadable, missing or damaged
+        datasets or attributes, or a block whose bytes do not match its
+        record.
+      StoreMismatchError: `fingerprint` or `probe` differs from the stored
+        one.
+      StoreReadOnlyError: ``mode='r+'`` on a file that cannot be written.
+      StoreLockedError: ``mode='r+'`` while another process writes it.
     """
     path = os.fspath(path)
     if mode not in ('r', 'r+'):
       raise ValueError(f'`mode` must be "r" or "r+", got {mode!r}.')
     if not os.path.exists(path):
       raise FileNotFoundError(f'No kernel store at {path}.')
+    header = read_header(path)     # before HDF5 sees the file
+    owns_lock = mode == 'r+' and lock is None
+    if owns_lock:
+      lock = WriterLock(path).acquire()
+    f = fd = None
     try:
-      f = h5py.File(path, mode)
-    except OSError as e:
-      msg = str(e)
-      if 'unable to lock' in msg.lower():
-        raise StoreError(f'{path} is open for writing in another process '
-                         f'({msg}).') from e
-      raise StoreCorruptError(f'{path} is not a readable HDF5 file; the kernel '
-                              f'store is corrupted or truncated ({msg}).') from e
-    try:
-      cls._check_layout(path, f)
-      store = cls(path, f, fsync)
+      if mode == 'r+':
+        fd = cls._open_for_writing(path)
+      try:
+        f = h5py.File(path, 'r', locking=False, rdcc_nbytes=0)
+      except (OSError, RuntimeError, ValueError) as e:
+        raise StoreCorruptError(
+            f'{path} is not a readable HDF5 file; the kernel store is '
+            f'corrupted or truncated ({e}).') from None
+      store = cls._checked(path, f, fsync)
+      if mode == 'r+':
+        if header is None or store.format_version < FORMAT_VERSION:
+          raise StoreError(
+              f'{path} was written by an older nt_gp (store format '
+              f'{store.format_version}); it can be read but not resumed. '
+              f'Compute the kernel into a new file.')
+        store._chunks = block_offsets(path, f, store.names, store.grid,  # pylint: disable=protected-access
+                                      header)
+        store._fd = fd  # pylint: disable=protected-access
       if fingerprint is not None:
-        _compare(store.fingerprint, json.loads(json.dumps(
-            fingerprint, sort_keys=True)), path)
-      store._check_state()
+        compare_fingerprints(store.fingerprint, fingerprint, path)
+      compare_probes(store.probe, probe, path)
       if verify:
         store.verify()
     except BaseException:
-      f.close()
+      if f is not None:
+        f.close()
+      if fd is not None:
+        os.close(fd)
+      if owns_lock:
+        lock.release()
       raise
+    store._lock = lock if owns_lock else None  # pylint: disable=protected-access
     return store
 
   @staticmethod
-  def _check_layout(path, f):
-    def corrupt(what):
-      return StoreCorruptError(f'{path} is not a valid nt_gp kernel store: '
-                               f'{what}.')
-    attrs = f.attrs
-    if attrs.get('format') != FORMAT:
-      raise corrupt('the `format` attribute is missing (not written by '
-                    'nt_gp, or damaged)')
-    if attrs.get('format_version') != FORMAT_VERSION:
-      raise corrupt(f'unsupported format_version '
-                    f'{attrs.get("format_version")!r}')
-    for key in ('fingerprint', 'grid', 'names'):
-      if key not in attrs:
-        raise corrupt(f'attribute `{key}` is missing')
-      try:
-        json.loads(attrs[key])
-      except (TypeError, ValueError):
-        raise corrupt(f'attribute `{key}` is not valid JSON') from None
-    g = json.loads(attrs['grid'])
+  def _open_for_writing(path) -> int:
+    if not os.access(path, os.W_OK):
+      raise StoreReadOnlyError(
+          f'{path} is read-only (no write permission), so it cannot be '
+          f'resumed; make it writable (chmod u+w) or copy it elsewhere.')
     try:
-      grid = BlockGrid(g['n1'], g['n2'], g['rows'], g['cols'],
-                       symmetric=g['symmetric'])
-    except (KeyError, TypeError, ValueError) as e:
-      raise corrupt(f'attribute `grid` is invalid ({e})') from None
-    names = json.loads(attrs['names'])
-    if not names:
-      raise corrupt('no stored quantities')
-    for name in list(names) + [_STATE]:
-      if name not in f or not isinstance(f[name], h5py.Dataset):
-        raise corrupt(f'dataset `/{name}` is missing')
-    for name in names:
-      ds = f[name]
-      if ds.shape[:2] != (grid.n1, grid.n2):
-        raise corrupt(f'dataset `/{name}` has shape {ds.shape}, expected '
-                      f'({grid.n1}, {grid.n2}, ...)')
-      if ds.chunks is None or ds.chunks[:2] != (grid.rows, grid.cols) or (
-          ds.chunks[2:] != ds.shape[2:]):
-        raise corrupt(f'dataset `/{name}` is not chunked by blocks of '
-                      f'{grid.rows} x {grid.cols}')
-      if ds.dtype not in (np.float32, np.float64):
-        raise corrupt(f'dataset `/{name}` has dtype {ds.dtype}')
-    state = f[_STATE]
-    if state.shape != grid.shape or state.dtype != np.uint64:
-      raise corrupt(f'dataset `/{_STATE}` has shape {state.shape} and dtype '
-                    f'{state.dtype}, expected {grid.shape} uint64')
+      return os.open(path, os.O_RDWR)
+    except OSError as e:
+      if isinstance(e, PermissionError) or e.errno == errno.EROFS:
+        raise StoreReadOnlyError(
+            f'{path} cannot be opened for writing ({e.strerror}), so it '
+            f'cannot be resumed; make it writable or copy it elsewhere.'
+        ) from None
+      raise StoreWriteError(e.errno or errno.EIO,
+                            f'cannot open {path} for writing: {e}') from None
 
+  @classmethod
+  def _checked(cls, path, f, fsync) -> 'KernelStore':
+    """The store of the open file `f` after checking its structure; any
+    failure while parsing the file is `StoreCorruptError`."""
+    try:
+      check_layout(path, f)
+      store = cls(path, f, fsync)
+      store._check_state()  # pylint: disable=protected-access
+      return store
+    except StoreError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      # A damaged file can make HDF5 or the parsing fail in many ways
+      # (OSError, RuntimeError, KeyError, UnicodeDecodeError, ...).
+      raise StoreCorruptError(
+          f'{path} is corrupted: its structure cannot be read '
+          f'({type(e).__name__}: {e}). Delete it (or move it away) and '
+          f'recompute.') from None
+
+  # -- checks ------------------------------------------------------------------
   def _check_state(self):
     state = self._state[...]
     bad = (state != 0) & ((state >> np.uint64(32)) != np.uint64(1))
@@ -403,7 +362,8 @@ class KernelStore:
       i, j = (int(v) for v in np.argwhere(bad)[0])
       raise StoreCorruptError(
           f'{self.path} is corrupted: block ({i}, {j}) has an invalid record '
-          f'{int(state[i, j]):#x} in `/{_STATE}`.')
+          f'{int(state[i, j]):#x} in `/{STATE}`. Delete it (or move it away) '
+          f'and recompute.')
     self._done_cache = state != 0
 
   def verify(self):
@@ -412,15 +372,21 @@ class KernelStore:
     Raises:
       StoreCorruptError: naming the first block whose bytes do not match.
     """
-    state = self._state[...]
-    for i, j in np.argwhere(state != 0):
-      i, j = int(i), int(j)
-      crc = self._crc(self._read_block(i, j))
-      if np.uint64(crc) != state[i, j] & np.uint64(0xFFFFFFFF):
-        raise StoreCorruptError(
-            f'{self.path} is corrupted: block ({i}, {j}) is recorded as done '
-            f'but its data does not match the recorded checksum. Delete the '
-            f'file (or move it away) and recompute.')
+    try:
+      state = self._state[...]
+      for i, j in np.argwhere(state != 0):
+        i, j = int(i), int(j)
+        crc = self._crc(self._read_block(i, j))
+        if np.uint64(crc) != state[i, j] & np.uint64(0xFFFFFFFF):
+          raise StoreCorruptError(
+              f'{self.path} is corrupted: block ({i}, {j}) is recorded as '
+              f'done but its data does not match the recorded checksum. '
+              f'Delete the file (or move it away) and recompute.')
+    except StoreError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      raise StoreCorruptError(f'{self.path} is corrupted: reading its blocks '
+                              f'failed ({type(e).__name__}: {e}).') from None
 
   # -- blocks ------------------------------------------------------------------
   def _index(self, i, j):
@@ -436,11 +402,6 @@ class KernelStore:
       a = np.ascontiguousarray(arrays[n], dtype=self._f[n].dtype)
       crc = zlib.crc32(a.view(np.uint8).reshape(-1), crc)
     return crc
-
-  def _flush(self):
-    self._f.flush()
-    if self._fsync:
-      os.fsync(self._f.id.get_vfd_handle())
 
   @property
   def done(self) -> np.ndarray:
@@ -466,36 +427,77 @@ class KernelStore:
     return {n: (tuple(self._f[n].shape[2:]), self._f[n].dtype.name)
             for n in self.names}
 
+  def _pwrite(self, data: bytes, offset: int, what: str):
+    try:
+      view = memoryview(data)
+      while view:
+        written = os.pwrite(self._fd, view, offset)
+        view, offset = view[written:], offset + written
+    except OSError as e:
+      hint = (' (the disk is full: free space, then resume; blocks recorded '
+              'before are kept)' if e.errno in (errno.ENOSPC, errno.EDQUOT)
+              else '; blocks recorded before are kept, resume once the cause '
+              'is fixed')
+      raise StoreWriteError(e.errno or errno.EIO,
+                            f'writing {what} of {self.path} failed: '
+                            f'{e.strerror or e}{hint}') from None
+
+  def _sync(self):
+    if self._fsync:
+      try:
+        os.fsync(self._fd)
+      except OSError as e:
+        raise StoreWriteError(e.errno or errno.EIO,
+                              f'flushing {self.path} to disk failed: '
+                              f'{e.strerror or e}; blocks recorded before are '
+                              f'kept, resume once the cause is fixed') from None
+
   def write_blocks(self, blocks: Iterable[Tuple[int, int, Dict[str, np.ndarray]]]):
     """Writes blocks, then records them as done (see the module docstring).
 
     Args:
-      blocks: ``(i, j, {name: array of shape (rows, cols, *trailing)})``.
+      blocks: ``(i, j, {name: array of shape (rows_i, cols_j, *trailing)})``
+        with ``(rows_i, cols_j) = grid.block_shape(i, j)``.
+
+    Raises:
+      StoreWriteError: the file could not be written (e.g. a full disk); the
+        blocks are not recorded, those recorded before are intact.
     """
     blocks = list(blocks)
-    if self._f.mode != 'r+':
+    if self._fd is None:
       raise StoreError(f'{self.path} is open read-only.')
     records = []
     for i, j, arrays in blocks:
       if set(arrays) != set(self.names):
         raise ValueError(f'Block ({i}, {j}) has outputs {sorted(arrays)}, the '
                          f'store holds {list(self.names)}.')
-      r, c = self._index(i, j)
       cast = {}
       for n in self.names:
         ds = self._f[n]
         a = np.asarray(arrays[n])
-        expected = (self.grid.rows, self.grid.cols) + ds.shape[2:]
+        expected = self.grid.block_shape(i, j) + ds.shape[2:]
         if a.shape != expected:
           raise ValueError(f'Block ({i}, {j}) of `{n}` has shape {a.shape}, '
                            f'expected {expected}.')
         cast[n] = np.ascontiguousarray(a, dtype=ds.dtype)
-        ds[r, c] = cast[n]
+      for n in self.names:
+        chunk = cast[n]
+        full = (self.grid.rows, self.grid.cols) + chunk.shape[2:]
+        if chunk.shape != full:        # an edge block fills part of its chunk
+          padded = np.zeros(full, chunk.dtype)
+          padded[:chunk.shape[0], :chunk.shape[1]] = chunk
+          chunk = padded
+        offset, nbytes = self._chunks[n][(i, j)]
+        assert chunk.nbytes == nbytes, (chunk.nbytes, nbytes)
+        self._pwrite(chunk.tobytes(), offset, f'block ({i}, {j})')
       records.append((i, j, np.uint64(self._crc(cast)) | DONE_FLAG))
-    self._flush()
+    self._sync()
+    state_offset = self._chunks[STATE][()][0]
+    b2 = self.grid.shape[1]
     for i, j, rec in records:
-      self._state[i, j] = rec
-    self._flush()
+      self._pwrite(np.array([rec], '<u8').tobytes(),
+                   state_offset + 8 * (i * b2 + j), f'the record of ({i}, {j})')
+    self._sync()
     for i, j, _ in records:
       self._done_cache[i, j] = True
 
@@ -513,6 +515,7 @@ class KernelStore:
 
     Raises:
       StoreError: if blocks are missing and not `allow_incomplete`.
+      StoreCorruptError: the file cannot be read.
     """
     name = self.names[0] if name is None else name
     if not allow_incomplete and not self.complete:
@@ -520,13 +523,24 @@ class KernelStore:
       raise StoreError(f'{self.path} is incomplete: {missing} of '
                        f'{self.grid.n_blocks} blocks are missing; resume the '
                        f'computation first.')
-    return self.dataset(name)[...]
+    ds = self.dataset(name)
+    try:
+      return ds[...]
+    except Exception as e:  # pylint: disable=broad-except
+      raise StoreCorruptError(f'{self.path} is corrupted: reading `/{name}` '
+                              f'failed ({type(e).__name__}: {e}).') from None
 
   def close(self):
-    """Closes the file."""
+    """Closes the file (and releases the writer's lock)."""
     if self._f:
       self._f.close()
       self._f = None
+    if self._fd is not None:
+      os.close(self._fd)
+      self._fd = None
+    if self._lock is not None:
+      self._lock.release()
+      self._lock = None
 
   def __enter__(self):
     return self

@@ -1,4 +1,5 @@
-"""The benchmark scripts run (at tiny sizes) and write well-formed pages.
+"""The benchmark scripts run (at tiny sizes) and write well-formed pages, and
+the tables quoted elsewhere (README, scale-out guide) are the pages' own.
 
 The measurements themselves are not tested (timings are never asserted);
 these checks keep the scripts working as the library changes.
@@ -24,7 +25,7 @@ def test_run_one_reports_time_memory_and_checksum():
   assert len(out['times_s']) == 3 and out['median_s'] > 0
   # Peak memory of this process alone (VmHWM), not the pytest worker's.
   assert 0.1 < out['peak_rss_gb'] < 8
-  assert out['ntk_checksum'] > 0
+  assert out['ntk_checksum'] > 0 and out['nngp_checksum'] > 0
 
 
 def test_report_page_has_command_machine_table_and_output(tmp_path):
@@ -39,3 +40,83 @@ def test_report_page_has_command_machine_table_and_output(tmp_path):
   assert 'CPU cores visible' in text
   assert '| a | b |\n|---|---|\n| 1 | 2.5 |\n| x | y |' in text
   assert '```text\nline one\n```' in text
+
+
+def test_run_one_serves_interleaved_calls():
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / '_run_one.py'), 'nt_gp',
+       'mlp5', 'float64', '6', '--serve'], input='run\nrun\ndone\n',
+      capture_output=True, text=True, timeout=600, check=True)
+  lines = [json.loads(l) for l in proc.stdout.strip().splitlines()]
+  assert 'compile_s' in lines[0] and 't' in lines[1] and 't' in lines[2]
+  summary = lines[3]
+  assert len(summary['times_s']) == 2 and summary['shape'] == [6, 784]
+  assert summary['nngp_checksum'] > 0 and summary['ntk_checksum'] > 0
+
+
+def test_compare_interleaves_and_checks_checksums(tmp_path):
+  """A smoke run (8 inputs, 1 call each) writes a page with the checksum
+  column; a kernel that differs is a MISMATCH."""
+  page = tmp_path / 'kernels.md'
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'compare.py'), 'myrtle5',
+       '--dtypes', 'float32', '--n', '4', '--repeats', '1', '--out',
+       str(page)], capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  text = page.read_text()
+  assert '| checksums |' in text and 'median of 1 calls' in text
+  assert 'MISMATCH' not in text
+  import compare  # pylint: disable=g-import-not-at-top
+  ours = dict(median_s=1., peak_rss_gb=1., nngp_checksum=10.,
+              ntk_checksum=20., compile_s=1.)
+  same = dict(ours, ntk_checksum=20. * (1 + 1e-9))
+  other = dict(ours, ntk_checksum=20.5)
+  limits = dict(copy_gbs=1., sgemm_gflops=1., dgemm_gflops=1.)
+  r = Report('x')
+  assert compare._print_row(r, 'w', 'float64', ours, same, limits)[10]  # pylint: disable=protected-access
+  assert compare._print_row(r, 'w', 'float64', ours, same, limits)[  # pylint: disable=protected-access
+      10].startswith('agree')
+  assert compare._print_row(r, 'w', 'float32', ours, other, limits)[  # pylint: disable=protected-access
+      10].startswith('MISMATCH')
+
+
+def test_compare_refuses_smoke_runs_into_the_docs():
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'compare.py'), 'mlp5',
+       '--repeats', '2'], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and 'at least 5 repeats' in proc.stderr
+
+
+def test_quoted_tables_match_their_pages():
+  """README's performance table is docs/benchmarks/kernels.md's, the
+  scale-out guide's table is docs/benchmarks/scale_out.md's: every block
+  that quotes a benchmark page equals what the page says now."""
+  import report  # pylint: disable=g-import-not-at-top
+  quoted = {}
+  for path in report.quoting_files():
+    for page, columns, body in report.quoted_blocks(path.read_text()):
+      want = report.quote((ROOT / page).read_text(), columns)
+      assert body == want, (f'{path.relative_to(ROOT)} quotes an old table '
+                            f'of {page}; rerun the benchmark script, or '
+                            f'report.refresh_quotes')
+      quoted.setdefault(page, []).append(path.relative_to(ROOT).as_posix())
+  assert 'README.md' in quoted.get('docs/benchmarks/kernels.md', [])
+  assert 'docs/scale_out.md' in quoted.get('docs/benchmarks/scale_out.md', [])
+
+
+def test_report_write_refreshes_quotes(tmp_path, monkeypatch):
+  import report  # pylint: disable=g-import-not-at-top
+  docs = tmp_path / 'docs'
+  (docs / 'benchmarks').mkdir(parents=True)
+  (tmp_path / 'README.md').write_text(
+      'x\n<!-- table from docs/benchmarks/b.md: b -->\nold\n'
+      '<!-- end of table -->\ny\n')
+  monkeypatch.setattr(report, 'ROOT', tmp_path)
+  monkeypatch.setattr(report, 'DOCS', docs / 'benchmarks')
+  r = Report('B')
+  r.table(['a', 'b'], [[1, 2]])
+  r.write(docs / 'benchmarks' / 'b.md', command='python b.py', machine='m')
+  text = (tmp_path / 'README.md').read_text()
+  assert text.startswith('x\n<!-- table from docs/benchmarks/b.md: b -->\n'
+                         'Produced by `python b.py` on m, ')
+  assert '| b |\n|---|\n| 2 |\n<!-- end of table -->\ny\n' in text

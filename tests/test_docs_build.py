@@ -10,7 +10,7 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
+from tests import ci
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOOLS = ('mkdocs', 'material', 'mkdocstrings', 'mkdocstrings_handlers.python')
@@ -30,9 +30,7 @@ def _missing():
 def test_docs_build_strict(tmp_path):
   missing = _missing()
   if missing:
-    if os.environ.get('CI'):
-      pytest.fail(f'docs tools missing in CI: {missing}')
-    pytest.skip(f'docs tools not installed: {missing} (pip install -e .[docs])')
+    ci.skip_unless_ci(f'the docs tools {missing}', 'pip install -e .[docs]')
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', NO_MKDOCS_2_WARNING='1')
   proc = subprocess.run(
       [sys.executable, '-m', 'mkdocs', 'build', '--strict', '--site-dir',

@@ -1,20 +1,20 @@
 """Empirical NNGP/NTK of `nt_gp.stax` networks equal neural-tangents 0.6.5's
 `empirical_nngp_fn`/`empirical_ntk_fn` for the same weights (float64,
-relative error <= 1e-6), for every NTK implementation, with and without
-`vmap_axes`, for traced, full and diagonal output axes.
+relative error <= 1e-12, `tolerances.EMPIRICAL`), for every NTK
+implementation, with and without `vmap_axes`, for traced, full and diagonal
+output axes.
 
 The reference values come from tests/golden/empirical.npz (made by
 tools/make_golden_empirical.py) and, when the neural-tangents env exists,
 from a live subprocess run.
 """
 import functools
-import os
 
 import numpy as np
 import pytest
 
 from tests.parity import empirical_harness as eh
-from tests.parity import harness
+from tests.parity import live
 
 SUITE, OPTIONS = eh.load_suite()
 IMPLEMENTATIONS = (1, 2, 3)
@@ -85,12 +85,7 @@ def _live():
 
 @pytest.mark.parametrize('case_index', range(len(SUITE)), ids=_IDS)
 def test_live(case_index):
-  if harness.reference_python() is None:
-    if os.environ.get('CI', '').lower() == 'true':
-      pytest.fail('CI needs the neural-tangents reference env '
-                  '(tools/reference_env.sh) for live parity checks.')
-    pytest.skip('neural-tangents reference env not built '
-                '(run tools/reference_env.sh).')
+  live.require_reference()
   _compare(case_index, _live())
 
 

@@ -1,5 +1,6 @@
 """`GlobalSelfAttention` kernels and `apply_fn`s equal neural-tangents 0.6.5
-(float64, ≤ 1e-6 relative error), with and without masked inputs."""
+(float64, at the suite's tolerance in tests/parity/tolerances.py), with and
+without masked inputs."""
 import numpy as np
 import pytest
 
@@ -11,7 +12,8 @@ SUITE = ParitySuite('attention')
 _CASES = SUITE.by_name
 GOLDEN = SUITE.golden
 
-test_kernel, test_apply = SUITE.tests()
+test_golden, test_live = SUITE.kernel_tests()
+test_apply_golden, test_apply_live = SUITE.apply_tests()
 
 
 def test_masked_cases_have_masked_positions():
@@ -31,14 +33,13 @@ def test_masked_cases_have_masked_positions():
 def test_kernel_depends_on_mechanism_and_embeddings():
   """The suite's variants give different kernels (the checks can fail)."""
   base = GOLDEN['softmax_1d_gap/cross/nngp']
-  x1, _ = harness.make_inputs(_CASES['softmax_1d_gap'])
+  x1, x2, _ = SUITE.inputs(_CASES['softmax_1d_gap'])
   for kw in (dict(attention_mechanism='RELU'), dict(pos_emb_type='SUM'),
              dict(pos_emb_type='CONCAT', val_pos_emb=True)):
     _, _, kernel_fn = stax.serial(
         stax.Dense(4, 1.2, 0.1), stax.GlobalSelfAttention(4, 3, 3, 2,
                                                           b_std=0.2, **kw),
         stax.GlobalAvgPool(), stax.Dense(1, 1.1, 0.1))
-    x2 = harness.make_inputs(_CASES['softmax_1d_gap'])[1]
     other = kernel_fn(x1, x2, 'nngp').numpy()
     assert np.max(np.abs(other - base)) > 1e-3 * np.max(np.abs(base)), kw
 

@@ -1,17 +1,18 @@
 """`Aggregate` (dense and sparse batched graphs) and `DotGeneral` kernels and
-`apply_fn`s equal neural-tangents 0.6.5 (float64, ≤ 1e-6 relative error)."""
+`apply_fn`s equal neural-tangents 0.6.5 (float64, at the suite's tolerance in
+tests/parity/tolerances.py)."""
 import numpy as np
 import pytest
 
 from nt_gp import stax
-from tests.parity import harness
 from tests.parity.suite_tests import ParitySuite
 
 SUITE = ParitySuite('graph')
 _CASES = SUITE.by_name
 GOLDEN = SUITE.golden
 
-test_kernel, test_apply = SUITE.tests()
+test_golden, test_live = SUITE.kernel_tests()
+test_apply_golden, test_apply_live = SUITE.apply_tests()
 
 
 def _edges_of_counts(counts):
@@ -36,14 +37,13 @@ def test_sparse_equals_dense_reference():
   graphs (after a convolution, where neural-tangents' own SPARSE kernel
   mixes up the axes of its convolution outputs)."""
   case = _CASES['dense_2d_counts_conv_gap']
-  p1, p2 = harness.make_patterns(case)
+  x1, x2, (p1, p2) = SUITE.inputs(case)
   assert np.any(p1 > 1), 'repeated edges should be covered'
   e1, e2 = _edges_of_counts(p1), _edges_of_counts(p2)
   net = eval(case['net'].replace(  # pylint: disable=eval-used
       'stax.Aggregate(aggregate_axis=(1, 2))',
       "stax.Aggregate(aggregate_axis=(1, 2), implementation='SPARSE')"),
              {'stax': stax, 'np': np})
-  x1, x2 = harness.make_inputs(case)
   for tag, args, pattern in (('sym', (x1, None), (e1, e1)),
                              ('cross', (x1, x2), (e1, e2))):
     out = net[2](*args, ('nngp', 'ntk'), pattern=pattern)

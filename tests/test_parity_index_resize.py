@@ -1,47 +1,25 @@
-"""`Index` and `ImageResize` kernels equal neural-tangents 0.6.5 (float64,
-≤ 1e-6 relative error)."""
-import functools
-import pathlib
-
+"""`Index` and `ImageResize` kernels equal neural-tangents 0.6.5 (float64, at
+the suite's tolerance in tests/parity/tolerances.py)."""
 import numpy as np
 import pytest
 
 from tests.parity import harness
-from tests.parity import live
+from tests.parity.suite_tests import ParitySuite
 
-SUITE_FILE = pathlib.Path(__file__).parent / 'parity' / 'suite_index_resize.py'
-SUITE = harness.load_suite(SUITE_FILE)
-GOLDEN = harness.load_golden('index_resize')
-_CASES = {c['name']: c for c in SUITE}
+SUITE = ParitySuite('index_resize')
+GOLDEN = SUITE.golden
+_CASES = SUITE.by_name
 
-
-@functools.lru_cache(maxsize=None)
-def _ours(name):
-  """nt_gp kernels of a case, shared by the golden and the live check."""
-  return harness.compute_ours(_CASES[name])
-
-
-@pytest.mark.parametrize('case', SUITE, ids=[c['name'] for c in SUITE])
-def test_golden(case):
-  x1, x2 = harness.make_inputs(case)
-  np.testing.assert_array_equal(GOLDEN[f'{case["name"]}/x1'], x1)
-  np.testing.assert_array_equal(GOLDEN[f'{case["name"]}/x2'], x2)
-  harness.assert_matches(case, _ours(case['name']), GOLDEN)
-
-
-@pytest.mark.parametrize('case', SUITE, ids=[c['name'] for c in SUITE])
-def test_live(case):
-  reference = live.reference_results(SUITE_FILE)
-  harness.assert_matches(case, _ours(case['name']), reference)
+test_golden, test_live = SUITE.kernel_tests()
 
 
 def test_masked_cases_have_masked_positions():
   """The masked cases would not test masking if no position were masked."""
   n_masked_cases = 0
-  for case in SUITE:
+  for case in SUITE.cases:
     if 'mask_constant' in case.get('kernel_kwargs', {}):
       n_masked_cases += 1
-      for x in harness.make_inputs(case):
+      for x in SUITE.inputs(case)[:2]:
         masked = np.all(x == 10., axis=-1)
         assert 0 < masked.mean() < 1, case['name']
   assert n_masked_cases == 2
@@ -57,15 +35,11 @@ def test_resize_after_odd_number_of_convolutions():
   assert one_by_one in case['net']
   case['net'] = case['net'].replace(one_by_one, '')
   case['get'] = ('nngp',)
-  ours = harness.compute_ours(case)
-  harness.assert_matches(case, ours, GOLDEN)
+  ours = harness.compute_ours(case, inputs=SUITE.inputs(case))
+  harness.assert_matches(case, ours, GOLDEN, rtol=SUITE.rtol(case))
 
 
 @pytest.mark.parametrize('name', ['resize_linear_down_antialias_flatten',
                                   'index_int_row_to_1d_gap'])
 def test_float32_follows_input_dtype(name):
-  case = _CASES[name]
-  ours = harness.compute_ours(case, dtype=np.float32)
-  for key, val in ours.items():
-    assert val.dtype == np.float32, key
-  harness.assert_matches(case, ours, GOLDEN, rtol=2e-4)
+  SUITE.check_float32(name)

@@ -1,6 +1,7 @@
 """Kernels of masked (variable-length) inputs equal neural-tangents 0.6.5
-through every mask-aware layer (float64, ≤ 1e-6 relative error); `apply_fn`
-with `mask_constant=` returns `MaskedArray`s as neural-tangents does."""
+through every mask-aware layer (float64, at the suite's tolerance in
+tests/parity/tolerances.py); `apply_fn` with `mask_constant=` returns
+`MaskedArray`s as neural-tangents does."""
 import numpy as np
 
 from nt_gp import stax
@@ -10,9 +11,9 @@ from tests.parity.suite_tests import ParitySuite
 SUITE = ParitySuite('masking')
 _CASES = SUITE.by_name
 GOLDEN = SUITE.golden
-_ours = SUITE.ours
 
-test_kernel, test_apply = SUITE.tests()
+test_golden, test_live = SUITE.kernel_tests()
+test_apply_golden, test_apply_live = SUITE.apply_tests()
 
 
 def test_cases_are_masked():
@@ -26,17 +27,14 @@ def test_masks_change_the_kernel():
   """Without `mask_constant` the padded inputs give other kernels."""
   case = _CASES['conv_same_relu_gap']
   kernel_fn = eval(case['net'], {'stax': stax, 'np': np})[2]  # pylint: disable=eval-used
-  x1, x2 = harness.make_inputs(case)
+  x1, x2, _ = SUITE.inputs(case)
   unmasked = kernel_fn(x1, x2, 'nngp').numpy()
   ref = GOLDEN['conv_same_relu_gap/cross/nngp']
   assert np.max(np.abs(unmasked - ref)) > 1e-2 * np.max(np.abs(ref))
 
 
 def test_float32_masked_kernel():
-  name = 'conv_transpose_same_gap'
-  ours = _ours(name, np.float32)
-  assert all(v.dtype == np.float32 for v in ours.values())
-  harness.assert_matches(_CASES[name], ours, GOLDEN, rtol=2e-4)
+  SUITE.check_float32('conv_transpose_same_gap')
 
 
 def test_apply_fn_masked_arrays_chain_and_unmask():

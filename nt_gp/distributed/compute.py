@@ -19,7 +19,11 @@ import tqdm
 from nt_gp import _config
 from nt_gp.blocks import BlockGrid, Task, mirror_perm
 from nt_gp.devices import DeviceRunner, local_devices
+from nt_gp.input_checks import check_kernel_inputs
+from nt_gp.nonfinite import NonFiniteKernelError, non_finite_message
 from nt_gp.store import KernelStore, StoreExistsError, fingerprint
+from nt_gp.store_fingerprint import compare_probes, make_probe
+from nt_gp.store_lock import WriterLock
 
 __all__ = ['compute_kernel', 'BlockComputer', 'LocalRunner', 'STORABLE']
 
@@ -80,6 +84,8 @@ class BlockComputer:
     try:
       out = self.kernel_fn(a, b, get=self.names + ('diagonal_spatial',))
       self.diagonal_spatial = bool(out.diagonal_spatial)
+    except NonFiniteKernelError:
+      raise
     except (ValueError, TypeError, AttributeError):
       out = self.kernel_fn(a, b, get=self.names)
     if isinstance(out, tuple) and hasattr(out, '_fields'):
@@ -91,8 +97,25 @@ class BlockComputer:
 
   def eager(self, task: Task, unused_device=None) -> Dict[str, np.ndarray]:
     """Computes `task` in this process; returns host arrays by name."""
-    vals = self.call(*self.inputs(task))
+    try:
+      vals = self.call(*self.inputs(task))
+    except NonFiniteKernelError as e:
+      raise NonFiniteKernelError(f'block ({task.i}, {task.j}): {e}') from None
     return {n: np.asarray(v) for n, v in zip(self.names, vals)}
+
+  def probe(self, dtype) -> dict:
+    """The probe record (`nt_gp.store_fingerprint.make_probe`): the kernel
+    of the first (up to) 2 inputs of `x1` against themselves (``x2=None``)
+    or against the first 2 of `x2`, computed here."""
+    rows = min(2, self.x1.shape[0])
+    a = self.x1[:rows]
+    b = None if self.x2 is None else self.x2[:min(2, self.x2.shape[0])]
+    vals = {n: np.asarray(v) for n, v in zip(self.names, self.call(a, b))}
+    for n, v in vals.items():
+      if not np.all(np.isfinite(v)):
+        raise NonFiniteKernelError(non_finite_message(n, v))
+    return make_probe(vals, rows, None if b is None else b.shape[0],
+                      np.dtype(dtype).name)
 
   def functions(self):
     """``(pair_fn(a, b), diag_fn(a))`` as `tf.function`s (for remote use)."""
@@ -148,13 +171,7 @@ def _prepare(x, name, dtype):
   if isinstance(x, (tf.Tensor, tf.Variable)):
     x = x.numpy()
   x = np.asarray(x)
-  if x.ndim < 2:
-    raise ValueError(f'`{name}` must have a batch and a feature axis, got '
-                     f'shape {x.shape}.')
-  if not np.issubdtype(x.dtype, np.number):
-    raise TypeError(f'`{name}` must be numeric, got dtype {x.dtype}.')
-  if not np.all(np.isfinite(x)):
-    raise ValueError(f'`{name}` has non-finite values.')
+  check_kernel_inputs(f'`{name}`', x, dtype)
   return np.ascontiguousarray(x, dtype=dtype)
 
 
@@ -174,9 +191,11 @@ def compute_kernel(kernel_fn: Callable, x1, x2=None, *, out, arch,
       compared on resume).
     get: ``'nngp'``, ``'ntk'`` or both as a tuple; each becomes a dataset of
       shape ``(N1, N2, ...)``.
-    batch_size: block size; must divide `N1` and `N2`.
+    batch_size: block size: blocks of `batch_size` x `batch_size` inputs
+      (the last row and column of blocks smaller where it does not divide
+      `N1` or `N2`).
     dtype: ``'float32'`` or ``'float64'`` (default: that of `x1`, float32 for
-      integer inputs). The stored kernel has this dtype.
+      other inputs). The stored kernel has this dtype.
     resume: continue an existing store made for the same computation
       (otherwise an existing `out` is an error).
     runner: `LocalRunner` (default, all local devices) or `ClusterRunner`.
@@ -188,6 +207,15 @@ def compute_kernel(kernel_fn: Callable, x1, x2=None, *, out, arch,
 
   Returns:
     `out`.
+
+  Raises:
+    ValueError, TypeError: bad arguments or inputs (empty, complex, NaN/inf,
+      out of the dtype's range).
+    nt_gp.nonfinite.NonFiniteKernelError: the kernel overflowed (the blocks
+      written before are kept).
+    nt_gp.store.StoreError: the output exists (without `resume`), is locked
+      by another writer, was made for another computation, is damaged or
+      read-only, or cannot be written (e.g. a full disk).
 
   Example:
     >>> import os, tempfile
@@ -205,8 +233,8 @@ def compute_kernel(kernel_fn: Callable, x1, x2=None, *, out, arch,
   """
   names = canonical_names(get)
   if dtype is None:
-    dtype = np.asarray(x1).dtype if np.issubdtype(np.asarray(x1).dtype,
-                                                  np.floating) else np.float32
+    given = np.asarray(x1).dtype
+    dtype = given if given in (np.float32, np.float64) else np.float32
   dtype = np.dtype(dtype)
   if dtype not in (np.float32, np.float64):
     raise ValueError(f'`dtype` must be float32 or float64, got {dtype}.')
@@ -222,32 +250,50 @@ def compute_kernel(kernel_fn: Callable, x1, x2=None, *, out, arch,
     raise ValueError(f'`batch_size` must be a positive int, got '
                      f'{batch_size!r}.')
   batch_size = int(batch_size)
-  for n, what in ((n1, 'x1'), (n2, 'x2' if x2 is not None else 'x1')):
-    if n % batch_size:
-      raise ValueError(f'The batch size {batch_size} must divide the number of '
-                       f'inputs in `{what}` ({n}).')
-  grid = BlockGrid(n1, n2, batch_size, batch_size, symmetric=x2 is None)
+  grid = BlockGrid.of(n1, n2, batch_size, symmetric=x2 is None)
   fp = fingerprint(x1, x2, arch=arch, get=names, dtype=dtype.name,
                    batch_size=batch_size)
   out = os.fspath(out)
-  store = None
-  if os.path.exists(out):
-    if not resume:
-      raise StoreExistsError(
-          f'{out} already exists; refusing to overwrite it. Resume it (it '
-          f'must have been made for the same inputs and architecture) or '
-          f'choose another output file.')
-    store = KernelStore.open(out, 'r+', fingerprint=fp, verify=verify,
-                             fsync=fsync)
-
+  if os.path.lexists(out) and not resume:
+    raise StoreExistsError(
+        f'{out} already exists; refusing to overwrite it. Resume it (it '
+        f'must have been made for the same inputs and architecture) or '
+        f'choose another output file.')
   computer = BlockComputer(kernel_fn, x1, x2, names, grid)
-  if store is not None and 'diagonal_spatial' in store.meta:
-    computer.diagonal_spatial = store.meta['diagonal_spatial']
   runner = runner or LocalRunner()
+  store = None
+  with WriterLock(out) as lock:
+    try:
+      if os.path.lexists(out):
+        store = KernelStore.open(out, 'r+', fingerprint=fp, verify=verify,
+                                 fsync=fsync, lock=lock)
+      # A few entries computed before any block: a changed architecture is
+      # refused on resume, an overflowing one stops here, and their shape
+      # gives the layout of a new store.
+      probe = computer.probe(dtype)
+      if store is None:
+        spec = {n: (tuple(probe['shape'][n][2:]), dtype.name) for n in names}
+        store = KernelStore.create(
+            out, fp, grid, spec, fsync=fsync, probe=probe, lock=lock,
+            meta={'diagonal_spatial': computer.diagonal_spatial})
+      else:
+        compare_probes(store.probe, probe, out)
+        if 'diagonal_spatial' in store.meta:
+          computer.diagonal_spatial = store.meta['diagonal_spatial']
+      _compute_missing(store, computer, grid, runner, progress, log)
+    finally:
+      if store is not None:
+        store.close()
+  return out
+
+
+def _compute_missing(store, computer, grid, runner, progress, log):
+  """Computes and writes every block `store` does not have yet."""
+  names = computer.names
+  n1, n2 = grid.n1, grid.n2
 
   def is_done(task):
-    return store is not None and all(store.is_done(i, j)
-                                     for i, j in grid.blocks_of(task))
+    return all(store.is_done(i, j) for i, j in grid.blocks_of(task))
 
   tasks = [t for t in grid.tasks() if not is_done(t)]
   done_entries = sum(grid.entries(t) for t in grid.tasks() if is_done(t))
@@ -261,46 +307,51 @@ def compute_kernel(kernel_fn: Callable, x1, x2=None, *, out, arch,
     if log is not None:
       log(msg)
 
-  # A symmetric pair half-recorded when the job stopped: mirror, don't recompute.
-  if store is not None and grid.symmetric:
-    remaining = []
-    for t in tasks:
-      halves = [store.is_done(i, j) for i, j in grid.blocks_of(t)]
-      if t.mirrored and any(halves):
-        src, dst = ((t.i, t.j), (t.j, t.i)) if halves[0] else (
-            (t.j, t.i), (t.i, t.j))
-        block = {n: store.dataset(n)[grid.rows_of(src[0]), grid.cols_of(src[1])]
-                 for n in names}
-        try:
-          mirrored = computer.mirror(block)
-        except ValueError:
-          remaining.append(t)
-          continue
-        store.write_blocks([(dst[0], dst[1], mirrored)])
-        emit(f'mirrored block ({dst[0]}, {dst[1]}) from ({src[0]}, {src[1]})')
-        bar.update(grid.rows * grid.cols)
-      else:
-        remaining.append(t)
-    tasks = remaining
-
-  finished = n_tasks - len(tasks)
   try:
-    for task, outputs in runner.imap(computer, tasks):
-      if store is None:
-        spec = {n: (tuple(outputs[n].shape[2:]), dtype.name) for n in names}
-        store = KernelStore.create(
-            out, fp, grid, spec, fsync=fsync,
-            meta={'diagonal_spatial': computer.diagonal_spatial})
-      blocks = [(task.i, task.j, outputs)]
-      if task.mirrored:
-        blocks.append((task.j, task.i, computer.mirror(outputs)))
-      store.write_blocks(blocks)
-      finished += 1
-      emit(f'computed block ({task.i}, {task.j})')
-      bar.set_postfix_str(f'blocks {finished}/{n_tasks}', refresh=False)
-      bar.update(grid.entries(task))
+    # A symmetric pair half-recorded when the job stopped: mirror, don't
+    # recompute.
+    if grid.symmetric:
+      remaining = []
+      for t in tasks:
+        halves = [store.is_done(i, j) for i, j in grid.blocks_of(t)]
+        if t.mirrored and any(halves):
+          src, dst = ((t.i, t.j), (t.j, t.i)) if halves[0] else (
+              (t.j, t.i), (t.i, t.j))
+          block = {n: store.dataset(n)[grid.rows_of(src[0]),
+                                       grid.cols_of(src[1])] for n in names}
+          try:
+            mirrored = computer.mirror(block)
+          except ValueError:
+            remaining.append(t)
+            continue
+          store.write_blocks([(dst[0], dst[1], mirrored)])
+          emit(f'mirrored block ({dst[0]}, {dst[1]}) from ({src[0]}, '
+               f'{src[1]})')
+          rows, cols = grid.block_shape(*dst)
+          bar.update(rows * cols)
+        else:
+          remaining.append(t)
+      tasks = remaining
+
+    finished = n_tasks - len(tasks)
+    try:
+      for task, outputs in runner.imap(computer, tasks):
+        for n, v in outputs.items():
+          if not np.all(np.isfinite(v)):
+            raise NonFiniteKernelError(
+                f'block ({task.i}, {task.j}): {non_finite_message(n, v)}')
+        blocks = [(task.i, task.j, outputs)]
+        if task.mirrored:
+          blocks.append((task.j, task.i, computer.mirror(outputs)))
+        store.write_blocks(blocks)
+        finished += 1
+        emit(f'computed block ({task.i}, {task.j})')
+        bar.set_postfix_str(f'blocks {finished}/{n_tasks}', refresh=False)
+        bar.update(grid.entries(task))
+    except tf.errors.InvalidArgumentError as e:
+      # The check of `nt_gp.nonfinite` inside a traced block (cluster runs).
+      if 'non-finite' not in str(e):
+        raise
+      raise NonFiniteKernelError(e.message.splitlines()[0]) from None
   finally:
     bar.close()
-    if store is not None:
-      store.close()
-  return out

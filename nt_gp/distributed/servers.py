@@ -10,6 +10,7 @@ real cluster start one per task on every host::
 processes on 127.0.0.1 for one machine (``nt-gp kernel --workers N``).
 """
 import argparse
+import glob
 import json
 import os
 import select
@@ -140,6 +141,17 @@ def main(argv=None):
              parent_pid=args.parent_pid)
 
 
+def _remove_stale_logs():
+  """Deletes the log folders of local clusters whose process is gone (their
+  names hold that process's PID: ``nt_gp_cluster_<pid>_*``)."""
+  from nt_gp.store_lock import process_alive  # pylint: disable=g-import-not-at-top
+  pattern = os.path.join(tempfile.gettempdir(), 'nt_gp_cluster_*_*')
+  for folder in glob.glob(pattern):
+    pid = os.path.basename(folder).split('_')[3]
+    if pid.isdigit() and not process_alive(int(pid)):
+      shutil.rmtree(folder, ignore_errors=True)
+
+
 class LocalCluster:
   """Worker and parameter-server processes on 127.0.0.1.
 
@@ -152,7 +164,9 @@ class LocalCluster:
   Attributes:
     spec: the cluster spec, with a ``chief`` address for this process.
     workers: the worker `subprocess.Popen` objects (``.pid``).
-    log_dir: folder with each server's output.
+    log_dir: folder with each server's output (``nt_gp_cluster_<pid>_*`` in
+      the temporary directory; removed by `close`, and by the next
+      `LocalCluster` if this process was killed).
 
   Example:
     >>> with LocalCluster(n_workers=1) as cluster:
@@ -167,7 +181,8 @@ class LocalCluster:
     self.spec = {'chief': [f'127.0.0.1:{free_port()}'],
                  'worker': [f'127.0.0.1:{free_port()}' for _ in range(n_workers)],
                  'ps': [f'127.0.0.1:{free_port()}']}
-    self.log_dir = tempfile.mkdtemp(prefix='nt_gp_cluster_')
+    _remove_stale_logs()
+    self.log_dir = tempfile.mkdtemp(prefix=f'nt_gp_cluster_{os.getpid()}_')
     self.workers = []
     self.ps = []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')

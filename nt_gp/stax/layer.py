@@ -358,7 +358,8 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
             run, jit_compile=_config.config.resolve_jit(dtype),
             autograph=False)
       out = compiled[key](x1, x2, pattern)
-    return _select(out, single, names)
+    from nt_gp import nonfinite  # pylint: disable=g-import-not-at-top
+    return nonfinite.check_output(_select(out, single, names), single, names)
 
   # Inside a user's tf.function, AutoGraph would otherwise convert (and slow
   # down the tracing of) the whole propagation, which has no data-dependent

@@ -22,9 +22,10 @@ import zlib
 import numpy as np
 
 from tests.parity import harness
+from tests.parity import tolerances
 
 RUNNER = pathlib.Path(__file__).with_name('nt_apply_runner.py')
-RTOL = 1e-6
+RTOL = tolerances.APPLY
 
 
 def load_apply_suite(suite_file):
@@ -143,6 +144,5 @@ def assert_matches(case, ours, reference, rtol=RTOL):
         ref_mask, ours_mask.shape), err_msg=f'{name}: output masks differ')
   val, ref = ours['out'], reference[f'{name}/out']
   assert val.shape == ref.shape, (name, val.shape, ref.shape)
-  scale = max(np.max(np.abs(ref)), 1e-300)
-  rel = np.max(np.abs(val - ref) / np.maximum(np.abs(ref), 1e-3 * scale))
+  rel = harness.relative_error(val, ref)
   assert rel <= rtol, f'{name} apply: max relative error {rel:.3g} > {rtol:g}'

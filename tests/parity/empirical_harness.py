@@ -15,12 +15,13 @@ import zlib
 import numpy as np
 
 from tests.parity import harness
+from tests.parity import tolerances
 
 SUITE_FILE = pathlib.Path(__file__).with_name('empirical_suite.py')
 RUNNER = pathlib.Path(__file__).with_name('nt_empirical_runner.py')
 GOLDEN_FILE = harness.GOLDEN / 'empirical.npz'
 
-RTOL = 1e-6
+RTOL = tolerances.EMPIRICAL
 
 
 def load_suite():
