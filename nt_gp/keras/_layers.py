@@ -89,13 +89,6 @@ def Named(label: str, net):
   return init_fn, apply_fn, rule
 
 
-def _scaled(k, factor):
-  def sc(t):
-    return None if t is None else factor * t
-  return k.replace(nngp=sc(k.nngp), ntk=sc(k.ntk), cov1=sc(k.cov1),
-                   cov2=sc(k.cov2))
-
-
 @layer
 def Scale(c: float):
   """Multiplies activations by the constant `c` (covariances by `c²`)."""
@@ -105,7 +98,7 @@ def Scale(c: float):
 
   @requires(diagonal_spatial=Diagonal())
   def rule(k, **kwargs):
-    return _scaled(k, tf.constant(float(c) ** 2, k.dtype))
+    return k.scale(tf.constant(float(c) ** 2, k.dtype))
   rule.supports_packed = True
   return make_init_fn(lambda shape: shape), apply_fn, rule
 

@@ -18,7 +18,6 @@ from nt_gp.stax.dimension_numbers import ConvSpec, Padding, as_padding
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
-from nt_gp.stax.spatial_utils import permute_spatial
 
 __all__ = ['Conv', 'ConvTranspose', 'ConvLocal', 'check_positive_ints']
 
@@ -34,6 +33,20 @@ def check_positive_ints(name, values, n=None):
   if any(v < 1 for v in values):
     raise ValueError(f'`{name}` entries must be positive, got {values}.')
   return values
+
+
+def _permute_spatial(t, perm, diagonal_spatial: bool):
+  """Reorders the spatial dimensions of a batch-last covariance tensor.
+
+  `perm[i]` is the old spatial dimension that becomes dimension `i`.
+  """
+  if t.shape.rank == 0:
+    return t
+  lead = len(perm) if diagonal_spatial else 2 * len(perm)
+  axes = []
+  for p in perm:
+    axes += [p] if diagonal_spatial else [2 * p, 2 * p + 1]
+  return tf.transpose(t, axes + list(range(lead, t.shape.rank)))
 
 
 def _looks_channels_first(shape, spec):
@@ -355,9 +368,7 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
                     batch_axis=spec.out.index('N'),
                     channel_axis=spec.out.index('C'))
     if spec.out_perm != sorted(spec.out_perm):
-      perm = spec.out_perm
-      out = out.replace(**{a: permute_spatial(getattr(out, a), perm, ds)
-                           for a in ('nngp', 'ntk', 'cov1', 'cov2')})
+      out = out.map_covs(lambda t, _: _permute_spatial(t, spec.out_perm, ds))
     return out
   rule.supports_packed = True
 

@@ -192,17 +192,3 @@ def elementwise(fn, name, rule, supports_packed=False, remask_kernel=False):
   """
   build = _elementwise_remasked if remask_kernel else _elementwise
   return build(fn, name, rule, supports_packed)
-
-
-def scale_kernel(k, var, add=None):
-  """`k * sqrt(var) (+ sqrt(add))` of neural-tangents: scales all covariances
-  by `var`, and adds `add` to nngp/cov (not to the NTK)."""
-  def sc(t):
-    return None if t is None else var * t
-  k = k.replace(nngp=sc(k.nngp), ntk=sc(k.ntk), cov1=sc(k.cov1),
-                cov2=sc(k.cov2))
-  if add is not None:
-    def ad(t):
-      return None if t is None else t + add
-    k = k.replace(nngp=ad(k.nngp), cov1=ad(k.cov1), cov2=ad(k.cov2))
-  return k

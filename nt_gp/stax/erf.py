@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from nt_gp.ops import fast_math
 from nt_gp.stax import hparams
-from nt_gp.stax.elementwise_base import elementwise, map_covariances, scale_kernel
+from nt_gp.stax.elementwise_base import elementwise, map_covariances
 from nt_gp.stax.layer_call import records_call
 
 __all__ = ['Erf', 'Sigmoid_like']
@@ -37,7 +37,7 @@ def Erf(a=1., b=1., c=0.):
   def rule(k):
     dtype = k.dtype
     a_, b_, c_ = (hparams.cast(v, dtype) for v in (a, b, c))
-    k = scale_kernel(k, tf.square(b_))
+    k = k.scale(tf.square(b_))
 
     def q_map(q12, q11, q22, ntk):
       prod = (1 + 2 * q11) * (1 + 2 * q22)
@@ -53,7 +53,7 @@ def Erf(a=1., b=1., c=0.):
       return (2 / math.pi) * fast_math.atan2(q, tf.sqrt(q + 0.25))
 
     k = map_covariances(k, q_map, diag_fn=diag)
-    return scale_kernel(k, tf.square(a_), tf.square(c_))
+    return k.scale(tf.square(a_), tf.square(c_))
   return elementwise(fn, f'Erf({a}, {b}, {c})', rule, supports_packed=True,
                      remask_kernel=True)
 

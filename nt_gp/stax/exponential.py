@@ -19,7 +19,7 @@ import tensorflow as tf
 from nt_gp.ops.safe_math import safe_sqrt
 from nt_gp.stax import hparams
 from nt_gp.stax.activation import check_hparam, fmt, nonlinearity
-from nt_gp.stax.elementwise_base import map_covariances, scale_kernel
+from nt_gp.stax.elementwise_base import map_covariances
 from nt_gp.stax.layer_call import records_call
 
 __all__ = ['Exp', 'Gaussian', 'Rbf', 'ExpNormalized']
@@ -65,7 +65,7 @@ def Exp(a=1., b=1.):
     def diag(q):
       return tf.exp(2 * b_sq * q)
 
-    return scale_kernel(map_covariances(k, q_map, diag_fn=diag), a_sq)
+    return map_covariances(k, q_map, diag_fn=diag).scale(a_sq)
 
   return nonlinearity(fn, f'Exp({fmt(a)}, {fmt(b)})', rule,
                       remask_kernel=True,
@@ -116,7 +116,7 @@ def Gaussian(a=1., b=-1.):
     def diag(q):
       return 1 / safe_sqrt(1 - 4 * b_ * q)
 
-    return scale_kernel(map_covariances(k, q_map, diag_fn=diag), a_sq)
+    return map_covariances(k, q_map, diag_fn=diag).scale(a_sq)
 
   return nonlinearity(fn, f'Gaussian({fmt(a)}, {fmt(b)})', rule,
                       remask_kernel=True,

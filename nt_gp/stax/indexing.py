@@ -267,19 +267,15 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1):
     batch_slice = batch_idx if not batch_full else slice(None)
 
     def index(t, batch_ndim):
-      if t is None or t.shape.rank == 0:
+      if t.shape.rank == 0:
         return t
       full = tuple(lead) + (batch_slice,) * batch_ndim
       if all(_is_full(e, None) for e in full):
         return t
       return t[full]
 
-    nb = 1 if k.packed else 2
-    cb = 1 if k.diagonal_batch else 2
-    return k.replace(nngp=index(k.nngp, nb), ntk=index(k.ntk, nb),
-                     cov1=index(k.cov1, cb), cov2=index(k.cov2, cb),
-                     batch_axis=_shifted_axis(ba, canon),
-                     channel_axis=_shifted_axis(ca, canon))
+    return k.map_covs(index).replace(batch_axis=_shifted_axis(ba, canon),
+                                     channel_axis=_shifted_axis(ca, canon))
   rule.supports_packed = True
 
   return make_init_fn(shape_fn), apply_fn, rule, mask_fn

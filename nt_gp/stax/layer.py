@@ -20,16 +20,14 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp import _config
-from nt_gp.kernel import Kernel
+from nt_gp.kernel import Kernel, flatten_kernels, is_kernel_tree, map_kernels
 from nt_gp.stax import _random
 from nt_gp.stax import layer_call
 from nt_gp.stax import masking
 from nt_gp.stax import requirements
 from nt_gp.stax.inputs import inputs_to_kernel
 
-__all__ = ['layer', 'make_init_fn', 'is_kernel_tree', 'map_kernels',
-           'flatten_kernels',
-           'canonicalize_get']
+__all__ = ['layer', 'make_init_fn', 'canonicalize_get']
 
 _GET_FIELDS = ('nngp', 'ntk', 'cov1', 'cov2', 'x1_is_x2', 'is_gaussian',
                'is_reversed', 'is_input', 'diagonal_batch', 'diagonal_spatial',
@@ -38,31 +36,8 @@ _GET_FIELDS = ('nngp', 'ntk', 'cov1', 'cov2', 'x1_is_x2', 'is_gaussian',
 
 
 # ----------------------------------------------------------------------------
-# Trees of kernels and shapes.
+# Trees of shapes.
 # ----------------------------------------------------------------------------
-def is_kernel_tree(x) -> bool:
-  """True if `x` is a `Kernel` or a (nested) list/tuple of them."""
-  if isinstance(x, Kernel):
-    return True
-  if isinstance(x, (list, tuple)) and x:
-    return all(is_kernel_tree(y) for y in x)
-  return False
-
-
-def map_kernels(fn: Callable, ks):
-  """Applies `fn` to every `Kernel` of a (nested) list/tuple."""
-  if isinstance(ks, Kernel):
-    return fn(ks)
-  return type(ks)(map_kernels(fn, k) for k in ks)
-
-
-def flatten_kernels(ks) -> list:
-  """The `Kernel`s of a (nested) list/tuple, in order."""
-  if isinstance(ks, Kernel):
-    return [ks]
-  return [k for sub in ks for k in flatten_kernels(sub)]
-
-
 def _is_shape(s) -> bool:
   return isinstance(s, tuple) and all(
       isinstance(d, (int, np.integer)) or d is None for d in s)

@@ -276,17 +276,14 @@ def Hermite(degree: int):
                   'channels/features (std(x, axis=channel_axis) == 1).',
                   stacklevel=2)
 
-    def power(t):
-      return None if t is None else int_power(t, degree)
-
     ntk = k.ntk
     if ntk is not None:
       if degree == 0:
         ntk = tf.zeros_like(ntk)
       else:
         ntk = degree * int_power(k.nngp, degree - 1) * ntk
-    return k.replace(nngp=power(k.nngp), cov1=power(k.cov1),
-                     cov2=power(k.cov2), ntk=ntk)
+    return k.map_covs(lambda t, _: int_power(t, degree),
+                      ntk=False).replace(ntk=ntk)
 
   return nonlinearity(fn, f'{degree}-Hermite polynomial', rule,
                       remask_kernel=True, supports_packed=True)

@@ -53,8 +53,7 @@ def ABRelu(a, b, do_stabilize: bool = False):
     if do_stabilize:
       scale = tf.maximum(tf.reduce_max(tf.abs(k.nngp)),
                          tf.cast(1e-12, dtype))
-      k = k.replace(nngp=k.nngp / scale, cov1=k.cov1 / scale,
-                    cov2=None if k.cov2 is None else k.cov2 / scale)
+      k = k.map_covs(lambda t, _: t / scale, ntk=False)
 
     def q_map(q12, q11, q22, ntk):
       r = arccos.safe_rsqrt(q11) * arccos.safe_rsqrt(q22)
@@ -68,8 +67,7 @@ def ABRelu(a, b, do_stabilize: bool = False):
 
     k = map_covariances(k, q_map, diag_fn=lambda q: mean_sq * q)
     if do_stabilize:
-      k = k.replace(nngp=k.nngp * scale, cov1=k.cov1 * scale,
-                    cov2=None if k.cov2 is None else k.cov2 * scale)
+      k = k.map_covs(lambda t, _: t * scale, ntk=False)
     return k
   return elementwise(fn, f'ABRelu({a}, {b})', rule, supports_packed=True)
 
