@@ -6,17 +6,12 @@ choose whether covariances of masked positions are zeroed after it (as
 neural-tangents does per nonlinearity: e.g. `Exp` maps a zero covariance to a
 non-zero one, so its outputs are re-masked).
 """
-import math
-
-import numpy as np
 import tensorflow as tf
 
 from nt_gp.ops import diagonal
-from nt_gp.stax import hparams
 from nt_gp.stax.elementwise_base import elementwise
 
-__all__ = ['nonlinearity', 'pin_self_covariances', 'check_hparam', 'check_int',
-           'double_factorial', 'fmt']
+__all__ = ['nonlinearity', 'pin_self_covariances', 'double_factorial']
 
 
 def nonlinearity(fn, name: str, rule, remask_kernel: bool,
@@ -82,72 +77,6 @@ def pin_self_covariances(k):
   return k.replace(nngp=tf.where(self_entry, var, nngp))
 
 
-def check_hparam(name: str, value, lower=None, lower_inclusive: bool = True,
-                 upper=None, upper_inclusive: bool = True):
-  """Validates a scalar real hyperparameter; returns it unchanged.
-
-  Numbers (and concrete eager tensors) are checked against the bounds now;
-  `tf.Variable`s and symbolic tensors only for being scalars.
-
-  Example:
-    >>> check_hparam('gamma', 0.5, lower=0.)
-    0.5
-    >>> check_hparam('gamma', -1., lower=0.)
-    Traceback (most recent call last):
-    ...
-    ValueError: `gamma` must be >= 0.0, got -1.0.
-  """
-  if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
-    raise TypeError(f'`{name}` must be a real number or a scalar tensor, got '
-                    f'{value!r}.')
-  if hparams.is_number(value):
-    v = float(value)
-  else:
-    try:
-      shape = tf.TensorShape(getattr(value, 'shape', None))
-    except (TypeError, ValueError):
-      raise TypeError(f'`{name}` must be a real number or a scalar tensor, '
-                      f'got {type(value).__name__}.') from None
-    if shape.rank is None and not hasattr(value, 'dtype'):
-      raise TypeError(f'`{name}` must be a real number or a scalar tensor, '
-                      f'got {type(value).__name__}.')
-    if shape.rank not in (None, 0):
-      raise ValueError(f'`{name}` must be a scalar, got shape {shape}.')
-    dtype = tf.as_dtype(value.dtype)
-    if not (dtype.is_floating or dtype.is_integer):
-      raise TypeError(f'`{name}` must be real-valued, got dtype {dtype.name}.')
-    if isinstance(value, tf.Variable) or not hasattr(value, 'numpy'):
-      return value
-    try:
-      v = float(np.asarray(value.numpy()))
-    except (AttributeError, TypeError, ValueError):
-      return value
-  if not math.isfinite(v):
-    raise ValueError(f'`{name}` must be finite, got {v}.')
-  if lower is not None and (v < lower or (v == lower and not lower_inclusive)):
-    raise ValueError(f'`{name}` must be {">=" if lower_inclusive else ">"} '
-                     f'{lower}, got {v}.')
-  if upper is not None and (v > upper or (v == upper and not upper_inclusive)):
-    raise ValueError(f'`{name}` must be {"<=" if upper_inclusive else "<"} '
-                     f'{upper}, got {v}.')
-  return value
-
-
-def check_int(name: str, value, lower: int = 0) -> int:
-  """Validates an integer argument (not a bool) ``>= lower``; returns it.
-
-  Example:
-    >>> check_int('degree', 3)
-    3
-  """
-  if isinstance(value, (bool, np.bool_)) or not isinstance(
-      value, (int, np.integer)):
-    raise TypeError(f'`{name}` must be an int, got {value!r}.')
-  if value < lower:
-    raise ValueError(f'`{name}` must be >= {lower}, got {value}.')
-  return int(value)
-
-
 def double_factorial(n: int) -> int:
   """``n!! = n (n - 2) (n - 4) ...``, with ``n!! = 1`` for ``n <= 0``.
 
@@ -159,16 +88,3 @@ def double_factorial(n: int) -> int:
   for i in range(n, 0, -2):
     out *= i
   return out
-
-
-def fmt(value) -> str:
-  """Short text of a hyperparameter for layer names.
-
-  Example:
-    >>> fmt(0.5)
-    '0.5'
-  """
-  if hparams.is_number(value):
-    return repr(float(value)) if isinstance(value, float) else str(value)
-  name = getattr(value, 'name', None)
-  return f'<{name}>' if name else '<tensor>'

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import spatial_matrix
 from nt_gp.stax import _random
@@ -204,12 +205,9 @@ def GlobalSelfAttention(n_chan_out: int,
   """
   for name, v in (('n_chan_out', n_chan_out), ('n_chan_key', n_chan_key),
                   ('n_chan_val', n_chan_val), ('n_heads', n_heads)):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-      raise ValueError(f'`{name}` must be a positive int, got {v!r}.')
-  if n_chan_pos_emb is not None and (
-      not isinstance(n_chan_pos_emb, (int, np.integer)) or n_chan_pos_emb < 1):
-    raise ValueError(f'`n_chan_pos_emb` must be None or a positive int, got '
-                     f'{n_chan_pos_emb!r}.')
+    validation.check_positive_int(name, v)
+  if n_chan_pos_emb is not None:
+    validation.check_positive_int('n_chan_pos_emb', n_chan_pos_emb)
   mechanism = _as_enum(AttentionMechanism, attention_mechanism,
                        'attention_mechanism')
   pos_emb_type = _as_enum(PositionalEmbedding, pos_emb_type, 'pos_emb_type')

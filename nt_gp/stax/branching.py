@@ -7,6 +7,7 @@ import functools
 
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.kernel import Kernel
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
@@ -24,8 +25,7 @@ def FanOut(num: int):
     >>> init_fn(0, (3, 4))[0]
     [(3, 4), (3, 4)]
   """
-  if not isinstance(num, int) or num < 1:
-    raise ValueError(f'`num` must be a positive int, got {num!r}.')
+  validation.check_positive_int('num', num)
   init_fn = make_init_fn(lambda shape: [shape] * num)
 
   def apply_fn(params, inputs, **kwargs):

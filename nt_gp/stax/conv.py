@@ -9,30 +9,17 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import conv_cov, diagonal, spatial
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
-from nt_gp.stax.dense import check_parameterization
 from nt_gp.stax.dimension_numbers import ConvSpec, Padding, as_padding
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
 
-__all__ = ['Conv', 'ConvTranspose', 'ConvLocal', 'check_positive_ints']
-
-
-def check_positive_ints(name, values, n=None):
-  try:
-    values = tuple(int(v) for v in values)
-  except (TypeError, ValueError):
-    raise TypeError(f'`{name}` must be a sequence of ints, got {values!r}.'
-                    ) from None
-  if n is not None and len(values) != n:
-    raise ValueError(f'`{name}` must have {n} entries, got {values}.')
-  if any(v < 1 for v in values):
-    raise ValueError(f'`{name}` entries must be positive, got {values}.')
-  return values
+__all__ = ['Conv', 'ConvTranspose', 'ConvLocal']
 
 
 def _permute_spatial(t, perm, diagonal_spatial: bool):
@@ -143,13 +130,12 @@ def ConvLocal(out_chan: int, filter_shape: Sequence[int],
 
 def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
                 dimension_numbers, parameterization, s, transpose, shared):
-  filter_shape = check_positive_ints('filter_shape', filter_shape)
+  filter_shape = validation.check_positive_ints('filter_shape', filter_shape)
   n = len(filter_shape)
-  strides = check_positive_ints('strides', strides or (1,) * n, n)
-  if not isinstance(out_chan, (int, np.integer)) or out_chan < 1:
-    raise ValueError(f'`out_chan` must be a positive int, got {out_chan!r}.')
+  strides = validation.check_positive_ints('strides', strides or (1,) * n, n)
+  validation.check_positive_int('out_chan', out_chan)
   padding = as_padding(padding).value
-  parameterization = check_parameterization(parameterization)
+  parameterization = validation.check_parameterization(parameterization)
   W_std = hparams.check_std('W_std', W_std)
   b_std = hparams.check_std('b_std', b_std, allow_none=True, allow_zero=True)
   user_dn = dimension_numbers

@@ -1,6 +1,7 @@
 """`Dense` and `Identity` layers."""
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
 from nt_gp.stax.layer import layer, make_init_fn
@@ -16,14 +17,6 @@ def affine(mat, w_var, b_var):
     return None
   mat = w_var * mat
   return mat if b_var is None else mat + b_var
-
-
-def check_parameterization(parameterization: str) -> str:
-  p = str(parameterization).lower()
-  if p not in ('ntk', 'standard'):
-    raise ValueError(f'`parameterization` must be "ntk" or "standard", got '
-                     f'{parameterization!r}.')
-  return p
 
 
 @layer
@@ -63,11 +56,10 @@ def Dense(out_dim: int,
     >>> float(kernel_fn(x, get='nngp')[0, 0])   # 2² · (x·x / 2) + 0.5²
     4.25
   """
-  parameterization = check_parameterization(parameterization)
+  parameterization = validation.check_parameterization(parameterization)
   W_std = hparams.check_std('W_std', W_std)
   b_std = hparams.check_std('b_std', b_std, allow_none=True, allow_zero=True)
-  if not isinstance(out_dim, int) or out_dim < 1:
-    raise ValueError(f'`out_dim` must be a positive int, got {out_dim!r}.')
+  validation.check_positive_int('out_dim', out_dim)
   out_width = out_dim * (s[1] if parameterization == 'standard' else 1)
 
   def shape_fn(input_shape):

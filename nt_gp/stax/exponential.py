@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from nt_gp.ops.safe_math import safe_sqrt
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import check_hparam, fmt, nonlinearity
+from nt_gp.stax.activation import nonlinearity
 from nt_gp.stax.elementwise_base import map_covariances
 from nt_gp.stax.layer_call import records_call
 
@@ -44,8 +44,8 @@ def Exp(a=1., b=1.):
     >>> round(float(k[0, 0]), 6)
     7.389056
   """
-  check_hparam('a', a)
-  check_hparam('b', b)
+  hparams.check_hparam('a', a)
+  hparams.check_hparam('b', b)
 
   def fn(x):
     dtype = x.dtype
@@ -67,7 +67,7 @@ def Exp(a=1., b=1.):
 
     return map_covariances(k, q_map, diag_fn=diag).scale(a_sq)
 
-  return nonlinearity(fn, f'Exp({fmt(a)}, {fmt(b)})', rule,
+  return nonlinearity(fn, f'Exp({hparams.fmt(a)}, {hparams.fmt(b)})', rule,
                       remask_kernel=True,
                       supports_packed=True)
 
@@ -92,8 +92,8 @@ def Gaussian(a=1., b=-1.):
     >>> round(float(k[0, 0]), 6)
     0.447214
   """
-  check_hparam('a', a)
-  check_hparam('b', b)
+  hparams.check_hparam('a', a)
+  hparams.check_hparam('b', b)
 
   def fn(x):
     dtype = x.dtype
@@ -118,7 +118,8 @@ def Gaussian(a=1., b=-1.):
 
     return map_covariances(k, q_map, diag_fn=diag).scale(a_sq)
 
-  return nonlinearity(fn, f'Gaussian({fmt(a)}, {fmt(b)})', rule,
+  name = f'Gaussian({hparams.fmt(a)}, {hparams.fmt(b)})'
+  return nonlinearity(fn, name, rule,
                       remask_kernel=True,
                       supports_packed=True)
 
@@ -144,7 +145,7 @@ def Rbf(gamma=1.):
     >>> round(float(kernel_fn(x, get='nngp')[0, 1]), 6)  # exp(-0.5 · 2 / 2)
     0.606531
   """
-  check_hparam('gamma', gamma, lower=0.)
+  hparams.check_hparam('gamma', gamma, lower=0.)
 
   def fn(x):
     dtype = x.dtype
@@ -162,8 +163,8 @@ def Rbf(gamma=1.):
 
     return map_covariances(k, q_map, diag_fn=tf.ones_like)
 
-  return nonlinearity(fn, f'Rbf({fmt(gamma)})', rule, remask_kernel=True,
-                      supports_packed=True)
+  return nonlinearity(fn, f'Rbf({hparams.fmt(gamma)})', rule,
+                      remask_kernel=True, supports_packed=True)
 
 
 @records_call
@@ -189,8 +190,8 @@ def ExpNormalized(gamma=1., shift=-1., do_clip: bool = False):
     >>> kernel_fn(x, get='nngp').numpy().round(6).tolist()   # [[1/2, e⁻¹/2], ..]
     [[0.5, 0.18394], [0.18394, 0.5]]
   """
-  check_hparam('gamma', gamma)
-  check_hparam('shift', shift)
+  hparams.check_hparam('gamma', gamma)
+  hparams.check_hparam('shift', shift)
   if not isinstance(do_clip, bool):
     raise TypeError(f'`do_clip` must be a bool, got {do_clip!r}.')
 

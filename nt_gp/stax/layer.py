@@ -12,7 +12,6 @@ A layer is written as a function returning ``(init_fn, apply_fn, rule)`` (or
 * also accepts a `Kernel` (from another `kernel_fn`) to compose networks,
 * returns what `get` asks for: one tensor, a namedtuple, or the full `Kernel`.
 """
-import collections
 import functools
 from typing import Callable, Optional
 
@@ -20,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp import _config
+from nt_gp import validation
 from nt_gp.kernel import Kernel, flatten_kernels, is_kernel_tree, map_kernels
 from nt_gp.stax import _random
 from nt_gp.stax import layer_call
@@ -107,32 +107,10 @@ def _output_shapes(init_fn, shapes):
 # `get` handling.
 # ----------------------------------------------------------------------------
 def canonicalize_get(get):
-  """Returns `(is_single, tuple_of_names_or_None)` and validates `get`."""
-  if get is None:
-    return False, None
-  if isinstance(get, str):
-    names, single = (get,), True
-  elif isinstance(get, (tuple, list)) and all(isinstance(g, str) for g in get):
-    names, single = tuple(get), False
-  else:
-    raise TypeError(f'`get` must be None, a string or a tuple of strings, got '
-                    f'{get!r}.')
-  if not names:
-    raise ValueError('`get` must not be empty.')
-  for g in names:
-    if g not in _GET_FIELDS:
-      raise ValueError(f'`get={g!r}` is not a kernel quantity; choose from '
-                       f'{_GET_FIELDS}.')
-  return single, names
-
-
-_AnalyticKernels = {}
-
-
-def _namedtuple(names):
-  if names not in _AnalyticKernels:
-    _AnalyticKernels[names] = collections.namedtuple('AnalyticKernel', names)
-  return _AnalyticKernels[names]
+  """`(single, names)` of `kernel_fn`'s `get`: None (the whole `Kernel`), a
+  `Kernel` field name, or a tuple of them (see `validation.canonicalize_get`).
+  """
+  return validation.canonicalize_get(get, _GET_FIELDS)
 
 
 def _select(out, single: bool, names):
@@ -145,7 +123,8 @@ def _select(out, single: bool, names):
       raise ValueError('The NTK was not computed for this kernel; it was built '
                        'with `get` excluding "ntk".')
   values = tuple(getattr(out, g) for g in names)
-  return values[0] if single else _namedtuple(names)(*values)
+  return values[0] if single else validation.namedtuple_of(
+      'AnalyticKernel', names)(*values)
 
 
 # ----------------------------------------------------------------------------

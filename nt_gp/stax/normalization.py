@@ -19,7 +19,6 @@ import tensorflow as tf
 
 from nt_gp.ops import diagonal
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import check_hparam
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import requires
@@ -87,7 +86,7 @@ def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
     [[1.0, 0.0], [0.0, 1.0]]
   """
   _canonical_axes(axis, 64)   # type checks only; ranges are checked later.
-  check_hparam('eps', eps, lower=0.)
+  hparams.check_hparam('eps', eps, lower=0.)
 
   def apply_fn(params, inputs, mask=None, **kwargs):
     x = tf.convert_to_tensor(inputs)

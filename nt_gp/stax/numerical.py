@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp.ops.safe_math import safe_sqrt
-from nt_gp.stax.activation import check_int, nonlinearity
+from nt_gp import validation
+from nt_gp.stax.activation import nonlinearity
 from nt_gp.stax.elementwise_base import map_covariances
 from nt_gp.stax.layer_call import records_call
 
@@ -150,7 +151,7 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   """
   if not callable(fn):
     raise TypeError(f'`fn` must be callable, got {fn!r}.')
-  deg = check_int('deg', deg, lower=1)
+  deg = validation.check_positive_int('deg', deg)
   if df is not None and not callable(df):
     raise TypeError(f'`df` must be callable or None, got {df!r}.')
   d_fn = _derivative(fn) if df is None else df

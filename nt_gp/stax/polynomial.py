@@ -24,10 +24,11 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.ops.safe_math import int_power, safe_atan2, sqrt_gram_det
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import (check_hparam, check_int, double_factorial,
-                                   nonlinearity, pin_self_covariances)
+from nt_gp.stax.activation import (double_factorial, nonlinearity,
+                                   pin_self_covariances)
 from nt_gp.stax.elementwise_base import map_covariances
 from nt_gp.stax.layer_call import records_call
 
@@ -66,7 +67,7 @@ def Monomial(degree: int):
     >>> float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])  # E[z⁴] = 3
     3.0
   """
-  degree = check_int('degree', degree)
+  degree = validation.check_int('degree', degree)
 
   def fn(x):
     return int_power(x, degree)
@@ -123,7 +124,7 @@ def RectifiedMonomial(degree: int):
     >>> float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])  # E[z⁴]/2
     1.5
   """
-  degree = check_int('degree', degree)
+  degree = validation.check_int('degree', degree)
 
   def fn(x):
     return tf.where(x >= 0, int_power(x, degree), tf.zeros_like(x))
@@ -161,14 +162,15 @@ def _coefficients(coef):
       raise ValueError(f'`coef` must be 1-D with a known length, got shape '
                        f'{shape}.')
     if isinstance(coef, np.ndarray):
-      return [check_hparam(f'coef[{i}]', float(c)) for i, c in enumerate(coef)]
+      return [hparams.check_hparam(f'coef[{i}]', float(c))
+              for i, c in enumerate(coef)]
     return [coef[i] for i in range(shape[0])]
   try:
     coef = list(coef)
   except TypeError:
     raise TypeError(f'`coef` must be a sequence of numbers, got '
                     f'{coef!r}.') from None
-  return [check_hparam(f'coef[{i}]', c) for i, c in enumerate(coef)]
+  return [hparams.check_hparam(f'coef[{i}]', c) for i, c in enumerate(coef)]
 
 
 @records_call
@@ -261,7 +263,7 @@ def Hermite(degree: int):
     >>> apply_fn((), np.array([2.])).numpy().round(6).tolist()  # (x²-1)/√2
     [2.12132]
   """
-  degree = check_int('degree', degree)
+  degree = validation.check_int('degree', degree)
   poly = np.polynomial.hermite_e.herme2poly([0] * degree + [1])
   norm = math.sqrt(math.factorial(degree))
 

@@ -4,9 +4,9 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import conv_cov, spatial
-from nt_gp.stax.conv import check_positive_ints
 from nt_gp.stax.dimension_numbers import as_padding
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
@@ -67,9 +67,9 @@ def SumPool(window_shape: Sequence[int],
 
 def _pool(average, window_shape, strides, padding, normalize_edges,
           batch_axis, channel_axis):
-  window = check_positive_ints('window_shape', window_shape)
+  window = validation.check_positive_ints('window_shape', window_shape)
   n = len(window)
-  strides = check_positive_ints('strides', strides or (1,) * n, n)
+  strides = validation.check_positive_ints('strides', strides or (1,) * n, n)
   padding = as_padding(padding).value
   name = 'AvgPool' if average else 'SumPool'
 

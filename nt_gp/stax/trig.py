@@ -17,7 +17,7 @@ import math
 import tensorflow as tf
 
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import check_hparam, fmt, nonlinearity
+from nt_gp.stax.activation import nonlinearity
 from nt_gp.stax.elementwise_base import map_covariances
 from nt_gp.stax.layer_call import records_call
 
@@ -27,7 +27,7 @@ __all__ = ['Sin', 'Cos', 'Gabor']
 def _sinusoid(a, b, c, phase: float, name: str):
   """`a sin(b x + c + phase)`; `phase` is 0 (`Sin`) or π/2 (`Cos`)."""
   for n, v in (('a', a), ('b', b), ('c', c)):
-    check_hparam(n, v)
+    hparams.check_hparam(n, v)
 
   def fn(x):
     dtype = x.dtype
@@ -56,7 +56,8 @@ def _sinusoid(a, b, c, phase: float, name: str):
 
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, f'{name}({fmt(a)}, {fmt(b)}, {fmt(c)})', rule,
+  name = f'{name}({hparams.fmt(a)}, {hparams.fmt(b)}, {hparams.fmt(c)})'
+  return nonlinearity(fn, name, rule,
                       remask_kernel=True,
                       supports_packed=True)
 
