@@ -11,6 +11,7 @@ from nt_gp import validation
 from nt_gp.kernel import Kernel
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
+from nt_gp.stax.rule_spec import capabilities
 
 __all__ = ['FanOut', 'FanInSum', 'FanInProd', 'FanInConcat']
 
@@ -31,9 +32,9 @@ def FanOut(num: int):
   def apply_fn(params, inputs, **kwargs):
     return [inputs] * num
 
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     return [k] * num
-  rule.supports_packed = True
   return init_fn, apply_fn, rule
 
 
@@ -88,6 +89,7 @@ def FanInSum():
   def apply_fn(params, inputs, **kwargs):
     return functools.reduce(tf.add, inputs)
 
+  @capabilities(packed=True)
   def rule(ks, **kwargs):
     ks = _check_fan_in(ks, 'FanInSum')
     _same_shapes(ks, 'FanInSum')
@@ -101,7 +103,6 @@ def FanInSum():
     return _merged(ks, cov1=total('cov1'), cov2=total('cov2'),
                    nngp=total('nngp'), ntk=total('ntk'),
                    is_gaussian=is_gaussian)
-  rule.supports_packed = True
 
   def mask_fn(masks, shapes):
     return _reduce_masks(masks, tf.logical_and)
@@ -124,6 +125,7 @@ def FanInProd():
   def apply_fn(params, inputs, **kwargs):
     return functools.reduce(tf.multiply, inputs)
 
+  @capabilities(packed=True)
   def rule(ks, **kwargs):
     ks = _check_fan_in(ks, 'FanInProd')
     _same_shapes(ks, 'FanInProd')
@@ -145,7 +147,6 @@ def FanInProd():
     cov2 = None if None in cov2s else functools.reduce(tf.multiply, cov2s)
     return _merged(ks, cov1=cov1, cov2=cov2, nngp=nngp, ntk=ntk,
                    is_gaussian=is_gaussian)
-  rule.supports_packed = True
 
   def mask_fn(masks, shapes):
     return _reduce_masks(masks, tf.logical_and)

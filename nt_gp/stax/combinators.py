@@ -4,6 +4,7 @@ import operator
 from nt_gp.stax import _random
 from nt_gp.stax import requirements
 from nt_gp.stax.layer import layer, make_init_fn, _output_shapes
+from nt_gp.stax.rule_spec import capabilities, runs
 
 __all__ = ['serial', 'parallel', 'repeat']
 
@@ -70,12 +71,11 @@ def serial(*layers):
 
   @requirements.requires(
       **requirements.combine_requirements(kernel_fns, operator.rshift))
+  @capabilities(packed=True, sets_shapes=True)
   def rule(k, **kwargs):
     for f in kernel_fns:
       k = f(k, **kwargs)
     return k
-  rule.sets_shapes = True
-  rule.supports_packed = True
   return make_init_fn(shape_fn, params_fn), apply_fn, rule
 
 
@@ -119,11 +119,10 @@ def parallel(*layers):
 
   @requirements.requires(
       **requirements.combine_requirements(kernel_fns, operator.and_))
+  @capabilities(packed=True, sets_shapes=True)
   def rule(ks, **kwargs):
     _check_len(ks)
     return type(ks)(f(k, **kwargs) for f, k in zip(kernel_fns, ks))
-  rule.sets_shapes = True
-  rule.supports_packed = True
   return make_init_fn(shape_fn, params_fn), apply_fn, rule
 
 
@@ -165,11 +164,9 @@ def repeat(layer, n: int):  # pylint: disable=redefined-outer-name
       inputs = apply_fn(p, inputs, rng=r, **kwargs)
     return inputs
 
-  @requirements.requires(**(requirements.get_req(kernel_fn) or {}))
+  @runs(kernel_fn)
   def rule(k, **kwargs):
     for _ in range(n):
       k = kernel_fn(k, **kwargs)
     return k
-  rule.sets_shapes = True
-  rule.supports_packed = True
   return make_init_fn(shape_fn, params_fn), apply, rule

@@ -18,6 +18,7 @@ from nt_gp.stax.dimension_numbers import ConvSpec, Padding, as_padding
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.rule_spec import capabilities
 
 __all__ = ['Conv', 'ConvTranspose', 'ConvLocal']
 
@@ -330,6 +331,7 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
 
   @requires(batch_axis=spec.batch_axis, channel_axis=spec.channel_axis,
             diagonal_spatial=diag_req)
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     check_shape(k.shape1, is_input=k.is_input)
     shape_fn(k.shape1)     # layer-specific errors (e.g. filter > image)
@@ -356,7 +358,6 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
     if spec.out_perm != sorted(spec.out_perm):
       out = out.map_covs(lambda t, _: _permute_spatial(t, spec.out_perm, ds))
     return out
-  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     mask = tf.reduce_all(mask, axis=spec.channel_axis, keepdims=True)

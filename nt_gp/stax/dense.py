@@ -7,6 +7,7 @@ from nt_gp.stax import hparams
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Diagonal, requires
+from nt_gp.stax.rule_spec import capabilities
 
 __all__ = ['Dense', 'Identity', 'affine']
 
@@ -101,6 +102,7 @@ def Dense(out_dim: int,
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
             diagonal_spatial=Diagonal())
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     dtype = k.dtype
     w_var = tf.square(hparams.cast(W_std, dtype, 'W_std', positive=True))
@@ -119,7 +121,6 @@ def Dense(out_dim: int,
       cov1, nngp, cov2 = (affine(c, w_var, b_var) for c in (cov1, nngp, cov2))
     return k.replace(cov1=cov1, nngp=nngp, cov2=cov2, ntk=ntk,
                      is_gaussian=True, is_input=False)
-  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     return tf.reduce_all(mask, axis=channel_axis, keepdims=True)
@@ -144,7 +145,7 @@ def Identity():
     return tf.convert_to_tensor(inputs) if not isinstance(
         inputs, (list, tuple)) else inputs
 
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     return k
-  rule.supports_packed = True
   return init_fn, apply_fn, rule

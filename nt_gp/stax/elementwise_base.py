@@ -16,6 +16,7 @@ from nt_gp.ops import diagonal
 from nt_gp.ops import packing
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
+from nt_gp.stax import rule_spec
 from nt_gp.stax.requirements import Diagonal, requires
 
 __all__ = ['elementwise', 'map_covariances']
@@ -144,7 +145,7 @@ def _kernel_rule(name, rule, supports_packed):
           f'Conv, ...) before the nonlinearity.')
     return rule(k).replace(is_gaussian=False)
   kernel_rule.__qualname__ = name
-  kernel_rule.supports_packed = supports_packed
+  rule_spec.declare(kernel_rule, packed=supports_packed)
   return kernel_rule
 
 

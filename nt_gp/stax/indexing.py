@@ -16,6 +16,7 @@ import tensorflow as tf
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import requires
+from nt_gp.stax.rule_spec import capabilities
 
 __all__ = ['Index', 'Slice', 'canonicalize_idx', 'slice_shape']
 
@@ -240,6 +241,7 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1):
     return mask[canon]
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis)
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     ndim = len(k.shape1)
     canon = canonicalize_idx(idx, ndim)
@@ -276,6 +278,5 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1):
 
     return k.map_covs(index).replace(batch_axis=_shifted_axis(ba, canon),
                                      channel_axis=_shifted_axis(ca, canon))
-  rule.supports_packed = True
 
   return make_init_fn(shape_fn), apply_fn, rule, mask_fn

@@ -25,6 +25,7 @@ from nt_gp.stax import _random
 from nt_gp.stax import layer_call
 from nt_gp.stax import masking
 from nt_gp.stax import requirements
+from nt_gp.stax import rule_spec
 from nt_gp.stax.inputs import inputs_to_kernel
 
 __all__ = ['layer', 'make_init_fn', 'canonicalize_get']
@@ -243,23 +244,24 @@ def layer(layer_fn: Callable) -> Callable:
 
 def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
                      mask_fn: Optional[Callable] = None) -> Callable:
-  """Wraps a batch-last kernel `rule` into the public `kernel_fn`."""
-  if requirements.get_req(rule) is None:
-    rule = requirements.requires()(rule)
-  sets_shapes = getattr(rule, 'sets_shapes', False)
-  remask = getattr(rule, 'remask_kernel', mask_fn is not None)
+  """Wraps a batch-last kernel `rule` into the public `kernel_fn`.
 
-  supports_packed = getattr(rule, 'supports_packed', False)
+  What the rule needs and supports is read from its `RuleSpec` (see
+  `nt_gp.stax.rule_spec`); the public `kernel_fn` carries the same record.
+  """
+  spec = rule_spec.spec_of(rule) or rule_spec.RuleSpec()
+  remask = (mask_fn is not None if spec.remask_kernel is None
+            else spec.remask_kernel)
 
   def apply_rule(k, **kwargs):
     """Runs the rule on batch-last kernels, with shapes and masks."""
     kernels = flatten_kernels(k)
-    if any(x.packed for x in kernels) and (not supports_packed or any(
+    if any(x.packed for x in kernels) and (not spec.packed or any(
         x.mask1 is not None or x.mask2 is not None or not x.packed
         for x in kernels)):
       k = map_kernels(Kernel.unpack, k)
     out = rule(k, **kwargs)
-    if not sets_shapes:
+    if not spec.sets_shapes:
       out = _zip_set_shapes(
           out,
           _output_shapes(init_fn, _kernel_shapes(k, 'shape1')),
@@ -288,7 +290,7 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
 
     x1, x2 = _prepare_inputs(x1_or_kernel, x2, mask_constant)
     reqs = requirements.fuse_requirements(
-        requirements.get_req(rule), requirements.DEFAULT_INPUT_REQ,
+        spec.requirements, requirements.DEFAULT_INPUT_REQ,
         diagonal_batch=diagonal_batch, diagonal_spatial=diagonal_spatial,
         mask_constant=mask_constant)
     compute_ntk = names is None or 'ntk' in names
@@ -320,10 +322,7 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
   kernel_fn = tf.autograph.experimental.do_not_convert(kernel_fn)
   kernel_fn.__name__ = name
   kernel_fn.__doc__ = _KERNEL_FN_DOC
-  requirements.set_req(kernel_fn, requirements.get_req(rule))
-  kernel_fn.rule = rule
-  kernel_fn.supports_packed = supports_packed
-  return kernel_fn
+  return rule_spec.declare(kernel_fn, spec=spec)
 
 
 def _inputs_tree_to_kernels(x1, x2, reqs, compute_ntk):

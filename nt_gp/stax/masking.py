@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp.kernel import Kernel, flatten_kernels, map_kernels
+from nt_gp.stax import rule_spec
 
 __all__ = ['MaskedArray', 'mask_inputs', 'propagate_masks', 'unmask_fn',
            'supports_masking']
@@ -109,7 +110,7 @@ def supports_masking(remask_kernel: bool):
                             all(m is None for m in mask)):
           return None
         return mask_fn(mask, shape)
-      rule.remask_kernel = remask_kernel
+      rule_spec.declare(rule, remask_kernel=remask_kernel)
       return (init_fn, _apply_with_masking(apply_fn, safe_mask_fn), rule,
               safe_mask_fn)
     return new_layer_fn

@@ -11,6 +11,7 @@ from nt_gp.stax.dimension_numbers import as_padding
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.rule_spec import capabilities
 
 __all__ = ['AvgPool', 'SumPool', 'pool_mask']
 
@@ -121,12 +122,12 @@ def _pool(average, window_shape, strides, padding, normalize_edges,
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
             diagonal_spatial=Diagonal(input=Bool.MAYBE))
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     shape_fn(k.shape1)     # layer-specific errors (e.g. window > image)
     nngp, ntk, cov1, cov2 = compiled_map(k.nngp, k.ntk, k.cov1, k.cov2,
                                          k.diagonal_spatial)
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
-  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     ndim = len(input_shape)

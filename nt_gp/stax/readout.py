@@ -15,6 +15,7 @@ from nt_gp.ops import diagonal
 from nt_gp.stax.layer import layer, make_init_fn
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.rule_spec import capabilities
 
 __all__ = ['Flatten', 'GlobalAvgPool', 'GlobalSumPool']
 
@@ -57,6 +58,7 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0):
 
   @requires(batch_axis=batch_axis, channel_axis=None,
             diagonal_spatial=Diagonal(output=Bool.YES))
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     n = k.n_spatial
     def trace(t, batch_ndim):
@@ -68,7 +70,6 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0):
     return k.map_covs(trace).replace(
         is_gaussian=False, is_reversed=False, batch_axis=batch_out,
         channel_axis=channel_out, diagonal_spatial=False)
-  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     mask = tf.broadcast_to(mask, input_shape)
@@ -128,6 +129,7 @@ def _global_pool(average, batch_axis, channel_axis):
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
             diagonal_spatial=Diagonal(input=Bool.MAYBE, output=Bool.YES))
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     n = k.n_spatial
     ndim = len(k.shape1)
@@ -166,7 +168,6 @@ def _global_pool(average, batch_axis, channel_axis):
                      batch_axis=0 if batch_first else 1,
                      channel_axis=1 if batch_first else 0,
                      is_reversed=False)
-  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     return tf.reduce_all(mask, spatial_axes(len(input_shape)))
