@@ -18,14 +18,15 @@ import tensorflow as tf
 
 from nt_gp.ops.safe_math import safe_sqrt
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import nonlinearity
-from nt_gp.stax.elementwise_base import map_covariances
-from nt_gp.stax.layer_call import records_call
+from nt_gp.stax.elementwise import elementwise, map_covariances
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Exp', 'Gaussian', 'Rbf', 'ExpNormalized']
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Exp(a=1., b=1.):
   """``a exp(b x)``.
 
@@ -67,12 +68,12 @@ def Exp(a=1., b=1.):
 
     return map_covariances(k, q_map, diag_fn=diag).scale(a_sq)
 
-  return nonlinearity(fn, f'Exp({hparams.fmt(a)}, {hparams.fmt(b)})', rule,
-                      remask_kernel=True,
-                      supports_packed=True)
+  return elementwise(fn, f'Exp({hparams.fmt(a)}, {hparams.fmt(b)})', rule,
+                     packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Gaussian(a=1., b=-1.):
   """``a exp(b x²)``.
 
@@ -119,12 +120,11 @@ def Gaussian(a=1., b=-1.):
     return map_covariances(k, q_map, diag_fn=diag).scale(a_sq)
 
   name = f'Gaussian({hparams.fmt(a)}, {hparams.fmt(b)})'
-  return nonlinearity(fn, name, rule,
-                      remask_kernel=True,
-                      supports_packed=True)
+  return elementwise(fn, name, rule, packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Rbf(gamma=1.):
   """Dual activation of the RBF kernel: ``sqrt(2) sin(sqrt(2γ) x + π/4)``.
 
@@ -163,11 +163,11 @@ def Rbf(gamma=1.):
 
     return map_covariances(k, q_map, diag_fn=tf.ones_like)
 
-  return nonlinearity(fn, f'Rbf({hparams.fmt(gamma)})', rule,
-                      remask_kernel=True, supports_packed=True)
+  return elementwise(fn, f'Rbf({hparams.fmt(gamma)})', rule, packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def ExpNormalized(gamma=1., shift=-1., do_clip: bool = False):
   """The "Gaussian normalized kernel" (Shankar et al. 2020, p. 6).
 
@@ -212,5 +212,4 @@ def ExpNormalized(gamma=1., shift=-1., do_clip: bool = False):
 
     return map_covariances(k, q_map)
 
-  return nonlinearity(None, 'ExpNormalized', rule, remask_kernel=True,
-                      supports_packed=True)
+  return elementwise(None, 'ExpNormalized', rule, packed=True)

@@ -27,12 +27,25 @@ import tensorflow as tf
 from nt_gp import validation
 from nt_gp.ops.safe_math import int_power, safe_atan2, sqrt_gram_det
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import (double_factorial, nonlinearity,
-                                   pin_self_covariances)
-from nt_gp.stax.elementwise_base import map_covariances
-from nt_gp.stax.layer_call import records_call
+from nt_gp.stax.elementwise import (elementwise, map_covariances,
+                                    pin_self_covariances)
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Monomial', 'RectifiedMonomial', 'Polynomial', 'Hermite']
+
+
+def double_factorial(n: int) -> int:
+  """``n!! = n (n - 2) (n - 4) ...``, with ``n!! = 1`` for ``n <= 0``.
+
+  Example:
+    >>> double_factorial(5), double_factorial(-1)
+    (15, 1)
+  """
+  out = 1
+  for i in range(n, 0, -2):
+    out *= i
+  return out
 
 
 def _monomial_moment(q12, prod, degree: int):
@@ -49,7 +62,8 @@ def _monomial_moment(q12, prod, degree: int):
   return out
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def Monomial(degree: int):
   """``x^degree``.
 
@@ -84,8 +98,7 @@ def Monomial(degree: int):
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, f'{degree}-monomial', rule, remask_kernel=False,
-                      supports_packed=True)
+  return elementwise(fn, f'{degree}-monomial', rule, packed=True)
 
 
 def _arccos_kernel(q12, sin_root, degree: int):
@@ -106,7 +119,8 @@ def _arccos_kernel(q12, sin_root, degree: int):
   return k
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def RectifiedMonomial(degree: int):
   """``x^degree`` for ``x >= 0`` and 0 otherwise (``degree=1`` is ReLU,
   ``degree=0`` the Heaviside step).
@@ -147,9 +161,8 @@ def RectifiedMonomial(degree: int):
     # The step function's map has a square-root singularity at c = 1.
     return pin_self_covariances(k) if degree == 0 else k
 
-  return nonlinearity(fn, f'{degree}-rectified-monomial', rule,
-                      remask_kernel=False,
-                      supports_packed=degree != 0)
+  return elementwise(fn, f'{degree}-rectified-monomial', rule,
+                     packed=degree != 0)
 
 
 def _coefficients(coef):
@@ -173,7 +186,8 @@ def _coefficients(coef):
   return [hparams.check_hparam(f'coef[{i}]', c) for i, c in enumerate(coef)]
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def Polynomial(coef):
   """``coef[0] + coef[1] x + ... + coef[n] x^n`` (numpy's coefficient order).
 
@@ -238,11 +252,11 @@ def Polynomial(coef):
 
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, f'{n - 1}-polynomial', rule, remask_kernel=False,
-                      supports_packed=True)
+  return elementwise(fn, f'{n - 1}-polynomial', rule, packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Hermite(degree: int):
   """Normalised probabilists' Hermite polynomial ``He_d(x) / sqrt(d!)``.
 
@@ -287,5 +301,4 @@ def Hermite(degree: int):
     return k.map_covs(lambda t, _: int_power(t, degree),
                       ntk=False).replace(ntk=ntk)
 
-  return nonlinearity(fn, f'{degree}-Hermite polynomial', rule,
-                      remask_kernel=True, supports_packed=True)
+  return elementwise(fn, f'{degree}-Hermite polynomial', rule, packed=True)
