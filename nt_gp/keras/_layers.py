@@ -17,10 +17,11 @@ import functools
 
 import tensorflow as tf
 
+from nt_gp.stax import branching
 from nt_gp.stax import rule_spec
-from nt_gp.stax.branching import _check_fan_in, _merged, _same_shapes  # pylint: disable=protected-access
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.requirements import Diagonal, requires
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['Route', 'Keep', 'Named', 'Scale', 'SumUncorrelated', 'NormAffine',
            'FusedScaleActivation', 'FixedParams']
@@ -118,19 +119,12 @@ def SumUncorrelated():
 
   @rule_spec.capabilities(packed=True)
   def rule(ks, **kwargs):
-    ks = _check_fan_in(ks, 'SumUncorrelated')
-    _same_shapes(ks, 'SumUncorrelated')
+    ks = branching.check_fan_in(ks, 'SumUncorrelated', same_shapes=True)
     if sum(not k.is_gaussian for k in ks) > 1:
       raise ValueError('at most one summand may be a non-Gaussian activation '
                        '(two non-zero-mean summands are correlated through '
                        'their means).')
-
-    def total(attr):
-      mats = [getattr(k, attr) for k in ks]
-      return None if mats[0] is None else functools.reduce(tf.add, mats)
-    return _merged(ks, cov1=total('cov1'), cov2=total('cov2'),
-                   nngp=total('nngp'), ntk=total('ntk'),
-                   is_gaussian=all(k.is_gaussian for k in ks))
+    return branching.sum_kernels(ks, all(k.is_gaussian for k in ks))
   return make_init_fn(shape_fn), apply_fn, rule
 
 

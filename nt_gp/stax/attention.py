@@ -25,9 +25,10 @@ from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import spatial_matrix
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['GlobalSelfAttention', 'AttentionMechanism', 'PositionalEmbedding']
 

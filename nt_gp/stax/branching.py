@@ -9,11 +9,13 @@ import tensorflow as tf
 
 from nt_gp import validation
 from nt_gp.kernel import Kernel
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
-__all__ = ['FanOut', 'FanInSum', 'FanInProd', 'FanInConcat']
+__all__ = ['FanOut', 'FanInSum', 'FanInProd', 'FanInConcat', 'check_fan_in',
+           'sum_kernels']
 
 
 @layer
@@ -38,7 +40,9 @@ def FanOut(num: int):
   return init_fn, apply_fn, rule
 
 
-def _check_fan_in(ks, name):
+def check_fan_in(ks, name: str, same_shapes: bool = False) -> list:
+  """Validates the input of a fan-in layer `name`: a list of kernels of one
+  layout (and of equal shapes if `same_shapes`); returns it as a list."""
   if isinstance(ks, Kernel) or not isinstance(ks, (list, tuple)):
     raise ValueError(f'`{name}` needs a list of kernels (use FanOut/parallel '
                      f'before it).')
@@ -50,14 +54,20 @@ def _check_fan_in(ks, name):
       raise ValueError(f'`{name}`: all branches must have the same kernel '
                        f'layout (diagonal_batch, diagonal_spatial, batch and '
                        f'channel axes).')
+  if same_shapes and not all(k.shape1 == ref.shape1 and k.shape2 == ref.shape2
+                             for k in ks[1:]):
+    raise ValueError(f'All branch shapes must be equal in `{name}`, got '
+                     f'{[k.shape1 for k in ks]}.')
   return list(ks)
 
 
-def _same_shapes(ks, name):
-  if not all(k.shape1 == ks[0].shape1 and k.shape2 == ks[0].shape2
-             for k in ks[1:]):
-    raise ValueError(f'All branch shapes must be equal in `{name}`, got '
-                     f'{[k.shape1 for k in ks]}.')
+def sum_kernels(ks, is_gaussian: bool):
+  """The kernel of the sum of independent branches with kernels `ks`."""
+  def total(attr):
+    mats = [getattr(k, attr) for k in ks]
+    return None if mats[0] is None else functools.reduce(tf.add, mats)
+  return _merged(ks, cov1=total('cov1'), cov2=total('cov2'),
+                 nngp=total('nngp'), ntk=total('ntk'), is_gaussian=is_gaussian)
 
 
 def _merged(ks, **fields):
@@ -91,18 +101,12 @@ def FanInSum():
 
   @capabilities(packed=True)
   def rule(ks, **kwargs):
-    ks = _check_fan_in(ks, 'FanInSum')
-    _same_shapes(ks, 'FanInSum')
+    ks = check_fan_in(ks, 'FanInSum', same_shapes=True)
     is_gaussian = all(k.is_gaussian for k in ks)
     if not is_gaussian and len(ks) != 1:
       raise ValueError('`FanInSum` needs Gaussian branches (each ending in an '
                        'affine layer such as Dense or Conv) to give a kernel.')
-    def total(attr):
-      mats = [getattr(k, attr) for k in ks]
-      return None if mats[0] is None else functools.reduce(tf.add, mats)
-    return _merged(ks, cov1=total('cov1'), cov2=total('cov2'),
-                   nngp=total('nngp'), ntk=total('ntk'),
-                   is_gaussian=is_gaussian)
+    return sum_kernels(ks, is_gaussian)
 
   def mask_fn(masks, shapes):
     return _reduce_masks(masks, tf.logical_and)
@@ -127,8 +131,7 @@ def FanInProd():
 
   @capabilities(packed=True)
   def rule(ks, **kwargs):
-    ks = _check_fan_in(ks, 'FanInProd')
-    _same_shapes(ks, 'FanInProd')
+    ks = check_fan_in(ks, 'FanInProd', same_shapes=True)
     is_gaussian = len(ks) == 1 and ks[0].is_gaussian
     nngps = [k.nngp for k in ks]
     ntks = [k.ntk for k in ks]
@@ -191,7 +194,7 @@ def FanInConcat(axis: int = -1):
     return tf.concat(list(inputs), axis)
 
   def rule(ks, **kwargs):
-    ks = _check_fan_in(ks, 'FanInConcat')
+    ks = check_fan_in(ks, 'FanInConcat')
     ref = ks[0]
     ndim = len(ref.shape1)
     ax = axis % ndim

@@ -3,8 +3,9 @@ import operator
 
 from nt_gp.stax import _random
 from nt_gp.stax import requirements
-from nt_gp.stax.layer import layer, make_init_fn, _output_shapes
+from nt_gp.stax.layer import layer
 from nt_gp.stax.rule_spec import capabilities, runs
+from nt_gp.stax.shapes import make_init_fn, output_shapes
 
 __all__ = ['serial', 'parallel', 'repeat']
 
@@ -53,7 +54,7 @@ def serial(*layers):
 
   def shape_fn(shape):
     for f in init_fns:
-      shape = _output_shapes(f, shape)
+      shape = output_shapes(f, shape)
     return shape
 
   def params_fn(key, shape):
@@ -99,7 +100,7 @@ def parallel(*layers):
     if not all(isinstance(s, (list, tuple)) for s in shapes):
       raise ValueError(f'`parallel` of {len(layers)} layers needs a list of '
                        f'{len(layers)} input shapes, got {shapes!r}.')
-    return type(shapes)(_output_shapes(f, s) for f, s in zip(init_fns, shapes))
+    return type(shapes)(output_shapes(f, s) for f, s in zip(init_fns, shapes))
 
   def params_fn(key, shapes):
     keys = _random.split(key, len(init_fns))
@@ -147,7 +148,7 @@ def repeat(layer, n: int):  # pylint: disable=redefined-outer-name
   init_fn, apply_fn, kernel_fn = layer
 
   def shape_fn(shape):
-    out = _output_shapes(init_fn, shape)
+    out = output_shapes(init_fn, shape)
     if n and tuple(out) != tuple(shape):
       raise ValueError(f'`repeat` needs a layer that keeps its input shape; '
                        f'it maps {shape} to {out}. Use `serial` instead.')

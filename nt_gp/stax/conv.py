@@ -15,10 +15,11 @@ from nt_gp.ops import conv_cov, diagonal, spatial
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
 from nt_gp.stax.dimension_numbers import ConvSpec, Padding, as_padding
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
 from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['Conv', 'ConvTranspose', 'ConvLocal']
 
@@ -275,7 +276,7 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
     for offset in np.ndindex(*filt):
       part = x
       for j, (o, st, size) in enumerate(zip(offset, strd, out_sizes)):
-        part = spatial._take(part, 1 + j, o, o + (size - 1) * st + 1, st)  # pylint: disable=protected-access
+        part = spatial.take(part, 1 + j, o, o + (size - 1) * st + 1, st)
       patches.append(part)
     p = tf.stack(patches, axis=-1)                   # (N, *out, C, F)
     p = tf.reshape(p, tf.concat([tf.shape(p)[:-2], [-1]], 0))
@@ -361,7 +362,8 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
 
   def mask_fn(mask, input_shape):
     mask = tf.reduce_all(mask, axis=spec.channel_axis, keepdims=True)
-    from nt_gp.stax.pooling import pool_mask  # pylint: disable=g-import-not-at-top
-    return pool_mask(mask, spec, filt, strd, padding, transpose)
+    axes = [spec.lhs.index(c) for c in spec.input_spatial]
+    mask = spatial.window_mask(mask, axes, filt, strd, padding, transpose)
+    return tf.transpose(mask, [spec.lhs.index(c) for c in spec.out])
 
   return make_init_fn(shape_fn, params_fn), apply_fn, rule, mask_fn

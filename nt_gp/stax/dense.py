@@ -4,10 +4,11 @@ import tensorflow as tf
 from nt_gp import validation
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Diagonal, requires
 from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['Dense', 'Identity', 'affine']
 

@@ -27,7 +27,7 @@ from nt_gp.ops import diagonal
 from nt_gp.ops import packing
 from nt_gp.stax.requirements import Diagonal, requires
 from nt_gp.stax.rule_spec import capabilities
-from nt_gp.stax.layer import make_init_fn
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['elementwise', 'map_covariances', 'pin_self_covariances']
 

@@ -13,10 +13,11 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import requires
 from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['Index', 'Slice', 'canonicalize_idx', 'slice_shape']
 

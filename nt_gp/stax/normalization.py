@@ -19,9 +19,10 @@ import tensorflow as tf
 
 from nt_gp.ops import diagonal
 from nt_gp.stax import hparams
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import requires
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['LayerNorm']
 
