@@ -222,7 +222,7 @@ class ArchitectureKernel:
     """
     if tf.inside_function():
       return impl(x1, *args)
-    jit = _config.config.resolve_jit(x1.dtype)
+    jit = _config.config.resolve_jit()
     key = (key, jit)
     if key not in self._compiled:
       self._compiled[key] = tf.function(impl, autograph=False,

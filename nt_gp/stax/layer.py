@@ -167,10 +167,8 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
       out = run(x1, x2, pattern)
     else:
       if key not in compiled:
-        dtype = tf.nest.flatten(x1)[0].dtype
         compiled[key] = tf.function(
-            run, jit_compile=_config.config.resolve_jit(dtype),
-            autograph=False)
+            run, jit_compile=_config.config.resolve_jit(), autograph=False)
       out = compiled[key](x1, x2, pattern)
     return _select(out, single, names)
 
