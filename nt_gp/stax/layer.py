@@ -67,7 +67,10 @@ def layer(layer_fn: Callable) -> Callable:
   public layer returning `(init_fn, apply_fn, kernel_fn)`.
 
   `rule(k, **kwargs)` receives and returns a batch-last `Kernel` (see
-  `nt_gp.kernel`); declare its needs with `requires`.
+  `nt_gp.kernel`: `nngp` is `(*spatial, N1, N2)`); declare its needs with
+  `requires` and, on the layer function, masking with `supports_masking`
+  (docs/concepts.md, "Writing a layer"). The rule's declarations
+  (`nt_gp.stax.rule_spec.RuleSpec`) are read once, here.
 
   Example:
     >>> import numpy as np
@@ -78,9 +81,7 @@ def layer(layer_fn: Callable) -> Callable:
     ...   apply_fn = lambda params, x, **kw: c * x
     ...   @stax.requires(diagonal_spatial=stax.Diagonal())
     ...   def rule(k, **kw):
-    ...     return k.replace(nngp=c**2 * k.nngp, cov1=c**2 * k.cov1,
-    ...                      cov2=None if k.cov2 is None else c**2 * k.cov2,
-    ...                      ntk=None if k.ntk is None else c**2 * k.ntk)
+    ...     return k.scale(c ** 2)
     ...   return init_fn, apply_fn, rule
     >>> _, _, kernel_fn = stax.serial(stax.Dense(1), Scale(2.))
     >>> float(kernel_fn(np.ones((1, 2)), get='nngp')[0, 0])
