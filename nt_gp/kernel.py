@@ -216,6 +216,15 @@ class Kernel:
       three `None`s when neither batch is masked. A batch without a mask
       (`mask2` of a kernel with `cov2`) is unmasked; without `cov2` the
       second batch is the first.
+
+    Example:
+      >>> import numpy as np
+      >>> from nt_gp import stax
+      >>> k = stax.Dense(1)[2](np.ones((2, 3)), get=None).to_batch_last()
+      >>> k = k.replace(mask1=np.array([[True], [False]]))
+      >>> m12, m11, _ = k.mask_entries()
+      >>> m12.numpy().tolist(), m11.numpy().tolist()
+      ([[True, True], [True, False]], [True, False])
     """
     if self.mask1 is None and self.mask2 is None:
       return None, None, None
@@ -232,7 +241,17 @@ class Kernel:
 
   def position_masks(self):
     """`(mask1, mask2)` as `(N, *spatial)` booleans (channels collapsed: a
-    position is masked if all its channels are), or `None`s."""
+    position is masked if all its channels are), or `None`s.
+
+    Example:
+      >>> import numpy as np
+      >>> from nt_gp import stax
+      >>> k = stax.Dense(1)[2](np.ones((1, 3, 2)), get=None)
+      >>> m1, m2 = k.replace(mask1=np.array([[[1], [0], [1]]]) > 0
+      ...                    ).position_masks()
+      >>> m1.numpy().tolist(), m2
+      ([[True, False, True]], None)
+    """
     return (None if self.mask1 is None else
             self._position_mask(self.mask1, self.shape1),
             None if self.mask2 is None else

@@ -42,7 +42,17 @@ def FanOut(num: int):
 
 def check_fan_in(ks, name: str, same_shapes: bool = False) -> list:
   """Validates the input of a fan-in layer `name`: a list of kernels of one
-  layout (and of equal shapes if `same_shapes`); returns it as a list."""
+  layout (and of equal shapes if `same_shapes`); returns it as a list.
+
+  Example:
+    >>> import numpy as np
+    >>> from nt_gp import stax
+    >>> k = stax.Dense(1)[2](np.ones((2, 3)), get=None)
+    >>> check_fan_in(k, 'FanInSum')
+    Traceback (most recent call last):
+    ...
+    ValueError: `FanInSum` needs a list of kernels (use FanOut/parallel before it).
+  """
   if isinstance(ks, Kernel) or not isinstance(ks, (list, tuple)):
     raise ValueError(f'`{name}` needs a list of kernels (use FanOut/parallel '
                      f'before it).')
@@ -62,7 +72,15 @@ def check_fan_in(ks, name: str, same_shapes: bool = False) -> list:
 
 
 def sum_kernels(ks, is_gaussian: bool):
-  """The kernel of the sum of independent branches with kernels `ks`."""
+  """The kernel of the sum of independent branches with kernels `ks`.
+
+  Example:
+    >>> import numpy as np
+    >>> from nt_gp import stax
+    >>> k = stax.Dense(1)[2](np.ones((1, 3)), get=None)
+    >>> float(sum_kernels([k, k], is_gaussian=True).nngp[0, 0])
+    2.0
+  """
   def total(attr):
     mats = [getattr(k, attr) for k in ks]
     return None if mats[0] is None else functools.reduce(tf.add, mats)

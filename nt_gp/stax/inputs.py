@@ -162,7 +162,17 @@ def inputs_to_kernel(x1: tf.Tensor,
 
 
 def inputs_to_kernels(x1, x2, reqs, compute_ntk):
-  """The input kernels of input trees, as `reqs` (fused requirements) ask."""
+  """The input kernels of input trees, as `reqs` (fused requirements) ask.
+
+  Example:
+    >>> import tensorflow as tf
+    >>> from nt_gp.stax import requirements
+    >>> x = tf.ones((2, 3))
+    >>> ks = inputs_to_kernels([x, x], None, requirements.DEFAULT_INPUT_REQ,
+    ...                        compute_ntk=True)
+    >>> [tuple(k.nngp.shape) for k in ks]
+    [(2, 2), (2, 2)]
+  """
   if isinstance(x1, (list, tuple)):
     x2s = [None] * len(x1) if x2 is None else x2
     return type(x1)(inputs_to_kernels(a, b, reqs, compute_ntk)
@@ -229,7 +239,18 @@ def _check_finite(t, name, mask_constant):
 
 
 def prepare_inputs(x1, x2, mask_constant):
-  """Converts and validates input trees; returns `(x1, x2)` tensor trees."""
+  """Converts and validates input trees; returns `(x1, x2)` tensor trees.
+
+  Example:
+    >>> import numpy as np
+    >>> x1, x2 = prepare_inputs(np.ones((2, 3), np.int32), None, None)
+    >>> x1.dtype.name, x2
+    ('float32', None)
+    >>> prepare_inputs(np.array([[np.nan, 1.]]), None, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: `x1` has non-finite values (first at index (0, 0): nan); kernels of NaN/inf inputs are undefined.
+  """
   if isinstance(x1, (list, tuple)) and x1 and not isinstance(
       x1[0], (float, int)) and not np.isscalar(x1[0]) and all(
           hasattr(x, 'shape') for x in x1):

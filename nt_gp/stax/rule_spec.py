@@ -65,14 +65,27 @@ class RuleSpec:
 
 def spec_of(fn: Callable) -> Optional[RuleSpec]:
   """The `RuleSpec` declared for a rule or a public `kernel_fn` (None if
-  nothing was declared)."""
+  nothing was declared).
+
+  Example:
+    >>> from nt_gp import stax
+    >>> spec_of(stax.serial(stax.Dense(1), stax.Relu())[2]).sets_shapes
+    True
+  """
   return getattr(fn, _ATTR, None)
 
 
 def declare(fn: Callable, spec: Optional[RuleSpec] = None,
             **changes) -> Callable:
   """Gives `fn` a record: `spec` (default: its own, or an empty one) with
-  `changes` applied; returns `fn`."""
+  `changes` applied; returns `fn`.
+
+  Example:
+    >>> rule = declare(lambda k, **kwargs: k, packed=True)
+    >>> spec = spec_of(declare(rule, sets_shapes=True))
+    >>> spec.packed, spec.sets_shapes, spec.remask_kernel
+    (True, True, None)
+  """
   spec = dataclasses.replace(spec or spec_of(fn) or RuleSpec(), **changes)
   setattr(fn, _ATTR, spec)
   return fn
@@ -96,7 +109,17 @@ def capabilities(packed: bool = False, sets_shapes: bool = False):
 def runs(kernel_fn: Callable):
   """Declares a rule that runs another layer's public `kernel_fn`: it has
   that layer's requirements and packing support, and the shapes of its
-  outputs are set by that layer."""
+  outputs are set by that layer.
+
+  Example:
+    >>> from nt_gp import stax
+    >>> _, _, kernel_fn = stax.Dense(1, channel_axis=1)
+    >>> @runs(kernel_fn)
+    ... def rule(k, **kwargs):
+    ...   return kernel_fn(k, **kwargs)
+    >>> spec_of(rule).requirements['channel_axis'], spec_of(rule).sets_shapes
+    (1, True)
+  """
   inner = spec_of(kernel_fn) or RuleSpec()
 
   def decorator(rule: Callable) -> Callable:

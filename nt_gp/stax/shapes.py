@@ -26,6 +26,11 @@ def make_init_fn(shape_fn: Callable, params_fn: Optional[Callable] = None):
 
   Returns:
     `init_fn` with the attribute `shape_fn`, used for cheap shape inference.
+
+  Example:
+    >>> init_fn = make_init_fn(lambda s: s[:-1] + (2 * s[-1],))
+    >>> init_fn(0, (5, 3))
+    ((5, 6), ())
   """
   def init_fn(seed, input_shape):
     input_shape = _as_shape_tree(input_shape)
@@ -48,7 +53,13 @@ def _as_shape_tree(s):
 
 def output_shapes(init_fn: Callable, shapes):
   """The output shape (tree) of a layer for input `shapes`, from its
-  `init_fn` (cheaply when made by `make_init_fn`)."""
+  `init_fn` (cheaply when made by `make_init_fn`).
+
+  Example:
+    >>> from nt_gp import stax
+    >>> output_shapes(stax.Dense(7)[0], (5, 3))
+    (5, 7)
+  """
   shape_fn = getattr(init_fn, 'shape_fn', None)
   if shape_fn is not None:
     return shape_fn(shapes)
@@ -60,7 +71,15 @@ def output_shapes(init_fn: Callable, shapes):
 # Shapes of kernels and trees of kernels.
 # ----------------------------------------------------------------------------
 def with_shapes(ks, shapes1, shapes2):
-  """`ks` (a kernel or tree of kernels) with `shape1`/`shape2` set."""
+  """`ks` (a kernel or tree of kernels) with `shape1`/`shape2` set.
+
+  Example:
+    >>> import numpy as np
+    >>> from nt_gp import stax
+    >>> k = stax.Dense(1)[2](np.ones((2, 3)), get=None)
+    >>> kernel_shapes(with_shapes([k], [(2, 4)], [(2, 4)]), 'shape1')
+    [(2, 4)]
+  """
   if isinstance(ks, Kernel):
     return ks.replace(shape1=tuple(shapes1), shape2=tuple(shapes2))
   return type(ks)(with_shapes(k, s1, s2)
