@@ -2,7 +2,8 @@
 
 Usage: python _run_one.py {nt_gp|neural_tangents} WORKLOAD DTYPE [N]
 Prints one JSON line: compile_s (first call), times_s (3 timed calls),
-peak_rss_gb. Runs under either library's python; imports only that library.
+cpu_times_s (their CPU time, all threads of the process), peak_rss_gb. Runs
+under either library's python; imports only that library.
 """
 import json
 import os
@@ -46,14 +47,16 @@ def main(lib, name, dtype, n=None):
   t = time.perf_counter()
   run()
   compile_s = time.perf_counter() - t
-  times = []
+  times, cpu_times = [], []
   for _ in range(3):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     k = run()
     times.append(time.perf_counter() - t)
+    cpu_times.append(time.process_time() - c)
   out = dict(lib=lib, workload=name, dtype=dtype, shape=shape,
              compile_s=compile_s, times_s=times,
-             median_s=float(np.median(times)),
+             median_s=float(np.median(times)), cpu_times_s=cpu_times,
+             median_cpu_s=float(np.median(cpu_times)),
              peak_rss_gb=peak_rss_bytes() / 1e9,
              ntk_checksum=float(np.sum(np.asarray(k.ntk, np.float64))))
   print(json.dumps(out))

@@ -12,8 +12,10 @@ call, then the median of 3 calls of `kernel_fn(x, None, ('nngp', 'ntk'))`)
 with `PYTHONPATH` set to one tree. The two trees alternate (base, head,
 head, base, ...) so that load on a shared machine hits both alike, and each
 repeat gives one paired ratio head / base; the table reports the median of
-those ratios and their range. The NTK checksums of the two trees are
-compared too: a refactoring must not change the numbers.
+those ratios and their range, and the ratio of the median CPU times (all
+threads), which other processes on the machine disturb less than wall
+time. The NTK checksums of the two trees are compared too: a refactoring
+must not change the numbers.
 """
 import argparse
 import json
@@ -105,12 +107,14 @@ def main(argv=None):
 
   rows = []
   print('\n| workload | dtype | N | base s | head s | head / base (median, '
-        'range) | first call head / base | same NTK |')
-  print('|---|---|---|---|---|---|---|---|')
+        'range) | CPU time head / base | first call head / base | same NTK |')
+  print('|---|---|---|---|---|---|---|---|---|')
   for (w, d), res in results.items():
     base = np.array([o['median_s'] for o in res['base']])
     head = np.array([o['median_s'] for o in res['head']])
     ratios = head / base
+    cpu = float(np.median([o['median_cpu_s'] for o in res['head']]) /
+                np.median([o['median_cpu_s'] for o in res['base']]))
     first = (np.median([o['compile_s'] for o in res['head']]) /
              np.median([o['compile_s'] for o in res['base']]))
     sums = [o['ntk_checksum'] for o in res['base'] + res['head']]
@@ -121,11 +125,11 @@ def main(argv=None):
                      head_s=float(np.median(head)),
                      ratio=float(np.median(ratios)),
                      ratio_min=float(ratios.min()),
-                     ratio_max=float(ratios.max()), first_call_ratio=first,
-                     same_ntk=same))
+                     ratio_max=float(ratios.max()), cpu_ratio=cpu,
+                     first_call_ratio=first, same_ntk=same))
     print(f'| {w} | {d} | {n} | {np.median(base):.3f} | {np.median(head):.3f} '
           f'| {np.median(ratios):.3f} ({ratios.min():.3f}-{ratios.max():.3f}) '
-          f'| {first:.2f} | {"yes" if same else "NO"} |')
+          f'| {cpu:.3f} | {first:.2f} | {"yes" if same else "NO"} |')
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(
         dict(rows=rows, raw={f'{w}/{d}': v for (w, d), v in results.items()}),
