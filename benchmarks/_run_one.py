@@ -8,7 +8,8 @@ first (compiling) call of ``kernel_fn(x, None, ('nngp', 'ntk'))`` and prints
 one JSON line ``{"compile_s": ...}``. Then:
 
 * by default, times 3 calls and prints one JSON line with compile_s,
-  times_s, median_s, peak_rss_gb and the checksums;
+  times_s, median_s, cpu_times_s (CPU time of all the process's
+  threads), peak_rss_gb and the checksums;
 * with ``--serve``, reads commands from stdin: ``run`` times one call and
   prints ``{"t": seconds}``; ``done`` prints the final line as above and
   exits. `compare.py` uses this to interleave the two libraries' calls.
@@ -61,15 +62,16 @@ def build(lib, name, dtype, n=None):
 
 
 def _timed(run):
-  t = time.perf_counter()
+  t, c = time.perf_counter(), time.process_time()
   k = run()
-  return time.perf_counter() - t, k
+  return time.perf_counter() - t, time.process_time() - c, k
 
 
-def _summary(lib, name, dtype, shape, compile_s, times, k):
+def _summary(lib, name, dtype, shape, compile_s, times, cpu_times, k):
   return dict(lib=lib, workload=name, dtype=dtype, shape=shape,
               compile_s=compile_s, times_s=times,
-              median_s=float(np.median(times)),
+              median_s=float(np.median(times)), cpu_times_s=cpu_times,
+              median_cpu_s=float(np.median(cpu_times)) if cpu_times else None,
               peak_rss_gb=peak_rss_bytes() / 1e9,
               nngp_checksum=float(np.sum(np.asarray(k.nngp, np.float64))),
               ntk_checksum=float(np.sum(np.asarray(k.ntk, np.float64))))
@@ -79,22 +81,24 @@ def main(argv):
   serve = '--serve' in argv
   lib, name, dtype, *rest = [a for a in argv if a != '--serve']
   run, shape = build(lib, name, dtype, rest[0] if rest else None)
-  compile_s, k = _timed(run)
+  compile_s, _, k = _timed(run)
   print(json.dumps({'compile_s': compile_s}), flush=True)
-  times = []
+  times, cpu_times = [], []
   if not serve:
     for _ in range(3):
-      t, k = _timed(run)
+      t, c, k = _timed(run)
       times.append(t)
+      cpu_times.append(c)
   else:
     for line in sys.stdin:
       if line.strip() == 'run':
-        t, k = _timed(run)
+        t, c, k = _timed(run)
         times.append(t)
+        cpu_times.append(c)
         print(json.dumps({'t': t}), flush=True)
       elif line.strip() == 'done':
         break
-  print(json.dumps(_summary(lib, name, dtype, shape, compile_s, times, k)),
+  print(json.dumps(_summary(lib, name, dtype, shape, compile_s, times, cpu_times, k)),
         flush=True)
 
 

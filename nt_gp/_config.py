@@ -8,9 +8,11 @@ class _Config:
   """Mutable global settings.
 
   Attributes:
-    jit_compile: how `kernel_fn` graphs are compiled. `None` (default) picks per
-      dtype what measured fastest on CPU (see `benchmarks/`); `True` forces
-      XLA; `False` forces TensorFlow graph mode.
+    jit_compile: how `kernel_fn` graphs are compiled. `None` (default): the
+      propagation is a TensorFlow graph whose covariance maps are XLA
+      clusters (`nt_gp.ops.compile`), which measured fastest on CPU in both
+      float32 and float64; `True` compiles the whole graph with XLA; `False`
+      uses no XLA at all.
     pack_symmetric: when `x2` is None, propagate only the input pairs
       n1 <= n2 (half the time and memory); layers that cannot use this
       layout receive the unpacked kernel.
@@ -20,10 +22,9 @@ class _Config:
     self.jit_compile = None
     self.pack_symmetric = True
 
-  def resolve_jit(self, dtype) -> bool:
-    if self.jit_compile is not None:
-      return bool(self.jit_compile)
-    return False
+  def resolve_jit(self) -> bool:
+    """`jit_compile` for the `tf.function` around a whole propagation."""
+    return bool(self.jit_compile)
 
 
 config = _Config()

@@ -218,7 +218,7 @@ class ArchitectureKernel:
     """
     if tf.inside_function():
       return impl(x1, *args)
-    jit = _config.config.resolve_jit(x1.dtype)
+    jit = _config.config.resolve_jit()
     try:
       signature = tuple(_signature(v) for v in tf.nest.flatten((x1, args)))
       full_key = (key, jit, signature)

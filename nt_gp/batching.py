@@ -39,9 +39,10 @@ import tqdm
 
 from nt_gp.blocks import BlockGrid, mirror_perm
 from nt_gp.devices import DeviceRunner, local_devices
-from nt_gp.kernel import Kernel
+from nt_gp.kernel import Kernel, is_kernel_tree
 from nt_gp.stax import requirements
-from nt_gp.stax.layer import _namedtuple, canonicalize_get, is_kernel_tree
+from nt_gp.stax.layer import canonicalize_get
+from nt_gp.validation import namedtuple_of
 
 __all__ = ['batch']
 
@@ -258,7 +259,8 @@ def _strip_layout(out, single, names):
   if isinstance(out, (list, tuple)) and not _is_namedtuple(out):
     return type(out)(_strip_layout(o, single, names) for o in out)
   values = tuple(getattr(out, n) for n in names)
-  return values[0] if single else _namedtuple(names)(*values)
+  cls = namedtuple_of('AnalyticKernel', names)
+  return values[0] if single else cls(*values)
 
 
 # ----------------------------------------------------------------------------

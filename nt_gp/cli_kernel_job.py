@@ -31,9 +31,9 @@ import traceback
 
 import numpy as np
 
-from nt_gp.cli_kernel import (CliError, _printer, check_arguments,
-                              check_inputs, computation_dtype, load_arch,
-                              load_array)
+from nt_gp.cli_kernel_args import (CliError, check_arguments, check_inputs,
+                                   computation_dtype, load_arch, load_array,
+                                   message_printer)
 
 __all__ = ['run', 'MESSAGE_FD_ENV', 'PARENT_PID_ENV']
 
@@ -222,7 +222,7 @@ def _run(args) -> int:
   from nt_gp.nonfinite import NonFiniteKernelError  # pylint: disable=g-import-not-at-top
   from nt_gp.store import KernelStore, StoreError  # pylint: disable=g-import-not-at-top
   kernel_fn, arch_id = load_arch(args.arch, arch_args)
-  say = _printer(args)
+  say = message_printer(args)
   runner, cluster, watch = _make_runner(args, say)
   before = 0
   if os.path.exists(args.out):

@@ -26,7 +26,7 @@ import tempfile
 
 import numpy as np
 
-from nt_gp.cli_kernel import CliError
+from nt_gp.cli_kernel_args import CliError
 from nt_gp.store_errors import StoreError
 from nt_gp.store_fingerprint import compare_fingerprints, fingerprint
 from nt_gp.store_lock import WriterLock, process_alive

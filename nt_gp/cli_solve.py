@@ -52,7 +52,7 @@ import sys
 
 import numpy as np
 
-from nt_gp import cli_kernel
+from nt_gp import cli_kernel_args
 
 __all__ = ['add_parser', 'run']
 
@@ -60,7 +60,7 @@ _OUTPUTS = ('predictions.npz', 'sweep.csv', 'sweep.md', 'sweep.png')
 
 
 # User errors: one line, no traceback (as for `nt-gp kernel`).
-CliError = cli_kernel.CliError
+CliError = cli_kernel_args.CliError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -274,9 +274,9 @@ def _run(args) -> int:
     check_regs(regs)
   except (ValueError, TypeError) as e:
     raise CliError(f'--reg: {e}') from None
-  y_train = cli_kernel.load_array(args.y_train, None, '--y-train')
+  y_train = cli_kernel_args.load_array(args.y_train, None, '--y-train')
   targets = Targets.from_labels(y_train, args.task)
-  labels = {name: cli_kernel.load_array(path, None, f'--y-{name}')
+  labels = {name: cli_kernel_args.load_array(path, None, f'--y-{name}')
             for name, path in (('val', args.y_val), ('test', args.y_test))
             if path}
   arch_args = None
@@ -288,7 +288,7 @@ def _run(args) -> int:
     if not isinstance(arch_args, dict):
       raise CliError('--arch-args must be a JSON object')
   _prepare_out(args)
-  say = cli_kernel._printer(args)  # pylint: disable=protected-access
+  say = cli_kernel_args.message_printer(args)
   runner = cluster = None
   try:
     if args.workers is not None or args.cluster_spec:
@@ -333,7 +333,7 @@ def _inputs(args, names):
   for name in names:
     path = getattr(args, f'x_{name}')
     if path:
-      x = cli_kernel.load_array(path, None, f'--x-{name}')
+      x = cli_kernel_args.load_array(path, None, f'--x-{name}')
       if x.dtype.kind not in 'biuf':
         raise CliError(f'--x-{name} must be numeric, got dtype {x.dtype}')
       xs[name] = x
@@ -353,7 +353,7 @@ def _exact(args, targets, regs, from_inputs, arch_args, runner, say):
   if from_inputs:
     from nt_gp.distributed import compute as compute_lib  # pylint: disable=g-import-not-at-top
     from nt_gp.solve.kernel_blocks import FunctionBlocks  # pylint: disable=g-import-not-at-top
-    kernel_fn, arch_id = cli_kernel.load_arch(args.arch, arch_args)
+    kernel_fn, arch_id = cli_kernel_args.load_arch(args.arch, arch_args)
     xs = _inputs(args, ('train', 'val', 'test'))
     folder = os.path.join(args.out, 'kernels')
     os.makedirs(folder, exist_ok=True)
@@ -381,7 +381,7 @@ def _exact(args, targets, regs, from_inputs, arch_args, runner, say):
     if args.test_kernel:
       diag = args.test_test_kernel
       if diag is not None and diag.endswith('.npy'):
-        diag = cli_kernel.load_array(diag, None, '--test-test-kernel')
+        diag = cli_kernel_args.load_array(diag, None, '--test-test-kernel')
       if args.variances and diag is None:
         raise CliError('--variances with stores needs --test-test-kernel')
       sets['test'] = args.test_kernel if diag is None else (args.test_kernel,
@@ -411,13 +411,13 @@ def _nystrom(args, targets, regs, from_inputs, arch_args, runner, say):
                 get=args.get)
   y = targets.values if targets.classes is None else _as_labels(targets)
   if from_inputs:
-    kernel_fn, _ = cli_kernel.load_arch(args.arch, arch_args)
+    kernel_fn, _ = cli_kernel_args.load_arch(args.arch, arch_args)
     xs = _inputs(args, ('train', 'val', 'test'))
     validation = None
     if 'val' in xs:
       if not args.y_val:
         raise CliError('--x-val needs --y-val (for early stopping)')
-      validation = (xs['val'], cli_kernel.load_array(args.y_val, None,
+      validation = (xs['val'], cli_kernel_args.load_array(args.y_val, None,
                                                      '--y-val'))
     fit = nystrom_sweep(y, regs, args.reg_absolute, kernel_fn=kernel_fn,
                         x_train=xs['train'], n_centres=args.centres,
@@ -426,13 +426,13 @@ def _nystrom(args, targets, regs, from_inputs, arch_args, runner, say):
     predict = {name: (lambda x=x: fit.predict(x))
                for name, x in xs.items() if name != 'train'}
   else:
-    diag = None if args.train_diag is None else cli_kernel.load_array(
+    diag = None if args.train_diag is None else cli_kernel_args.load_array(
         args.train_diag, None, '--train-diag')
     validation = None
     if args.val_kernel:
       if not args.y_val:
         raise CliError('--val-kernel needs --y-val (for early stopping)')
-      validation = (args.val_kernel, cli_kernel.load_array(
+      validation = (args.val_kernel, cli_kernel_args.load_array(
           args.y_val, None, '--y-val'))
     fit = nystrom_sweep(y, regs, args.reg_absolute,
                         k_train_centres=args.train_kernel,

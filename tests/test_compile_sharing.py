@@ -7,7 +7,7 @@ import pytest
 import nt_gp
 from nt_gp import stax
 from nt_gp.ops import compile as compile_ops
-from nt_gp.stax import elementwise_base
+from nt_gp.stax import elementwise as elementwise_base
 
 
 def _net(a, w_std):

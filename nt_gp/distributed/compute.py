@@ -120,7 +120,7 @@ class BlockComputer:
   def functions(self):
     """``(pair_fn(a, b), diag_fn(a))`` as `tf.function`s (for remote use)."""
     if self._fns is None:
-      jit = _config.config.resolve_jit(self.x1.dtype)
+      jit = _config.config.resolve_jit()
       pair = tf.function(lambda a, b: self.call(a, b), autograph=False,
                          jit_compile=jit)
       diag = tf.function(lambda a: self.call(a, None), autograph=False,

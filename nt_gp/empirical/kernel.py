@@ -1,44 +1,21 @@
 """`empirical_kernel_fn`: NNGP and NTK samples of a finite network by `get`."""
-import collections
 from typing import Callable
 
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.empirical import ntk as _ntk
 from nt_gp.empirical.nngp import empirical_nngp_fn
 
 __all__ = ['empirical_kernel_fn', 'canonicalize_get', 'select']
 
-_NAMEDTUPLES = {}
+GETS = ('nngp', 'ntk')
 
 
 def canonicalize_get(get):
-  """`(single, names)`: validates `get` (None, a name or a tuple of names)."""
-  if get is None:
-    return False, ('nngp', 'ntk')
-  if isinstance(get, str):
-    names, single = (get,), True
-  elif isinstance(get, (tuple, list)) and all(isinstance(g, str) for g in get):
-    names, single = tuple(get), False
-  else:
-    raise TypeError(f'`get` must be None, "nngp", "ntk" or a tuple of them, '
-                    f'got {get!r}.')
-  names = tuple(g.lower() for g in names)
-  if not names:
-    raise ValueError('`get` must not be empty.')
-  if len(set(names)) < len(names):
-    raise ValueError(f'`get` has repeated entries: {get!r}.')
-  for g in names:
-    if g not in ('nngp', 'ntk'):
-      raise ValueError(f'`get={g!r}`: empirical kernels are "nngp" and "ntk".')
-  return single, names
-
-
-def namedtuple_type(name, fields):
-  key = (name, fields)
-  if key not in _NAMEDTUPLES:
-    _NAMEDTUPLES[key] = collections.namedtuple(name, fields)
-  return _NAMEDTUPLES[key]
+  """`(single, names)` of an empirical kernel's `get`: None (both),
+  `'nngp'`, `'ntk'` or a tuple of them (see `validation.canonicalize_get`)."""
+  return validation.canonicalize_get(get, GETS, GETS)
 
 
 def select(values: dict, single: bool, names, name: str):
@@ -46,7 +23,7 @@ def select(values: dict, single: bool, names, name: str):
   first = values[names[0]]
   if single:
     return first
-  cls = namedtuple_type(name, names)
+  cls = validation.namedtuple_of(name, names)
   if isinstance(first, (tf.Tensor, tf.Variable)) or not tf.nest.is_nested(
       first):
     return cls(*(values[g] for g in names))

@@ -106,12 +106,12 @@ Example:
   >>> kernel_fn(x, None, 'ntk').shape
   TensorShape([4, 4])
 """
-import numbers
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.keras import _convert
 
 __all__ = ['kernel_fn_from_model', 'tfp_kernel_from_model',
@@ -121,15 +121,8 @@ _HP_KEYS = ('W_std', 'b_std')
 
 
 def _check_options(parameterization, quadrature_deg):
-  p = str(parameterization).lower()
-  if p not in ('ntk', 'standard'):
-    raise ValueError(f'`parameterization` must be "ntk" or "standard", got '
-                     f'{parameterization!r}.')
-  if isinstance(quadrature_deg, bool) or not isinstance(
-      quadrature_deg, numbers.Integral) or quadrature_deg < 1:
-    raise ValueError(f'`quadrature_deg` must be a positive int, got '
-                     f'{quadrature_deg!r}.')
-  return p, int(quadrature_deg)
+  return (validation.check_parameterization(parameterization),
+          validation.check_positive_int('quadrature_deg', quadrature_deg))
 
 
 def _check_per_layer(per_layer, plan) -> Dict[str, Dict[str, Any]]:

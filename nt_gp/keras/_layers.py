@@ -17,9 +17,11 @@ import functools
 
 import tensorflow as tf
 
-from nt_gp.stax.branching import _check_fan_in, _merged, _same_shapes  # pylint: disable=protected-access
-from nt_gp.stax.layer import layer, make_init_fn
-from nt_gp.stax.requirements import Diagonal, get_req, requires
+from nt_gp.stax import branching
+from nt_gp.stax import rule_spec
+from nt_gp.stax.layer import layer
+from nt_gp.stax.requirements import Diagonal, requires
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['Route', 'Keep', 'Named', 'Scale', 'SumUncorrelated', 'NormAffine',
            'FusedScaleActivation', 'FixedParams']
@@ -54,9 +56,9 @@ def Route(spec, single_input: bool, axes=None):
     reqs = dict(batch_axis=axes[0], channel_axis=axes[1])
 
   @requires(**reqs)
+  @rule_spec.capabilities(packed=True)
   def rule(k, **kwargs):
     return pick(k)
-  rule.supports_packed = True
   return make_init_fn(shape_fn), apply_fn, rule
 
 
@@ -67,9 +69,9 @@ def Keep():
     return inputs
 
   @requires(diagonal_spatial=Diagonal())
+  @rule_spec.capabilities(packed=True)
   def rule(k, **kwargs):
     return k
-  rule.supports_packed = True
   return make_init_fn(lambda shape: shape), apply_fn, rule
 
 
@@ -78,22 +80,13 @@ def Named(label: str, net):
   """`net` with errors of its `kernel_fn` prefixed by `label`."""
   init_fn, apply_fn, kernel_fn = net
 
-  @requires(**(get_req(kernel_fn) or {}))
+  @rule_spec.runs(kernel_fn)
   def rule(k, **kwargs):
     try:
       return kernel_fn(k, **kwargs)
     except (ValueError, NotImplementedError) as e:
       raise ValueError(f'{label}: {e}') from e
-  rule.sets_shapes = True
-  rule.supports_packed = getattr(kernel_fn, 'supports_packed', False)
   return init_fn, apply_fn, rule
-
-
-def _scaled(k, factor):
-  def sc(t):
-    return None if t is None else factor * t
-  return k.replace(nngp=sc(k.nngp), ntk=sc(k.ntk), cov1=sc(k.cov1),
-                   cov2=sc(k.cov2))
 
 
 @layer
@@ -104,9 +97,9 @@ def Scale(c: float):
     return tf.cast(c, x.dtype) * x
 
   @requires(diagonal_spatial=Diagonal())
+  @rule_spec.capabilities(packed=True)
   def rule(k, **kwargs):
-    return _scaled(k, tf.constant(float(c) ** 2, k.dtype))
-  rule.supports_packed = True
+    return k.scale(tf.constant(float(c) ** 2, k.dtype))
   return make_init_fn(lambda shape: shape), apply_fn, rule
 
 
@@ -124,21 +117,14 @@ def SumUncorrelated():
   def apply_fn(params, inputs, **kwargs):
     return functools.reduce(tf.add, [tf.convert_to_tensor(x) for x in inputs])
 
+  @rule_spec.capabilities(packed=True)
   def rule(ks, **kwargs):
-    ks = _check_fan_in(ks, 'SumUncorrelated')
-    _same_shapes(ks, 'SumUncorrelated')
+    ks = branching.check_fan_in(ks, 'SumUncorrelated', same_shapes=True)
     if sum(not k.is_gaussian for k in ks) > 1:
       raise ValueError('at most one summand may be a non-Gaussian activation '
                        '(two non-zero-mean summands are correlated through '
                        'their means).')
-
-    def total(attr):
-      mats = [getattr(k, attr) for k in ks]
-      return None if mats[0] is None else functools.reduce(tf.add, mats)
-    return _merged(ks, cov1=total('cov1'), cov2=total('cov2'),
-                   nngp=total('nngp'), ntk=total('ntk'),
-                   is_gaussian=all(k.is_gaussian for k in ks))
-  rule.supports_packed = True
+    return branching.sum_kernels(ks, all(k.is_gaussian for k in ks))
   return make_init_fn(shape_fn), apply_fn, rule
 
 
@@ -171,6 +157,7 @@ def NormAffine(scale: bool, center: bool, channel_axis: int = -1,
     return x
 
   @requires(diagonal_spatial=Diagonal(), channel_axis=channel_axis)
+  @rule_spec.capabilities(packed=True)
   def rule(k, **kwargs):
     if k.ntk is None:
       return k
@@ -180,7 +167,6 @@ def NormAffine(scale: bool, center: bool, channel_axis: int = -1,
     if center:
       ntk = ntk + tf.ones((), ntk.dtype)
     return k.replace(ntk=ntk)
-  rule.supports_packed = True
   return make_init_fn(lambda shape: shape, params_fn), apply_fn, rule
 
 
@@ -193,16 +179,17 @@ def FusedScaleActivation(activation, g):
   init_fn, apply_fn, act_kernel = activation
   g_kernel = g[2]
 
-  @requires(**(get_req(act_kernel) or {}))
+  @rule_spec.runs(act_kernel)
   def rule(k, **kwargs):
     out = act_kernel(k, **kwargs)
     if out.ntk is None:
       return out
     extra = g_kernel(k.replace(ntk=None), **kwargs).nngp
     return out.replace(ntk=out.ntk + extra)
-  rule.sets_shapes = True
-  rule.supports_packed = bool(getattr(act_kernel, 'supports_packed', False)
-                              and getattr(g_kernel, 'supports_packed', False))
+  # Both kernels must return the layout (packed or not) of their input, so
+  # that their NTKs add up.
+  rule_spec.declare(rule, packed=rule_spec.spec_of(act_kernel).packed and
+                    rule_spec.spec_of(g_kernel).packed)
   return init_fn, apply_fn, rule
 
 

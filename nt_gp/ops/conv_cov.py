@@ -119,7 +119,7 @@ def circular_fold(t, axis: int, size: int):
     hi = min(size, length - offset)
     if hi <= lo:
       continue
-    part = spatial._take(t, axis, offset + lo, offset + hi)  # pylint: disable=protected-access
+    part = spatial.take(t, axis, offset + lo, offset + hi)
     if lo or hi < size:
       pads = [[0, 0]] * t.shape.rank
       pads[axis] = [lo, size - hi]

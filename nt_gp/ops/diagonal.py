@@ -7,8 +7,7 @@ Shapes (S spatial dimensions, batch-last):
 import tensorflow as tf
 
 __all__ = ['variances', 'expand_variance', 'expand_block_variance',
-           'spatial_diagonal',
-           'add_to_spatial_diagonal']
+           'spatial_diagonal', 'outer', 'add_to_spatial_diagonal']
 
 
 def spatial_diagonal(cov: tf.Tensor, n_spatial: int,
@@ -94,6 +93,48 @@ def expand_block_variance(var: tf.Tensor, side: int, diagonal_spatial: bool,
   k, b = var.shape[-2], var.shape[-1]
   shape += [k, b, 1] if side == 0 else [k, 1, b]
   return tf.reshape(var, shape)
+
+
+def outer(a: tf.Tensor, b: tf.Tensor, op, diagonal_spatial: bool,
+          n_spatial: int, batch_pair: bool) -> tf.Tensor:
+  """`op(a[p, n1], b[p', n2])` in the batch-last layout of a covariance.
+
+  The result broadcasts against a covariance between the positions of `a`
+  and `b`: `(X, X', Y, Y', ..., N1, N2)` (`diagonal_spatial`: only `p ==
+  p'`, `(X, Y, ..., N1, N2)`), or with one batch axis `n1 == n2` if not
+  `batch_pair`. The product is formed over flattened positions and then
+  transposed into the interleaved layout, since TensorFlow's CPU kernels do
+  not broadcast tensors with many alternating unit axes.
+
+  Args:
+    a, b: `(*spatial, N)` tensors (an axis of size 1 broadcasts).
+    op: elementwise binary op, e.g. `tf.multiply` or `tf.logical_or`.
+    diagonal_spatial: layout of the target covariance.
+    n_spatial: number of spatial dimensions.
+    batch_pair: whether the target has two batch axes.
+
+  Example:
+    >>> import tensorflow as tf
+    >>> a = tf.constant([[1.], [2.]])               # 2 positions, 1 input
+    >>> outer(a, a, tf.multiply, False, 1, True)[..., 0, 0].numpy().tolist()
+    [[1.0, 2.0], [2.0, 4.0]]
+  """
+  s = n_spatial
+  if diagonal_spatial or s == 0:
+    if batch_pair:
+      return op(a[..., :, None], b[..., None, :])
+    return op(a, b)
+  sa, sb = a.shape[:s].as_list(), b.shape[:s].as_list()
+  na, nb = a.shape[s], b.shape[s]
+  if batch_pair:
+    out = op(tf.reshape(a, [-1, 1]), tf.reshape(b, [1, -1]))
+    out = tf.reshape(out, sa + [na] + sb + [nb])
+    perm = [ax for i in range(s) for ax in (i, s + 1 + i)] + [s, 2 * s + 1]
+  else:
+    out = op(tf.reshape(a, [-1, 1, na]), tf.reshape(b, [1, -1, nb]))
+    out = tf.reshape(out, sa + sb + [max(na, nb)])
+    perm = [ax for i in range(s) for ax in (i, s + i)] + [2 * s]
+  return tf.transpose(out, perm)
 
 
 def add_to_spatial_diagonal(cov: tf.Tensor, value, n_spatial: int,

@@ -17,8 +17,9 @@ from typing import Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ['same_pads', 'valid_size', 'pad_axes', 'paired_shift_sum',
-           'window_sum', 'dilate_axes', 'conv_transpose_pads', 'out_size']
+__all__ = ['same_pads', 'out_size', 'conv_transpose_pads', 'pad_axes', 'take',
+           'paired_shift_sum', 'joint_shift_sum', 'window_sum', 'dilate_axes',
+           'window_mask']
 
 
 def same_pads(size: int, window: int, stride: int) -> Tuple[int, int]:
@@ -35,10 +36,6 @@ def out_size(size: int, window: int, stride: int, pads: Tuple[int, int]) -> int:
     raise ValueError(f'A window of size {window} does not fit an axis of size '
                      f'{size} with padding {pads}.')
   return n // stride + 1
-
-
-def valid_size(size: int, window: int, stride: int) -> int:
-  return out_size(size, window, stride, (0, 0))
 
 
 def conv_transpose_pads(window: int, stride: int, padding: str):
@@ -69,18 +66,24 @@ def pad_axes(x: tf.Tensor, axes: Sequence[int], pads: Tuple[int, int],
     lo, hi = pads
     parts = []
     if lo:
-      parts.append(_take(x, a, size - lo, size))
+      parts.append(take(x, a, size - lo, size))
     parts.append(x)
     if hi:
-      parts.append(_take(x, a, 0, hi))
+      parts.append(take(x, a, 0, hi))
     if lo > size or hi > size:
       raise ValueError('Circular padding larger than the axis.')
     x = tf.concat(parts, a)
   return x
 
 
-def _take(x, axis, start, stop, stride=1):
-  """`x[..., start:stop:stride, ...]` along one axis."""
+def take(x, axis: int, start: int, stop: int, stride: int = 1) -> tf.Tensor:
+  """`x[..., start:stop:stride, ...]` along one axis.
+
+  Example:
+    >>> import tensorflow as tf
+    >>> take(tf.reshape(tf.range(6), (2, 3)), 1, 0, 3, 2).numpy().tolist()
+    [[0, 2], [3, 5]]
+  """
   rank = x.shape.rank
   begin = [0] * rank
   end = [0] * rank
@@ -229,5 +232,47 @@ def dilate_axes(x: tf.Tensor, axes: Sequence[int], stride: int) -> tf.Tensor:
     y = tf.concat([y, tf.zeros(zeros_shape, x.dtype)], a + 1)
     new_shape = tf.concat([shape[:a], [size * stride], shape[a + 1:]], 0)
     y = tf.reshape(y, new_shape)
-    x = _take(y, a, 0, (size - 1) * stride + 1)
+    x = take(y, a, 0, (size - 1) * stride + 1)
   return x
+
+
+def window_mask(mask: tf.Tensor, axes: Sequence[int], windows: Sequence[int],
+                strides: Sequence[int], padding: str,
+                transpose: bool = False) -> tf.Tensor:
+  """Output mask of a strided window op (pooling, convolution) over `axes`.
+
+  An output is masked where the input at its window's centre is; for a
+  transposed convolution (as neural-tangents), where any input in its
+  window is (`'CIRCULAR'` treated as `'SAME'`). Axes of size 1 (a mask
+  constant along them) are left as they are.
+
+  Args:
+    mask: boolean mask of the inputs (True = masked).
+    axes: the spatial axes of `mask`, in the order of `windows`/`strides`.
+    windows, strides: per axis.
+    padding: `'VALID'`, `'SAME'` or `'CIRCULAR'`.
+    transpose: the op is a transposed convolution.
+
+  Example:
+    >>> import numpy as np
+    >>> m = np.array([[False, True, False, False]])
+    >>> window_mask(m, [1], [2], [2], 'VALID').numpy().tolist()
+    [[False, False]]
+  """
+  mask = tf.convert_to_tensor(mask)
+  for a, w, st in zip(axes, windows, strides):
+    size = mask.shape[a]
+    if size == 1:
+      continue
+    if transpose:
+      pad_mode = 'SAME' if padding == 'CIRCULAR' else padding
+      masked = dilate_axes(tf.cast(mask, tf.float32), (a,), st)
+      masked = window_sum(masked, a, w, 1, conv_transpose_pads(w, st, pad_mode))
+      mask = masked > 0
+      continue
+    pads = (0, 0) if padding == 'VALID' else same_pads(size, w, st)
+    n = out_size(size, w, st, pads)
+    start = -pads[0] + (w - 1) // 2
+    idx = np.clip(start + np.arange(n) * st, 0, size - 1)
+    mask = tf.gather(mask, idx, axis=a)
+  return mask

@@ -13,6 +13,9 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+# `get` of predict's functions, shared with the rest of nt_gp.
+from nt_gp.validation import canonicalize_get, namedtuple_of  # pylint: disable=unused-import
+
 _ARRAY_TYPES = (tf.Tensor, tf.Variable, np.ndarray, np.generic, list, tuple,
                 numbers.Number)
 
@@ -336,40 +339,6 @@ class GraphCache:
     if key not in store:
       store[key] = compute()
     return store[key]
-
-
-_NAMEDTUPLES = {}
-
-
-def namedtuple_of(name, fields):
-  """A cached namedtuple class (equal `get` gives equal output types)."""
-  key = (name, tuple(fields))
-  if key not in _NAMEDTUPLES:
-    _NAMEDTUPLES[key] = collections.namedtuple(name, fields)
-  return _NAMEDTUPLES[key]
-
-
-def canonicalize_get(get, allowed, default):
-  """`(is_single, names)` of a `get` argument, validated against `allowed`."""
-  if get is None:
-    return False, tuple(default)
-  if isinstance(get, str):
-    single, names = True, (get,)
-  elif isinstance(get, (tuple, list)) and all(isinstance(g, str) for g in get):
-    single, names = False, tuple(get)
-  else:
-    raise TypeError(f'`get` must be None, a string or a tuple of strings, got '
-                    f'{get!r}.')
-  if not names:
-    raise ValueError('`get` must not be empty.')
-  names = tuple(g.lower() for g in names)
-  if len(set(names)) != len(names):
-    raise ValueError(f'All entries of `get` must be unique, got {names}.')
-  for g in names:
-    if g not in allowed:
-      raise ValueError(f'`get={g!r}` is not supported here; choose from '
-                       f'{tuple(allowed)}.')
-  return single, names
 
 
 def format_get(out: dict, single: bool, names, tuple_name='Gaussians'):

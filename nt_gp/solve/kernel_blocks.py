@@ -194,7 +194,7 @@ class FunctionBlocks(KernelBlocks):
     self.batch_size = int(batch_size)
     self.slices = row_slices(self.n, self.batch_size)
     self.dtype = self.x.dtype
-    jit = _config.config.resolve_jit(self.dtype)
+    jit = _config.config.resolve_jit()
     z_value = self.z
     self._cross = tf.function(
         lambda a: kernel_fn(a, tf.constant(z_value), get), autograph=False,

@@ -25,7 +25,8 @@ from nt_gp.stax.dense import Dense, Identity
 from nt_gp.stax.layer_call import LayerCall, describe
 from nt_gp.stax.dimension_numbers import Padding
 from nt_gp.stax.erf import Erf, Sigmoid_like
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
+from nt_gp.stax.shapes import make_init_fn
 from nt_gp.stax.masking import MaskedArray, supports_masking, unmask_fn
 from nt_gp.stax.pooling import AvgPool, SumPool
 from nt_gp.stax.readout import Flatten, GlobalAvgPool, GlobalSumPool

@@ -20,13 +20,15 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import spatial_matrix
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
-from nt_gp.stax.layer import layer, make_init_fn
-from nt_gp.stax.masking import _kernel_mask, supports_masking  # pylint: disable=protected-access
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['GlobalSelfAttention', 'AttentionMechanism', 'PositionalEmbedding']
 
@@ -204,12 +206,9 @@ def GlobalSelfAttention(n_chan_out: int,
   """
   for name, v in (('n_chan_out', n_chan_out), ('n_chan_key', n_chan_key),
                   ('n_chan_val', n_chan_val), ('n_heads', n_heads)):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-      raise ValueError(f'`{name}` must be a positive int, got {v!r}.')
-  if n_chan_pos_emb is not None and (
-      not isinstance(n_chan_pos_emb, (int, np.integer)) or n_chan_pos_emb < 1):
-    raise ValueError(f'`n_chan_pos_emb` must be None or a positive int, got '
-                     f'{n_chan_pos_emb!r}.')
+    validation.check_positive_int(name, v)
+  if n_chan_pos_emb is not None:
+    validation.check_positive_int('n_chan_pos_emb', n_chan_pos_emb)
   mechanism = _as_enum(AttentionMechanism, attention_mechanism,
                        'attention_mechanism')
   pos_emb_type = _as_enum(PositionalEmbedding, pos_emb_type, 'pos_emb_type')
@@ -489,13 +488,9 @@ def GlobalSelfAttention(n_chan_out: int,
       pe_w = pe_w * tf.square(hparams.cast(W_pos_emb_std, dtype))
       r = _pos_emb_cov(sizes, pos_emb_p_norm, pos_emb_decay_fn, dtype)
 
-    def flat_mask(mask, shape):
-      if mask is None:
-        return None
-      m = _kernel_mask(mask, shape, ba, ca)              # (N, *spatial)
-      return tf.reshape(m, [shape[ba], -1])
-    m1 = flat_mask(k.mask1, k.shape1)
-    m2 = flat_mask(k.mask2, k.shape2)
+    def flat_mask(mask):                                 # (N, P)
+      return None if mask is None else tf.reshape(mask, [mask.shape[0], -1])
+    m1, m2 = (flat_mask(m) for m in k.position_masks())
     if m1 is None and m2 is not None:
       m1 = tf.zeros([k.shape1[ba], m2.shape[1]], tf.bool)
     if m2 is None and m1 is not None and k.cov2 is not None:

@@ -7,11 +7,15 @@ import functools
 
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.kernel import Kernel
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
+from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
-__all__ = ['FanOut', 'FanInSum', 'FanInProd', 'FanInConcat']
+__all__ = ['FanOut', 'FanInSum', 'FanInProd', 'FanInConcat', 'check_fan_in',
+           'sum_kernels']
 
 
 @layer
@@ -24,20 +28,31 @@ def FanOut(num: int):
     >>> init_fn(0, (3, 4))[0]
     [(3, 4), (3, 4)]
   """
-  if not isinstance(num, int) or num < 1:
-    raise ValueError(f'`num` must be a positive int, got {num!r}.')
+  validation.check_positive_int('num', num)
   init_fn = make_init_fn(lambda shape: [shape] * num)
 
   def apply_fn(params, inputs, **kwargs):
     return [inputs] * num
 
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     return [k] * num
-  rule.supports_packed = True
   return init_fn, apply_fn, rule
 
 
-def _check_fan_in(ks, name):
+def check_fan_in(ks, name: str, same_shapes: bool = False) -> list:
+  """Validates the input of a fan-in layer `name`: a list of kernels of one
+  layout (and of equal shapes if `same_shapes`); returns it as a list.
+
+  Example:
+    >>> import numpy as np
+    >>> from nt_gp import stax
+    >>> k = stax.Dense(1)[2](np.ones((2, 3)), get=None)
+    >>> check_fan_in(k, 'FanInSum')
+    Traceback (most recent call last):
+    ...
+    ValueError: `FanInSum` needs a list of kernels (use FanOut/parallel before it).
+  """
   if isinstance(ks, Kernel) or not isinstance(ks, (list, tuple)):
     raise ValueError(f'`{name}` needs a list of kernels (use FanOut/parallel '
                      f'before it).')
@@ -49,14 +64,28 @@ def _check_fan_in(ks, name):
       raise ValueError(f'`{name}`: all branches must have the same kernel '
                        f'layout (diagonal_batch, diagonal_spatial, batch and '
                        f'channel axes).')
+  if same_shapes and not all(k.shape1 == ref.shape1 and k.shape2 == ref.shape2
+                             for k in ks[1:]):
+    raise ValueError(f'All branch shapes must be equal in `{name}`, got '
+                     f'{[k.shape1 for k in ks]}.')
   return list(ks)
 
 
-def _same_shapes(ks, name):
-  if not all(k.shape1 == ks[0].shape1 and k.shape2 == ks[0].shape2
-             for k in ks[1:]):
-    raise ValueError(f'All branch shapes must be equal in `{name}`, got '
-                     f'{[k.shape1 for k in ks]}.')
+def sum_kernels(ks, is_gaussian: bool):
+  """The kernel of the sum of independent branches with kernels `ks`.
+
+  Example:
+    >>> import numpy as np
+    >>> from nt_gp import stax
+    >>> k = stax.Dense(1)[2](np.ones((1, 3)), get=None)
+    >>> float(sum_kernels([k, k], is_gaussian=True).nngp[0, 0])
+    2.0
+  """
+  def total(attr):
+    mats = [getattr(k, attr) for k in ks]
+    return None if mats[0] is None else functools.reduce(tf.add, mats)
+  return _merged(ks, cov1=total('cov1'), cov2=total('cov2'),
+                 nngp=total('nngp'), ntk=total('ntk'), is_gaussian=is_gaussian)
 
 
 def _merged(ks, **fields):
@@ -88,20 +117,14 @@ def FanInSum():
   def apply_fn(params, inputs, **kwargs):
     return functools.reduce(tf.add, inputs)
 
+  @capabilities(packed=True)
   def rule(ks, **kwargs):
-    ks = _check_fan_in(ks, 'FanInSum')
-    _same_shapes(ks, 'FanInSum')
+    ks = check_fan_in(ks, 'FanInSum', same_shapes=True)
     is_gaussian = all(k.is_gaussian for k in ks)
     if not is_gaussian and len(ks) != 1:
       raise ValueError('`FanInSum` needs Gaussian branches (each ending in an '
                        'affine layer such as Dense or Conv) to give a kernel.')
-    def total(attr):
-      mats = [getattr(k, attr) for k in ks]
-      return None if mats[0] is None else functools.reduce(tf.add, mats)
-    return _merged(ks, cov1=total('cov1'), cov2=total('cov2'),
-                   nngp=total('nngp'), ntk=total('ntk'),
-                   is_gaussian=is_gaussian)
-  rule.supports_packed = True
+    return sum_kernels(ks, is_gaussian)
 
   def mask_fn(masks, shapes):
     return _reduce_masks(masks, tf.logical_and)
@@ -124,9 +147,9 @@ def FanInProd():
   def apply_fn(params, inputs, **kwargs):
     return functools.reduce(tf.multiply, inputs)
 
+  @capabilities(packed=True)
   def rule(ks, **kwargs):
-    ks = _check_fan_in(ks, 'FanInProd')
-    _same_shapes(ks, 'FanInProd')
+    ks = check_fan_in(ks, 'FanInProd', same_shapes=True)
     is_gaussian = len(ks) == 1 and ks[0].is_gaussian
     nngps = [k.nngp for k in ks]
     ntks = [k.ntk for k in ks]
@@ -145,7 +168,6 @@ def FanInProd():
     cov2 = None if None in cov2s else functools.reduce(tf.multiply, cov2s)
     return _merged(ks, cov1=cov1, cov2=cov2, nngp=nngp, ntk=ntk,
                    is_gaussian=is_gaussian)
-  rule.supports_packed = True
 
   def mask_fn(masks, shapes):
     return _reduce_masks(masks, tf.logical_and)
@@ -190,7 +212,7 @@ def FanInConcat(axis: int = -1):
     return tf.concat(list(inputs), axis)
 
   def rule(ks, **kwargs):
-    ks = _check_fan_in(ks, 'FanInConcat')
+    ks = check_fan_in(ks, 'FanInConcat')
     ref = ks[0]
     ndim = len(ref.shape1)
     ax = axis % ndim

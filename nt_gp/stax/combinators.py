@@ -3,7 +3,9 @@ import operator
 
 from nt_gp.stax import _random
 from nt_gp.stax import requirements
-from nt_gp.stax.layer import layer, make_init_fn, _output_shapes
+from nt_gp.stax.layer import layer
+from nt_gp.stax.rule_spec import capabilities, runs
+from nt_gp.stax.shapes import make_init_fn, output_shapes
 
 __all__ = ['serial', 'parallel', 'repeat']
 
@@ -52,7 +54,7 @@ def serial(*layers):
 
   def shape_fn(shape):
     for f in init_fns:
-      shape = _output_shapes(f, shape)
+      shape = output_shapes(f, shape)
     return shape
 
   def params_fn(key, shape):
@@ -70,12 +72,11 @@ def serial(*layers):
 
   @requirements.requires(
       **requirements.combine_requirements(kernel_fns, operator.rshift))
+  @capabilities(packed=True, sets_shapes=True)
   def rule(k, **kwargs):
     for f in kernel_fns:
       k = f(k, **kwargs)
     return k
-  rule.sets_shapes = True
-  rule.supports_packed = True
   return make_init_fn(shape_fn, params_fn), apply_fn, rule
 
 
@@ -99,7 +100,7 @@ def parallel(*layers):
     if not all(isinstance(s, (list, tuple)) for s in shapes):
       raise ValueError(f'`parallel` of {len(layers)} layers needs a list of '
                        f'{len(layers)} input shapes, got {shapes!r}.')
-    return type(shapes)(_output_shapes(f, s) for f, s in zip(init_fns, shapes))
+    return type(shapes)(output_shapes(f, s) for f, s in zip(init_fns, shapes))
 
   def params_fn(key, shapes):
     keys = _random.split(key, len(init_fns))
@@ -119,11 +120,10 @@ def parallel(*layers):
 
   @requirements.requires(
       **requirements.combine_requirements(kernel_fns, operator.and_))
+  @capabilities(packed=True, sets_shapes=True)
   def rule(ks, **kwargs):
     _check_len(ks)
     return type(ks)(f(k, **kwargs) for f, k in zip(kernel_fns, ks))
-  rule.sets_shapes = True
-  rule.supports_packed = True
   return make_init_fn(shape_fn, params_fn), apply_fn, rule
 
 
@@ -148,7 +148,7 @@ def repeat(layer, n: int):  # pylint: disable=redefined-outer-name
   init_fn, apply_fn, kernel_fn = layer
 
   def shape_fn(shape):
-    out = _output_shapes(init_fn, shape)
+    out = output_shapes(init_fn, shape)
     if n and tuple(out) != tuple(shape):
       raise ValueError(f'`repeat` needs a layer that keeps its input shape; '
                        f'it maps {shape} to {out}. Use `serial` instead.')
@@ -165,11 +165,9 @@ def repeat(layer, n: int):  # pylint: disable=redefined-outer-name
       inputs = apply_fn(p, inputs, rng=r, **kwargs)
     return inputs
 
-  @requirements.requires(**(requirements.get_req(kernel_fn) or {}))
+  @runs(kernel_fn)
   def rule(k, **kwargs):
     for _ in range(n):
       k = kernel_fn(k, **kwargs)
     return k
-  rule.sets_shapes = True
-  rule.supports_packed = True
   return make_init_fn(shape_fn, params_fn), apply, rule

@@ -9,31 +9,33 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import conv_cov, diagonal, spatial
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
-from nt_gp.stax.dense import check_parameterization
 from nt_gp.stax.dimension_numbers import ConvSpec, Padding, as_padding
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
-from nt_gp.stax.spatial_utils import permute_spatial
+from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
-__all__ = ['Conv', 'ConvTranspose', 'ConvLocal', 'check_positive_ints']
+__all__ = ['Conv', 'ConvTranspose', 'ConvLocal']
 
 
-def check_positive_ints(name, values, n=None):
-  try:
-    values = tuple(int(v) for v in values)
-  except (TypeError, ValueError):
-    raise TypeError(f'`{name}` must be a sequence of ints, got {values!r}.'
-                    ) from None
-  if n is not None and len(values) != n:
-    raise ValueError(f'`{name}` must have {n} entries, got {values}.')
-  if any(v < 1 for v in values):
-    raise ValueError(f'`{name}` entries must be positive, got {values}.')
-  return values
+def _permute_spatial(t, perm, diagonal_spatial: bool):
+  """Reorders the spatial dimensions of a batch-last covariance tensor.
+
+  `perm[i]` is the old spatial dimension that becomes dimension `i`.
+  """
+  if t.shape.rank == 0:
+    return t
+  lead = len(perm) if diagonal_spatial else 2 * len(perm)
+  axes = []
+  for p in perm:
+    axes += [p] if diagonal_spatial else [2 * p, 2 * p + 1]
+  return tf.transpose(t, axes + list(range(lead, t.shape.rank)))
 
 
 def _looks_channels_first(shape, spec):
@@ -130,13 +132,12 @@ def ConvLocal(out_chan: int, filter_shape: Sequence[int],
 
 def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
                 dimension_numbers, parameterization, s, transpose, shared):
-  filter_shape = check_positive_ints('filter_shape', filter_shape)
+  filter_shape = validation.check_positive_ints('filter_shape', filter_shape)
   n = len(filter_shape)
-  strides = check_positive_ints('strides', strides or (1,) * n, n)
-  if not isinstance(out_chan, (int, np.integer)) or out_chan < 1:
-    raise ValueError(f'`out_chan` must be a positive int, got {out_chan!r}.')
+  strides = validation.check_positive_ints('strides', strides or (1,) * n, n)
+  validation.check_positive_int('out_chan', out_chan)
   padding = as_padding(padding).value
-  parameterization = check_parameterization(parameterization)
+  parameterization = validation.check_parameterization(parameterization)
   W_std = hparams.check_std('W_std', W_std)
   b_std = hparams.check_std('b_std', b_std, allow_none=True, allow_zero=True)
   user_dn = dimension_numbers
@@ -275,7 +276,7 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
     for offset in np.ndindex(*filt):
       part = x
       for j, (o, st, size) in enumerate(zip(offset, strd, out_sizes)):
-        part = spatial._take(part, 1 + j, o, o + (size - 1) * st + 1, st)  # pylint: disable=protected-access
+        part = spatial.take(part, 1 + j, o, o + (size - 1) * st + 1, st)
       patches.append(part)
     p = tf.stack(patches, axis=-1)                   # (N, *out, C, F)
     p = tf.reshape(p, tf.concat([tf.shape(p)[:-2], [-1]], 0))
@@ -331,6 +332,7 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
 
   @requires(batch_axis=spec.batch_axis, channel_axis=spec.channel_axis,
             diagonal_spatial=diag_req)
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     check_shape(k.shape1, is_input=k.is_input)
     shape_fn(k.shape1)     # layer-specific errors (e.g. filter > image)
@@ -355,15 +357,13 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
                     batch_axis=spec.out.index('N'),
                     channel_axis=spec.out.index('C'))
     if spec.out_perm != sorted(spec.out_perm):
-      perm = spec.out_perm
-      out = out.replace(**{a: permute_spatial(getattr(out, a), perm, ds)
-                           for a in ('nngp', 'ntk', 'cov1', 'cov2')})
+      out = out.map_covs(lambda t, _: _permute_spatial(t, spec.out_perm, ds))
     return out
-  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     mask = tf.reduce_all(mask, axis=spec.channel_axis, keepdims=True)
-    from nt_gp.stax.pooling import pool_mask  # pylint: disable=g-import-not-at-top
-    return pool_mask(mask, spec, filt, strd, padding, transpose)
+    axes = [spec.lhs.index(c) for c in spec.input_spatial]
+    mask = spatial.window_mask(mask, axes, filt, strd, padding, transpose)
+    return tf.transpose(mask, [spec.lhs.index(c) for c in spec.out])
 
   return make_init_fn(shape_fn, params_fn), apply_fn, rule, mask_fn

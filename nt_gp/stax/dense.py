@@ -1,11 +1,14 @@
 """`Dense` and `Identity` layers."""
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Diagonal, requires
+from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['Dense', 'Identity', 'affine']
 
@@ -16,14 +19,6 @@ def affine(mat, w_var, b_var):
     return None
   mat = w_var * mat
   return mat if b_var is None else mat + b_var
-
-
-def check_parameterization(parameterization: str) -> str:
-  p = str(parameterization).lower()
-  if p not in ('ntk', 'standard'):
-    raise ValueError(f'`parameterization` must be "ntk" or "standard", got '
-                     f'{parameterization!r}.')
-  return p
 
 
 @layer
@@ -63,11 +58,10 @@ def Dense(out_dim: int,
     >>> float(kernel_fn(x, get='nngp')[0, 0])   # 2² · (x·x / 2) + 0.5²
     4.25
   """
-  parameterization = check_parameterization(parameterization)
+  parameterization = validation.check_parameterization(parameterization)
   W_std = hparams.check_std('W_std', W_std)
   b_std = hparams.check_std('b_std', b_std, allow_none=True, allow_zero=True)
-  if not isinstance(out_dim, int) or out_dim < 1:
-    raise ValueError(f'`out_dim` must be a positive int, got {out_dim!r}.')
+  validation.check_positive_int('out_dim', out_dim)
   out_width = out_dim * (s[1] if parameterization == 'standard' else 1)
 
   def shape_fn(input_shape):
@@ -109,6 +103,7 @@ def Dense(out_dim: int,
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
             diagonal_spatial=Diagonal())
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     dtype = k.dtype
     w_var = tf.square(hparams.cast(W_std, dtype, 'W_std', positive=True))
@@ -127,7 +122,6 @@ def Dense(out_dim: int,
       cov1, nngp, cov2 = (affine(c, w_var, b_var) for c in (cov1, nngp, cov2))
     return k.replace(cov1=cov1, nngp=nngp, cov2=cov2, ntk=ntk,
                      is_gaussian=True, is_input=False)
-  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     return tf.reduce_all(mask, axis=channel_axis, keepdims=True)
@@ -152,7 +146,7 @@ def Identity():
     return tf.convert_to_tensor(inputs) if not isinstance(
         inputs, (list, tuple)) else inputs
 
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     return k
-  rule.supports_packed = True
   return init_fn, apply_fn, rule

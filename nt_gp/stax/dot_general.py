@@ -15,9 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp.ops import compile as compile_ops
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['DotGeneral', 'dot_general', 'canonicalize_dimension_numbers']
 

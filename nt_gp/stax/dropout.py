@@ -13,10 +13,10 @@ import tensorflow as tf
 
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import check_hparam
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import requires
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['Dropout']
 
@@ -75,7 +75,7 @@ def Dropout(rate, mode: str = 'train'):
   """
   if mode not in ('train', 'test'):
     raise ValueError(f'`mode` must be "train" or "test", got {mode!r}.')
-  check_hparam('rate', rate, lower=0., lower_inclusive=False, upper=1.)
+  hparams.check_hparam('rate', rate, lower=0., lower_inclusive=False, upper=1.)
   init_fn = make_init_fn(lambda shape: shape)
 
   def apply_fn(params, inputs, rng=None, **kwargs):

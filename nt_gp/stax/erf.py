@@ -11,13 +11,15 @@ import tensorflow as tf
 
 from nt_gp.ops import fast_math
 from nt_gp.stax import hparams
-from nt_gp.stax.elementwise_base import elementwise, map_covariances, scale_kernel
-from nt_gp.stax.layer_call import records_call
+from nt_gp.stax.elementwise import elementwise, map_covariances
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Erf', 'Sigmoid_like']
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Erf(a=1., b=1., c=0.):
   """`a * erf(b * x) + c`.
 
@@ -29,6 +31,23 @@ def Erf(a=1., b=1., c=0.):
     >>> round(k, 6), round(float(2 / np.pi * np.arcsin(2 / 3)), 6)  # q = 1
     (0.464559, 0.464559)
   """
+  return _erf(a, b, c)
+
+
+@layer
+@supports_masking(remask_kernel=True)
+def Sigmoid_like():
+  """`0.5 erf(x / 2.4020563531719796) + 0.5`, an erf fitted to the sigmoid.
+
+  Example:
+    >>> from nt_gp import stax
+    >>> layer = stax.Sigmoid_like()
+  """
+  return _erf(0.5, 1 / 2.4020563531719796, 0.5)
+
+
+def _erf(a, b, c):
+  """The layer functions of `Erf`."""
   def fn(x):
     dtype = x.dtype
     return (hparams.cast(a, dtype) * tf.math.erf(hparams.cast(b, dtype) * x) +
@@ -37,7 +56,7 @@ def Erf(a=1., b=1., c=0.):
   def rule(k):
     dtype = k.dtype
     a_, b_, c_ = (hparams.cast(v, dtype) for v in (a, b, c))
-    k = scale_kernel(k, tf.square(b_))
+    k = k.scale(tf.square(b_))
 
     def q_map(q12, q11, q22, ntk):
       prod = (1 + 2 * q11) * (1 + 2 * q22)
@@ -53,17 +72,5 @@ def Erf(a=1., b=1., c=0.):
       return (2 / math.pi) * fast_math.atan2(q, tf.sqrt(q + 0.25))
 
     k = map_covariances(k, q_map, diag_fn=diag)
-    return scale_kernel(k, tf.square(a_), tf.square(c_))
-  return elementwise(fn, f'Erf({a}, {b}, {c})', rule, supports_packed=True,
-                     remask_kernel=True)
-
-
-@records_call
-def Sigmoid_like():
-  """`0.5 erf(x / 2.4020563531719796) + 0.5`, an erf fitted to the sigmoid.
-
-  Example:
-    >>> from nt_gp import stax
-    >>> layer = stax.Sigmoid_like()
-  """
-  return Erf(a=0.5, b=1 / 2.4020563531719796, c=0.5)
+    return k.scale(tf.square(a_), tf.square(c_))
+  return elementwise(fn, f'Erf({a}, {b}, {c})', rule, packed=True)

@@ -18,14 +18,15 @@ import tensorflow as tf
 
 from nt_gp.ops.safe_math import safe_sqrt
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import check_hparam, fmt, nonlinearity
-from nt_gp.stax.elementwise_base import map_covariances, scale_kernel
-from nt_gp.stax.layer_call import records_call
+from nt_gp.stax.elementwise import elementwise, map_covariances
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Exp', 'Gaussian', 'Rbf', 'ExpNormalized']
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Exp(a=1., b=1.):
   """``a exp(b x)``.
 
@@ -44,8 +45,8 @@ def Exp(a=1., b=1.):
     >>> round(float(k[0, 0]), 6)
     7.389056
   """
-  check_hparam('a', a)
-  check_hparam('b', b)
+  hparams.check_hparam('a', a)
+  hparams.check_hparam('b', b)
 
   def fn(x):
     dtype = x.dtype
@@ -65,14 +66,14 @@ def Exp(a=1., b=1.):
     def diag(q):
       return tf.exp(2 * b_sq * q)
 
-    return scale_kernel(map_covariances(k, q_map, diag_fn=diag), a_sq)
+    return map_covariances(k, q_map, diag_fn=diag).scale(a_sq)
 
-  return nonlinearity(fn, f'Exp({fmt(a)}, {fmt(b)})', rule,
-                      remask_kernel=True,
-                      supports_packed=True)
+  return elementwise(fn, f'Exp({hparams.fmt(a)}, {hparams.fmt(b)})', rule,
+                     packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Gaussian(a=1., b=-1.):
   """``a exp(b x²)``.
 
@@ -92,8 +93,8 @@ def Gaussian(a=1., b=-1.):
     >>> round(float(k[0, 0]), 6)
     0.447214
   """
-  check_hparam('a', a)
-  check_hparam('b', b)
+  hparams.check_hparam('a', a)
+  hparams.check_hparam('b', b)
 
   def fn(x):
     dtype = x.dtype
@@ -116,14 +117,14 @@ def Gaussian(a=1., b=-1.):
     def diag(q):
       return 1 / safe_sqrt(1 - 4 * b_ * q)
 
-    return scale_kernel(map_covariances(k, q_map, diag_fn=diag), a_sq)
+    return map_covariances(k, q_map, diag_fn=diag).scale(a_sq)
 
-  return nonlinearity(fn, f'Gaussian({fmt(a)}, {fmt(b)})', rule,
-                      remask_kernel=True,
-                      supports_packed=True)
+  name = f'Gaussian({hparams.fmt(a)}, {hparams.fmt(b)})'
+  return elementwise(fn, name, rule, packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Rbf(gamma=1.):
   """Dual activation of the RBF kernel: ``sqrt(2) sin(sqrt(2γ) x + π/4)``.
 
@@ -144,7 +145,7 @@ def Rbf(gamma=1.):
     >>> round(float(kernel_fn(x, get='nngp')[0, 1]), 6)  # exp(-0.5 · 2 / 2)
     0.606531
   """
-  check_hparam('gamma', gamma, lower=0.)
+  hparams.check_hparam('gamma', gamma, lower=0.)
 
   def fn(x):
     dtype = x.dtype
@@ -162,11 +163,11 @@ def Rbf(gamma=1.):
 
     return map_covariances(k, q_map, diag_fn=tf.ones_like)
 
-  return nonlinearity(fn, f'Rbf({fmt(gamma)})', rule, remask_kernel=True,
-                      supports_packed=True)
+  return elementwise(fn, f'Rbf({hparams.fmt(gamma)})', rule, packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def ExpNormalized(gamma=1., shift=-1., do_clip: bool = False):
   """The "Gaussian normalized kernel" (Shankar et al. 2020, p. 6).
 
@@ -189,8 +190,8 @@ def ExpNormalized(gamma=1., shift=-1., do_clip: bool = False):
     >>> kernel_fn(x, get='nngp').numpy().round(6).tolist()   # [[1/2, e⁻¹/2], ..]
     [[0.5, 0.18394], [0.18394, 0.5]]
   """
-  check_hparam('gamma', gamma)
-  check_hparam('shift', shift)
+  hparams.check_hparam('gamma', gamma)
+  hparams.check_hparam('shift', shift)
   if not isinstance(do_clip, bool):
     raise TypeError(f'`do_clip` must be a bool, got {do_clip!r}.')
 
@@ -211,5 +212,4 @@ def ExpNormalized(gamma=1., shift=-1., do_clip: bool = False):
 
     return map_covariances(k, q_map)
 
-  return nonlinearity(None, 'ExpNormalized', rule, remask_kernel=True,
-                      supports_packed=True)
+  return elementwise(None, 'ExpNormalized', rule, packed=True)

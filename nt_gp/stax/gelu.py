@@ -13,14 +13,15 @@ import math
 
 import tensorflow as tf
 
-from nt_gp.stax.activation import nonlinearity
-from nt_gp.stax.elementwise_base import map_covariances
-from nt_gp.stax.layer_call import records_call
+from nt_gp.stax.elementwise import elementwise, map_covariances
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Gelu']
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def Gelu(approximate: bool = False):
   """Gaussian error linear unit, ``x Φ(x)``.
 
@@ -72,4 +73,4 @@ def Gelu(approximate: bool = False):
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, 'Gelu', rule, remask_kernel=False, supports_packed=True)
+  return elementwise(fn, 'Gelu', rule, packed=True)

@@ -4,16 +4,14 @@ Layers accept Python numbers, tensors, `tf.Variable`s and TFP
 `TransformedVariable`s. They are cast to the kernel's dtype when the kernel is
 computed, so gradients flow to variables of either precision.
 """
-import numbers
+import math
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ['check_std', 'cast', 'is_number']
+from nt_gp.validation import is_number
 
-
-def is_number(v) -> bool:
-  return isinstance(v, (numbers.Real, np.number)) and not isinstance(v, bool)
+__all__ = ['check_std', 'check_hparam', 'cast', 'fmt']
 
 
 def check_std(name: str, value, allow_none: bool = False,
@@ -51,6 +49,57 @@ def check_std(name: str, value, allow_none: bool = False,
   return value
 
 
+def check_hparam(name: str, value, lower=None, lower_inclusive: bool = True,
+                 upper=None, upper_inclusive: bool = True):
+  """Validates a scalar real hyperparameter; returns it unchanged.
+
+  Numbers (and concrete eager tensors) are checked against the bounds now;
+  `tf.Variable`s and symbolic tensors only for being scalars.
+
+  Example:
+    >>> check_hparam('gamma', 0.5, lower=0.)
+    0.5
+    >>> check_hparam('gamma', -1., lower=0.)
+    Traceback (most recent call last):
+    ...
+    ValueError: `gamma` must be >= 0.0, got -1.0.
+  """
+  if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
+    raise TypeError(f'`{name}` must be a real number or a scalar tensor, got '
+                    f'{value!r}.')
+  if is_number(value):
+    v = float(value)
+  else:
+    try:
+      shape = tf.TensorShape(getattr(value, 'shape', None))
+    except (TypeError, ValueError):
+      raise TypeError(f'`{name}` must be a real number or a scalar tensor, '
+                      f'got {type(value).__name__}.') from None
+    if shape.rank is None and not hasattr(value, 'dtype'):
+      raise TypeError(f'`{name}` must be a real number or a scalar tensor, '
+                      f'got {type(value).__name__}.')
+    if shape.rank not in (None, 0):
+      raise ValueError(f'`{name}` must be a scalar, got shape {shape}.')
+    dtype = tf.as_dtype(value.dtype)
+    if not (dtype.is_floating or dtype.is_integer):
+      raise TypeError(f'`{name}` must be real-valued, got dtype {dtype.name}.')
+    if isinstance(value, tf.Variable) or not hasattr(value, 'numpy'):
+      return value
+    try:
+      v = float(np.asarray(value.numpy()))
+    except (AttributeError, TypeError, ValueError):
+      return value
+  if not math.isfinite(v):
+    raise ValueError(f'`{name}` must be finite, got {v}.')
+  if lower is not None and (v < lower or (v == lower and not lower_inclusive)):
+    raise ValueError(f'`{name}` must be {">=" if lower_inclusive else ">"} '
+                     f'{lower}, got {v}.')
+  if upper is not None and (v > upper or (v == upper and not upper_inclusive)):
+    raise ValueError(f'`{name}` must be {"<=" if upper_inclusive else "<"} '
+                     f'{upper}, got {v}.')
+  return value
+
+
 def cast(value, dtype, name: str = 'hyperparameter', positive: bool = False):
   """Returns `value` as a tensor of `dtype` (None stays None).
 
@@ -71,3 +120,16 @@ def cast(value, dtype, name: str = 'hyperparameter', positive: bool = False):
           t, message=f'`{name}` must be positive.')]):
         t = tf.identity(t)
   return t
+
+
+def fmt(value) -> str:
+  """Short text of a hyperparameter for layer names.
+
+  Example:
+    >>> fmt(0.5)
+    '0.5'
+  """
+  if is_number(value):
+    return repr(float(value)) if isinstance(value, float) else str(value)
+  name = getattr(value, 'name', None)
+  return f'<{name}>' if name else '<tensor>'

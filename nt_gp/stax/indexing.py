@@ -13,9 +13,11 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import requires
+from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['Index', 'Slice', 'canonicalize_idx', 'slice_shape']
 
@@ -240,6 +242,7 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1):
     return mask[canon]
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis)
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     ndim = len(k.shape1)
     canon = canonicalize_idx(idx, ndim)
@@ -267,19 +270,14 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1):
     batch_slice = batch_idx if not batch_full else slice(None)
 
     def index(t, batch_ndim):
-      if t is None or t.shape.rank == 0:
+      if t.shape.rank == 0:
         return t
       full = tuple(lead) + (batch_slice,) * batch_ndim
       if all(_is_full(e, None) for e in full):
         return t
       return t[full]
 
-    nb = 1 if k.packed else 2
-    cb = 1 if k.diagonal_batch else 2
-    return k.replace(nngp=index(k.nngp, nb), ntk=index(k.ntk, nb),
-                     cov1=index(k.cov1, cb), cov2=index(k.cov2, cb),
-                     batch_axis=_shifted_axis(ba, canon),
-                     channel_axis=_shifted_axis(ca, canon))
-  rule.supports_packed = True
+    return k.map_covs(index).replace(batch_axis=_shifted_axis(ba, canon),
+                                     channel_axis=_shifted_axis(ca, canon))
 
   return make_init_fn(shape_fn), apply_fn, rule, mask_fn

@@ -6,12 +6,15 @@ spatial diagonal or over all pairs of positions as the network requires.
 """
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
 
+from nt_gp import _config
 from nt_gp.kernel import Kernel
 from nt_gp.ops import packing
+from nt_gp.stax import masking
 
-__all__ = ['inputs_to_kernel']
+__all__ = ['inputs_to_kernel', 'inputs_to_kernels', 'prepare_inputs']
 
 
 def _canonical(x: tf.Tensor, batch_axis: int, channel_axis: int) -> tf.Tensor:
@@ -156,3 +159,124 @@ def inputs_to_kernel(x1: tf.Tensor,
       shape1=tuple(x1.shape), shape2=tuple((x1 if x2 is None else x2).shape),
       batch_axis=batch_axis, channel_axis=channel_axis,
       mask1=mask1, mask2=mask2, batch_last=True, packed=pack)
+
+
+def inputs_to_kernels(x1, x2, reqs, compute_ntk):
+  """The input kernels of input trees, as `reqs` (fused requirements) ask.
+
+  Example:
+    >>> import tensorflow as tf
+    >>> from nt_gp.stax import requirements
+    >>> x = tf.ones((2, 3))
+    >>> ks = inputs_to_kernels([x, x], None, requirements.DEFAULT_INPUT_REQ,
+    ...                        compute_ntk=True)
+    >>> [tuple(k.nngp.shape) for k in ks]
+    [(2, 2), (2, 2)]
+  """
+  if isinstance(x1, (list, tuple)):
+    x2s = [None] * len(x1) if x2 is None else x2
+    return type(x1)(inputs_to_kernels(a, b, reqs, compute_ntk)
+                    for a, b in zip(x1, x2s))
+  ndim = x1.shape.rank
+  for axis_name in ('batch_axis', 'channel_axis'):
+    ax = reqs[axis_name]
+    if not -ndim <= ax < ndim:
+      raise ValueError(
+          f'The network expects `{axis_name}={ax}` (declared by its layers; '
+          f'e.g. a 2-D Conv needs rank-4 (N, H, W, C) inputs), which does not '
+          f'exist for inputs of rank {ndim} (shape {tuple(x1.shape)}).')
+  if reqs['batch_axis'] % ndim == reqs['channel_axis'] % ndim:
+    raise ValueError('`batch_axis` and `channel_axis` must differ.')
+  mask_constant = reqs.get('mask_constant')
+  x1, mask1 = masking.mask_inputs(x1, mask_constant)
+  x2, mask2 = masking.mask_inputs(x2, mask_constant)
+  return inputs_to_kernel(
+      x1, x2, diagonal_batch=bool(reqs['diagonal_batch']),
+      diagonal_spatial=bool(reqs['diagonal_spatial']),
+      compute_ntk=compute_ntk, batch_axis=reqs['batch_axis'],
+      channel_axis=reqs['channel_axis'], mask1=mask1, mask2=mask2,
+      pack=_config.config.pack_symmetric)
+
+
+# ----------------------------------------------------------------------------
+# Validation of input arrays.
+# ----------------------------------------------------------------------------
+def _to_tensor(x, name):
+  if isinstance(x, Kernel):
+    raise TypeError(f'`{name}` is a Kernel; pass kernels as the only argument.')
+  if isinstance(x, masking.MaskedArray):
+    raise TypeError('Pass `mask_constant=` instead of a MaskedArray.')
+  if not isinstance(x, (tf.Tensor, tf.Variable, np.ndarray, np.generic, list,
+                        tuple, float, int)):
+    raise TypeError(f'`{name}` must be an array (numpy or TensorFlow), got '
+                    f'{type(x).__name__}.')
+  t = tf.convert_to_tensor(x)
+  if t.dtype.is_complex or t.dtype == tf.string:
+    raise TypeError(f'`{name}` must be real-valued, got dtype {t.dtype.name}.')
+  if not t.dtype.is_floating:
+    t = tf.cast(t, tf.float32)
+  return t
+
+
+def _check_finite(t, name, mask_constant):
+  if mask_constant is not None:
+    return t
+  if tf.executing_eagerly() and not isinstance(t, tf.Variable) or (
+      isinstance(t, tf.Tensor) and hasattr(t, 'numpy')):
+    try:
+      arr = t.numpy()
+    except (AttributeError, NotImplementedError):
+      arr = None
+    if arr is not None:
+      bad = ~np.isfinite(arr)
+      if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f'`{name}` has non-finite values (first at index '
+                         f'{idx}: {arr[idx]}); kernels of NaN/inf inputs are '
+                         f'undefined.')
+      return t
+  return tf.debugging.assert_all_finite(t, f'`{name}` has non-finite values.')
+
+
+def prepare_inputs(x1, x2, mask_constant):
+  """Converts and validates input trees; returns `(x1, x2)` tensor trees.
+
+  Example:
+    >>> import numpy as np
+    >>> x1, x2 = prepare_inputs(np.ones((2, 3), np.int32), None, None)
+    >>> x1.dtype.name, x2
+    ('float32', None)
+    >>> prepare_inputs(np.array([[np.nan, 1.]]), None, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: `x1` has non-finite values (first at index (0, 0): nan); kernels of NaN/inf inputs are undefined.
+  """
+  if isinstance(x1, (list, tuple)) and x1 and not isinstance(
+      x1[0], (float, int)) and not np.isscalar(x1[0]) and all(
+          hasattr(x, 'shape') for x in x1):
+    if x2 is not None and (not isinstance(x2, (list, tuple)) or
+                           len(x2) != len(x1)):
+      raise ValueError('`x2` must be a list of the same length as `x1`.')
+    x2s = [None] * len(x1) if x2 is None else list(x2)
+    pairs = [prepare_inputs(a, b, mask_constant) for a, b in zip(x1, x2s)]
+    return (type(x1)(p[0] for p in pairs),
+            None if x2 is None else type(x1)(p[1] for p in pairs))
+  t1 = _to_tensor(x1, 'x1')
+  if t1.shape.rank is None or t1.shape.rank < 2:
+    raise ValueError(f'Inputs must have a batch and a feature axis (rank >= '
+                     f'2), got `x1` of shape {t1.shape}.')
+  if t1.shape[0] == 0:
+    raise ValueError('`x1` has an empty batch.')
+  t1 = _check_finite(t1, 'x1', mask_constant)
+  if x2 is None:
+    return t1, None
+  t2 = _to_tensor(x2, 'x2')
+  if t2.dtype != t1.dtype:
+    raise TypeError(f'`x1` and `x2` must have the same dtype, got '
+                    f'{t1.dtype.name} and {t2.dtype.name}.')
+  if t2.shape.rank != t1.shape.rank or t2.shape[1:] != t1.shape[1:]:
+    raise ValueError(f'`x1` and `x2` must have the same shape apart from the '
+                     f'batch axis, got {tuple(t1.shape)} and '
+                     f'{tuple(t2.shape)}.')
+  t2 = _check_finite(t2, 'x2', mask_constant)
+  return t1, t2

@@ -12,24 +12,22 @@ A layer is written as a function returning ``(init_fn, apply_fn, rule)`` (or
 * also accepts a `Kernel` (from another `kernel_fn`) to compose networks,
 * returns what `get` asks for: one tensor, a namedtuple, or the full `Kernel`.
 """
-import collections
 import functools
 from typing import Callable, Optional
 
-import numpy as np
 import tensorflow as tf
 
 from nt_gp import _config
-from nt_gp.kernel import Kernel
-from nt_gp.stax import _random
+from nt_gp import validation
+from nt_gp.kernel import Kernel, flatten_kernels, is_kernel_tree, map_kernels
+from nt_gp.stax import inputs
 from nt_gp.stax import layer_call
 from nt_gp.stax import masking
 from nt_gp.stax import requirements
-from nt_gp.stax.inputs import inputs_to_kernel
+from nt_gp.stax import rule_spec
+from nt_gp.stax import shapes
 
-__all__ = ['layer', 'make_init_fn', 'is_kernel_tree', 'map_kernels',
-           'flatten_kernels',
-           'canonicalize_get']
+__all__ = ['layer', 'canonicalize_get']
 
 _GET_FIELDS = ('nngp', 'ntk', 'cov1', 'cov2', 'x1_is_x2', 'is_gaussian',
                'is_reversed', 'is_input', 'diagonal_batch', 'diagonal_spatial',
@@ -38,126 +36,13 @@ _GET_FIELDS = ('nngp', 'ntk', 'cov1', 'cov2', 'x1_is_x2', 'is_gaussian',
 
 
 # ----------------------------------------------------------------------------
-# Trees of kernels and shapes.
-# ----------------------------------------------------------------------------
-def is_kernel_tree(x) -> bool:
-  """True if `x` is a `Kernel` or a (nested) list/tuple of them."""
-  if isinstance(x, Kernel):
-    return True
-  if isinstance(x, (list, tuple)) and x:
-    return all(is_kernel_tree(y) for y in x)
-  return False
-
-
-def map_kernels(fn: Callable, ks):
-  """Applies `fn` to every `Kernel` of a (nested) list/tuple."""
-  if isinstance(ks, Kernel):
-    return fn(ks)
-  return type(ks)(map_kernels(fn, k) for k in ks)
-
-
-def flatten_kernels(ks) -> list:
-  """The `Kernel`s of a (nested) list/tuple, in order."""
-  if isinstance(ks, Kernel):
-    return [ks]
-  return [k for sub in ks for k in flatten_kernels(sub)]
-
-
-def _is_shape(s) -> bool:
-  return isinstance(s, tuple) and all(
-      isinstance(d, (int, np.integer)) or d is None for d in s)
-
-
-def _map_shapes(fn, shapes):
-  if _is_shape(shapes):
-    return fn(shapes)
-  return type(shapes)(_map_shapes(fn, s) for s in shapes)
-
-
-def _zip_set_shapes(ks, shapes1, shapes2):
-  if isinstance(ks, Kernel):
-    return ks.replace(shape1=tuple(shapes1), shape2=tuple(shapes2))
-  return type(ks)(_zip_set_shapes(k, s1, s2)
-                  for k, s1, s2 in zip(ks, shapes1, shapes2))
-
-
-def _kernel_shapes(ks, attr):
-  if isinstance(ks, Kernel):
-    return tuple(getattr(ks, attr))
-  return type(ks)(_kernel_shapes(k, attr) for k in ks)
-
-
-# ----------------------------------------------------------------------------
-# init_fn helpers.
-# ----------------------------------------------------------------------------
-def make_init_fn(shape_fn: Callable, params_fn: Optional[Callable] = None):
-  """Builds `init_fn(seed, input_shape) -> (output_shape, params)`.
-
-  Args:
-    shape_fn: `input_shape -> output_shape` (shapes are tuples or trees).
-    params_fn: `(key, input_shape) -> params`; `None` for layers without
-      parameters (params are `()`).
-
-  Returns:
-    `init_fn` with the attribute `shape_fn`, used for cheap shape inference.
-  """
-  def init_fn(seed, input_shape):
-    input_shape = _as_shape_tree(input_shape)
-    out_shape = shape_fn(input_shape)
-    if params_fn is None:
-      return out_shape, ()
-    return out_shape, params_fn(_random.as_key(seed), input_shape)
-  init_fn.shape_fn = shape_fn
-  return init_fn
-
-
-def _as_shape_tree(s):
-  if isinstance(s, tf.TensorShape):
-    return tuple(s.as_list())
-  if isinstance(s, (list, tuple)) and s and all(
-      isinstance(d, (list, tuple, tf.TensorShape)) for d in s):
-    return type(s)(_as_shape_tree(d) for d in s)
-  return tuple(s)
-
-
-def _output_shapes(init_fn, shapes):
-  shape_fn = getattr(init_fn, 'shape_fn', None)
-  if shape_fn is not None:
-    return shape_fn(shapes)
-  with tf.init_scope():
-    return init_fn(0, shapes)[0]
-
-
-# ----------------------------------------------------------------------------
 # `get` handling.
 # ----------------------------------------------------------------------------
 def canonicalize_get(get):
-  """Returns `(is_single, tuple_of_names_or_None)` and validates `get`."""
-  if get is None:
-    return False, None
-  if isinstance(get, str):
-    names, single = (get,), True
-  elif isinstance(get, (tuple, list)) and all(isinstance(g, str) for g in get):
-    names, single = tuple(get), False
-  else:
-    raise TypeError(f'`get` must be None, a string or a tuple of strings, got '
-                    f'{get!r}.')
-  if not names:
-    raise ValueError('`get` must not be empty.')
-  for g in names:
-    if g not in _GET_FIELDS:
-      raise ValueError(f'`get={g!r}` is not a kernel quantity; choose from '
-                       f'{_GET_FIELDS}.')
-  return single, names
-
-
-_AnalyticKernels = {}
-
-
-def _namedtuple(names):
-  if names not in _AnalyticKernels:
-    _AnalyticKernels[names] = collections.namedtuple('AnalyticKernel', names)
-  return _AnalyticKernels[names]
+  """`(single, names)` of `kernel_fn`'s `get`: None (the whole `Kernel`), a
+  `Kernel` field name, or a tuple of them (see `validation.canonicalize_get`).
+  """
+  return validation.canonicalize_get(get, _GET_FIELDS)
 
 
 def _select(out, single: bool, names):
@@ -170,80 +55,8 @@ def _select(out, single: bool, names):
       raise ValueError('The NTK was not computed for this kernel; it was built '
                        'with `get` excluding "ntk".')
   values = tuple(getattr(out, g) for g in names)
-  return values[0] if single else _namedtuple(names)(*values)
-
-
-# ----------------------------------------------------------------------------
-# Input validation.
-# ----------------------------------------------------------------------------
-def _to_tensor(x, name):
-  if isinstance(x, Kernel):
-    raise TypeError(f'`{name}` is a Kernel; pass kernels as the only argument.')
-  if isinstance(x, masking.MaskedArray):
-    raise TypeError('Pass `mask_constant=` instead of a MaskedArray.')
-  if not isinstance(x, (tf.Tensor, tf.Variable, np.ndarray, np.generic, list,
-                        tuple, float, int)):
-    raise TypeError(f'`{name}` must be an array (numpy or TensorFlow), got '
-                    f'{type(x).__name__}.')
-  t = tf.convert_to_tensor(x)
-  if t.dtype.is_complex or t.dtype == tf.string:
-    raise TypeError(f'`{name}` must be real-valued, got dtype {t.dtype.name}.')
-  if not t.dtype.is_floating:
-    t = tf.cast(t, tf.float32)
-  return t
-
-
-def _check_finite(t, name, mask_constant):
-  if mask_constant is not None:
-    return t
-  if tf.executing_eagerly() and not isinstance(t, tf.Variable) or (
-      isinstance(t, tf.Tensor) and hasattr(t, 'numpy')):
-    try:
-      arr = t.numpy()
-    except (AttributeError, NotImplementedError):
-      arr = None
-    if arr is not None:
-      bad = ~np.isfinite(arr)
-      if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f'`{name}` has non-finite values (first at index '
-                         f'{idx}: {arr[idx]}); kernels of NaN/inf inputs are '
-                         f'undefined.')
-      return t
-  return tf.debugging.assert_all_finite(t, f'`{name}` has non-finite values.')
-
-
-def _prepare_inputs(x1, x2, mask_constant):
-  """Converts and validates input trees; returns `(x1, x2)` tensor trees."""
-  if isinstance(x1, (list, tuple)) and x1 and not isinstance(
-      x1[0], (float, int)) and not np.isscalar(x1[0]) and all(
-          hasattr(x, 'shape') for x in x1):
-    if x2 is not None and (not isinstance(x2, (list, tuple)) or
-                           len(x2) != len(x1)):
-      raise ValueError('`x2` must be a list of the same length as `x1`.')
-    x2s = [None] * len(x1) if x2 is None else list(x2)
-    pairs = [_prepare_inputs(a, b, mask_constant) for a, b in zip(x1, x2s)]
-    return (type(x1)(p[0] for p in pairs),
-            None if x2 is None else type(x1)(p[1] for p in pairs))
-  t1 = _to_tensor(x1, 'x1')
-  if t1.shape.rank is None or t1.shape.rank < 2:
-    raise ValueError(f'Inputs must have a batch and a feature axis (rank >= '
-                     f'2), got `x1` of shape {t1.shape}.')
-  if t1.shape[0] == 0:
-    raise ValueError('`x1` has an empty batch.')
-  t1 = _check_finite(t1, 'x1', mask_constant)
-  if x2 is None:
-    return t1, None
-  t2 = _to_tensor(x2, 'x2')
-  if t2.dtype != t1.dtype:
-    raise TypeError(f'`x1` and `x2` must have the same dtype, got '
-                    f'{t1.dtype.name} and {t2.dtype.name}.')
-  if t2.shape.rank != t1.shape.rank or t2.shape[1:] != t1.shape[1:]:
-    raise ValueError(f'`x1` and `x2` must have the same shape apart from the '
-                     f'batch axis, got {tuple(t1.shape)} and '
-                     f'{tuple(t2.shape)}.')
-  t2 = _check_finite(t2, 'x2', mask_constant)
-  return t1, t2
+  return values[0] if single else validation.namedtuple_of(
+      'AnalyticKernel', names)(*values)
 
 
 # ----------------------------------------------------------------------------
@@ -254,7 +67,10 @@ def layer(layer_fn: Callable) -> Callable:
   public layer returning `(init_fn, apply_fn, kernel_fn)`.
 
   `rule(k, **kwargs)` receives and returns a batch-last `Kernel` (see
-  `nt_gp.kernel`); declare its needs with `requires`.
+  `nt_gp.kernel`: `nngp` is `(*spatial, N1, N2)`); declare its needs with
+  `requires` and, on the layer function, masking with `supports_masking`
+  (docs/concepts.md, "Writing a layer"). The rule's declarations
+  (`nt_gp.stax.rule_spec.RuleSpec`) are read once, here.
 
   Example:
     >>> import numpy as np
@@ -265,9 +81,7 @@ def layer(layer_fn: Callable) -> Callable:
     ...   apply_fn = lambda params, x, **kw: c * x
     ...   @stax.requires(diagonal_spatial=stax.Diagonal())
     ...   def rule(k, **kw):
-    ...     return k.replace(nngp=c**2 * k.nngp, cov1=c**2 * k.cov1,
-    ...                      cov2=None if k.cov2 is None else c**2 * k.cov2,
-    ...                      ntk=None if k.ntk is None else c**2 * k.ntk)
+    ...     return k.scale(c ** 2)
     ...   return init_fn, apply_fn, rule
     >>> _, _, kernel_fn = stax.serial(stax.Dense(1), Scale(2.))
     >>> float(kernel_fn(np.ones((1, 2)), get='nngp')[0, 0])
@@ -289,27 +103,28 @@ def layer(layer_fn: Callable) -> Callable:
 
 def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
                      mask_fn: Optional[Callable] = None) -> Callable:
-  """Wraps a batch-last kernel `rule` into the public `kernel_fn`."""
-  if requirements.get_req(rule) is None:
-    rule = requirements.requires()(rule)
-  sets_shapes = getattr(rule, 'sets_shapes', False)
-  remask = getattr(rule, 'remask_kernel', mask_fn is not None)
+  """Wraps a batch-last kernel `rule` into the public `kernel_fn`.
 
-  supports_packed = getattr(rule, 'supports_packed', False)
+  What the rule needs and supports is read from its `RuleSpec` (see
+  `nt_gp.stax.rule_spec`); the public `kernel_fn` carries the same record.
+  """
+  spec = rule_spec.spec_of(rule) or rule_spec.RuleSpec()
+  remask = (mask_fn is not None if spec.remask_kernel is None
+            else spec.remask_kernel)
 
   def apply_rule(k, **kwargs):
     """Runs the rule on batch-last kernels, with shapes and masks."""
     kernels = flatten_kernels(k)
-    if any(x.packed for x in kernels) and (not supports_packed or any(
+    if any(x.packed for x in kernels) and (not spec.packed or any(
         x.mask1 is not None or x.mask2 is not None or not x.packed
         for x in kernels)):
       k = map_kernels(Kernel.unpack, k)
     out = rule(k, **kwargs)
-    if not sets_shapes:
-      out = _zip_set_shapes(
+    if not spec.sets_shapes:
+      out = shapes.with_shapes(
           out,
-          _output_shapes(init_fn, _kernel_shapes(k, 'shape1')),
-          _output_shapes(init_fn, _kernel_shapes(k, 'shape2')))
+          shapes.output_shapes(init_fn, shapes.kernel_shapes(k, 'shape1')),
+          shapes.output_shapes(init_fn, shapes.kernel_shapes(k, 'shape2')))
     out = masking.propagate_masks(k, out, mask_fn, remask)
     return out
 
@@ -332,9 +147,9 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
         out = apply_rule(ks, pattern=pattern, **kwargs)
       return _select(out, single, names)
 
-    x1, x2 = _prepare_inputs(x1_or_kernel, x2, mask_constant)
+    x1, x2 = inputs.prepare_inputs(x1_or_kernel, x2, mask_constant)
     reqs = requirements.fuse_requirements(
-        requirements.get_req(rule), requirements.DEFAULT_INPUT_REQ,
+        spec.requirements, requirements.DEFAULT_INPUT_REQ,
         diagonal_batch=diagonal_batch, diagonal_spatial=diagonal_spatial,
         mask_constant=mask_constant)
     compute_ntk = names is None or 'ntk' in names
@@ -345,7 +160,7 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
     key = (compute_ntk, reqs_key, kw_key, x2_key, pattern is None)
 
     def run(x1, x2, pattern):
-      ks = _inputs_tree_to_kernels(x1, x2, reqs, compute_ntk)
+      ks = inputs.inputs_to_kernels(x1, x2, reqs, compute_ntk)
       out = apply_rule(ks, pattern=pattern, **kwargs)
       return map_kernels(Kernel.to_batch_first, out)
 
@@ -353,10 +168,8 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
       out = run(x1, x2, pattern)
     else:
       if key not in compiled:
-        dtype = tf.nest.flatten(x1)[0].dtype
         compiled[key] = tf.function(
-            run, jit_compile=_config.config.resolve_jit(dtype),
-            autograph=False)
+            run, jit_compile=_config.config.resolve_jit(), autograph=False)
       out = compiled[key](x1, x2, pattern)
     from nt_gp import nonfinite  # pylint: disable=g-import-not-at-top
     return nonfinite.check_output(_select(out, single, names), single, names)
@@ -367,36 +180,7 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
   kernel_fn = tf.autograph.experimental.do_not_convert(kernel_fn)
   kernel_fn.__name__ = name
   kernel_fn.__doc__ = _KERNEL_FN_DOC
-  requirements.set_req(kernel_fn, requirements.get_req(rule))
-  kernel_fn.rule = rule
-  kernel_fn.supports_packed = supports_packed
-  return kernel_fn
-
-
-def _inputs_tree_to_kernels(x1, x2, reqs, compute_ntk):
-  if isinstance(x1, (list, tuple)):
-    x2s = [None] * len(x1) if x2 is None else x2
-    return type(x1)(_inputs_tree_to_kernels(a, b, reqs, compute_ntk)
-                    for a, b in zip(x1, x2s))
-  ndim = x1.shape.rank
-  for axis_name in ('batch_axis', 'channel_axis'):
-    ax = reqs[axis_name]
-    if not -ndim <= ax < ndim:
-      raise ValueError(
-          f'The network expects `{axis_name}={ax}` (declared by its layers; '
-          f'e.g. a 2-D Conv needs rank-4 (N, H, W, C) inputs), which does not '
-          f'exist for inputs of rank {ndim} (shape {tuple(x1.shape)}).')
-  if reqs['batch_axis'] % ndim == reqs['channel_axis'] % ndim:
-    raise ValueError('`batch_axis` and `channel_axis` must differ.')
-  mask_constant = reqs.get('mask_constant')
-  x1, mask1 = masking.mask_inputs(x1, mask_constant)
-  x2, mask2 = masking.mask_inputs(x2, mask_constant)
-  return inputs_to_kernel(
-      x1, x2, diagonal_batch=bool(reqs['diagonal_batch']),
-      diagonal_spatial=bool(reqs['diagonal_spatial']),
-      compute_ntk=compute_ntk, batch_axis=reqs['batch_axis'],
-      channel_axis=reqs['channel_axis'], mask1=mask1, mask2=mask2,
-      pack=_config.config.pack_symmetric)
+  return rule_spec.declare(kernel_fn, spec=spec)
 
 
 _KERNEL_FN_DOC = """Infinite-width NNGP/NTK kernels of this layer (or network).

@@ -7,8 +7,10 @@ name (defaults applied), with layer arguments (the `*layers` of `serial`,
 thus a tree of records that other code can walk (e.g. to build another
 representation of the same architecture) without a second description.
 
-When a constructor is built from another one (`Relu` from `ABRelu`), the
-outermost call, the one the user made, is the record.
+`stax.layer` makes the record: every public constructor is a `@layer`
+function (one built from another, like `Relu` from `ABRelu`'s rule, shares
+that rule's code, not its public constructor), so the call the user made is
+the record.
 """
 import dataclasses
 import functools
@@ -17,7 +19,7 @@ import types
 import weakref
 from typing import Any, Callable, Mapping
 
-__all__ = ['LayerCall', 'describe', 'records_call', 'record']
+__all__ = ['LayerCall', 'describe', 'record']
 
 # kernel_fn -> LayerCall. Weak keys: a record lives as long as its layer.
 _CALLS = weakref.WeakKeyDictionary()
@@ -89,27 +91,6 @@ def record(kernel_fn: Callable, constructor: Callable, args, kwargs):
   arguments = {name: _as_record(value)
                for name, value in bound.arguments.items()}
   _CALLS[kernel_fn] = LayerCall(constructor.__name__, arguments)
-
-
-def records_call(constructor: Callable) -> Callable:
-  """Decorates a public constructor that returns a layer built by another
-  constructor (e.g. `Relu` returning an `ABRelu`), so that `describe` names
-  this one. (`stax.layer` records its functions' calls itself.)
-
-  Example:
-    >>> from nt_gp import stax
-    >>> @records_call
-    ... def Wide(width=1024):
-    ...   return stax.Dense(width, W_std=1.5)
-    >>> stax.describe(Wide()).name
-    'Wide'
-  """
-  @functools.wraps(constructor)
-  def recorded(*args, **kwargs):
-    out = constructor(*args, **kwargs)
-    record(out[2], constructor, args, kwargs)
-    return out
-  return recorded
 
 
 def describe(layer) -> LayerCall:

@@ -13,8 +13,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from nt_gp.kernel import Kernel, flatten_kernels, map_kernels
+from nt_gp.stax import rule_spec
+
 __all__ = ['MaskedArray', 'mask_inputs', 'propagate_masks', 'unmask_fn',
-           'supports_masking', 'mask_kernel']
+           'supports_masking']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,85 +56,8 @@ def mask_inputs(x, mask_constant):
   return tf.where(mask, tf.zeros_like(x), x), mask
 
 
-def _kernel_mask(mask, shape, batch_axis, channel_axis):
-  """Mask of an activation as `(N, *spatial)` (channel collapsed)."""
-  mask = tf.convert_to_tensor(mask)
-  ndim = len(shape)
-  if mask.shape.rank != ndim:
-    raise ValueError(f'A mask must have the rank of the activations ({ndim}), '
-                     f'got shape {mask.shape}.')
-  if mask.shape[channel_axis] != 1:
-    mask = tf.reduce_all(mask, axis=channel_axis, keepdims=True)
-  others = [i for i in range(ndim) if i not in (batch_axis, channel_axis)]
-  mask = tf.transpose(mask, [batch_axis] + others + [channel_axis])[..., 0]
-  target = [shape[batch_axis]] + [shape[i] for i in others]
-  return tf.broadcast_to(mask, target)
-
-
-def _outer_or(m1, m2, diagonal_spatial, batch_pair):
-  """Mask of a batch-last covariance from two `(N, *spatial)` masks.
-
-  The outer product is formed over flattened positions and then transposed
-  into the interleaved layout, since TensorFlow's CPU kernels do not
-  broadcast tensors with many alternating unit axes.
-  """
-  s = m1.shape.rank - 1
-  sp1 = tf.transpose(m1, list(range(1, s + 1)) + [0])    # (*spatial, N1)
-  sp2 = tf.transpose(m2, list(range(1, s + 1)) + [0])
-  if diagonal_spatial or s == 0:
-    if batch_pair:
-      return tf.logical_or(sp1[..., :, None], sp2[..., None, :])
-    return sp1
-  sizes1 = m1.shape[1:].as_list()
-  sizes2 = m2.shape[1:].as_list()
-  a = tf.reshape(sp1, [-1, 1, m1.shape[0]])
-  b = tf.reshape(sp2, [1, -1, m2.shape[0]])
-  if batch_pair:
-    out = tf.logical_or(a[..., :, None], b[..., None, :])  # (P, P', N1, N2)
-    batch = [m1.shape[0], m2.shape[0]]
-  else:
-    out = tf.logical_or(a, b)                               # (P, P', N)
-    batch = [max(m1.shape[0], m2.shape[0])]
-  out = tf.reshape(out, sizes1 + sizes2 + batch)
-  perm = []
-  for i in range(s):
-    perm += [i, s + i]
-  perm += list(range(2 * s, 2 * s + len(batch)))
-  return tf.transpose(out, perm)
-
-
-def mask_kernel(k, mask1, mask2):
-  """Zeroes covariances of masked positions in a batch-last kernel `k`."""
-  if mask1 is None and mask2 is None:
-    return k
-  ndim = len(k.shape1)
-  ba, ca = k.batch_axis % ndim, k.channel_axis % ndim
-  def km(mask, shape):
-    if mask is None:
-      return tf.zeros([shape[ba]] + [shape[i] for i in range(ndim)
-                                     if i not in (ba, ca)], tf.bool)
-    return _kernel_mask(mask, shape, ba, ca)
-  m1 = km(mask1, k.shape1)
-  m2 = km(mask2, k.shape2) if (mask2 is not None or k.cov2 is not None) else m1
-  def zero(t, m):
-    if t is None or t.shape.rank == 0:
-      return t
-    return tf.where(m, tf.zeros_like(t), t)
-  m12 = _outer_or(m1, m2, k.diagonal_spatial, True)
-  if k.diagonal_batch:
-    m11 = _outer_or(m1, m1, k.diagonal_spatial, False)
-    m22 = _outer_or(m2, m2, k.diagonal_spatial, False)
-  else:
-    m11 = _outer_or(m1, m1, k.diagonal_spatial, True)
-    m22 = _outer_or(m2, m2, k.diagonal_spatial, True)
-  return k.replace(nngp=zero(k.nngp, m12), ntk=zero(k.ntk, m12),
-                   cov1=zero(k.cov1, m11), cov2=zero(k.cov2, m22))
-
-
 def propagate_masks(k_in, k_out, mask_fn: Optional[Callable], remask: bool):
   """Moves masks through a layer (its `mask_fn`) and remasks the output."""
-  from nt_gp.stax.layer import flatten_kernels  # pylint: disable=g-import-not-at-top
-  from nt_gp.kernel import Kernel  # pylint: disable=g-import-not-at-top
   ins = flatten_kernels(k_in)
   if all(k.mask1 is None and k.mask2 is None for k in ins):
     return k_out
@@ -147,10 +73,8 @@ def propagate_masks(k_in, k_out, mask_fn: Optional[Callable], remask: bool):
 
   def set_masks(k):
     k = k.replace(mask1=new1, mask2=new2)
-    return mask_kernel(k, new1, new2) if remask else k
-  if isinstance(k_out, Kernel):
-    return set_masks(k_out)
-  return type(k_out)(set_masks(k) for k in k_out)
+    return k.mask() if remask else k
+  return map_kernels(set_masks, k_out)
 
 
 def supports_masking(remask_kernel: bool):
@@ -186,7 +110,7 @@ def supports_masking(remask_kernel: bool):
                             all(m is None for m in mask)):
           return None
         return mask_fn(mask, shape)
-      rule.remask_kernel = remask_kernel
+      rule_spec.declare(rule, remask_kernel=remask_kernel)
       return (init_fn, _apply_with_masking(apply_fn, safe_mask_fn), rule,
               safe_mask_fn)
     return new_layer_fn

@@ -19,10 +19,10 @@ import tensorflow as tf
 
 from nt_gp.ops import diagonal
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import check_hparam
-from nt_gp.stax.layer import layer, make_init_fn
-from nt_gp.stax.masking import _kernel_mask, supports_masking
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import requires
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['LayerNorm']
 
@@ -61,40 +61,6 @@ def _masked_mean(v, mask, axes, skip_masked=True):
   return total / tf.maximum(count, 1)
 
 
-def _outer(a, b, diagonal_spatial: bool, n_spatial: int, batch_pair: bool):
-  """`a[i] b[j]` in the batch-last layout of a covariance.
-
-  `a`, `b` have shape `(*spatial, N)` (any axis may be 1). The product is
-  formed over flattened positions and transposed into the interleaved layout
-  `(X, X', Y, Y', ..., N1[, N2])`, instead of broadcasting two interleaved
-  tensors, which TensorFlow's CPU kernels reject beyond five alternating
-  axes.
-  """
-  s = n_spatial
-  if diagonal_spatial or s == 0:
-    if batch_pair:
-      return a[..., :, None] * b[..., None, :]
-    return a * b
-  sa, sb = a.shape[:s].as_list(), b.shape[:s].as_list()
-  na, nb = a.shape[s], b.shape[s]
-  if batch_pair:
-    out = tf.reshape(a, [-1, 1]) * tf.reshape(b, [1, -1])
-    out = tf.reshape(out, sa + [na] + sb + [nb])
-    perm = []
-    for i in range(s):
-      perm += [i, s + 1 + i]
-    perm += [s, 2 * s + 1]
-  else:
-    n = max(na, nb)
-    out = (tf.reshape(a, [-1, 1, na]) * tf.reshape(b, [1, -1, nb]))
-    out = tf.reshape(out, sa + sb + [n])
-    perm = []
-    for i in range(s):
-      perm += [i, s + i]
-    perm += [2 * s]
-  return tf.transpose(out, perm)
-
-
 @layer
 @supports_masking(remask_kernel=False)
 def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
@@ -121,7 +87,7 @@ def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
     [[1.0, 0.0], [0.0, 1.0]]
   """
   _canonical_axes(axis, 64)   # type checks only; ranges are checked later.
-  check_hparam('eps', eps, lower=0.)
+  hparams.check_hparam('eps', eps, lower=0.)
 
   def apply_fn(params, inputs, mask=None, **kwargs):
     x = tf.convert_to_tensor(inputs)
@@ -157,24 +123,24 @@ def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
     e = hparams.cast(eps, k.dtype)
     ds, db = k.diagonal_spatial, k.diagonal_batch
 
-    def kernel_mask(mask, shape):
-      if mask is None:
+    def batch_last(m):                                   # (*spatial, N)
+      if m is None:
         return None
-      m = _kernel_mask(mask, shape, ba, ca)               # (N, *spatial)
       return tf.transpose(m, list(range(1, s + 1)) + [0]) if s else m
 
-    def inv_std(cov, mask, shape):
+    def inv_std(cov, mask):
       v = diagonal.variances(cov, db, ds, s) + e
-      return tf.math.rsqrt(_masked_mean(v, kernel_mask(mask, shape), var_axes,
+      return tf.math.rsqrt(_masked_mean(v, batch_last(mask), var_axes,
                                         skip_masked=False))
 
-    r1 = inv_std(k.cov1, k.mask1, k.shape1)
-    r2 = r1 if k.cov2 is None else inv_std(k.cov2, k.mask2, k.shape2)
+    mask1, mask2 = k.position_masks()
+    r1 = inv_std(k.cov1, mask1)
+    r2 = r1 if k.cov2 is None else inv_std(k.cov2, mask2)
 
     def scale(t, a, b, batch_pair):
       if t is None:
         return None
-      return t * _outer(a, b, ds, s, batch_pair)
+      return t * diagonal.outer(a, b, tf.multiply, ds, s, batch_pair)
 
     return k.replace(
         nngp=scale(k.nngp, r1, r2, True),

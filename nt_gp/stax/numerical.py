@@ -15,9 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp.ops.safe_math import safe_sqrt
-from nt_gp.stax.activation import check_int, nonlinearity
-from nt_gp.stax.elementwise_base import map_covariances
-from nt_gp.stax.layer_call import records_call
+from nt_gp import validation
+from nt_gp.stax.elementwise import elementwise, map_covariances
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Elementwise', 'ElementwiseNumerical']
 
@@ -54,7 +55,8 @@ def _check_shape(out, q12, what):
   return tf.broadcast_to(out, tf.shape(q12))
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
   """A nonlinearity `fn` with a user-provided closed-form NNGP map.
 
@@ -97,7 +99,7 @@ def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
   name = _fn_name(fn if fn is not None else nngp_fn)
 
   if nngp_fn is None:
-    return nonlinearity(fn, name, None, remask_kernel=True, supports_packed=True)
+    return elementwise(fn, name, None, packed=True)
 
   def nngp(q12, q11, q22):
     return _check_shape(nngp_fn(q12, q11, q22), q12, 'nngp_fn')
@@ -119,10 +121,11 @@ def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
   def rule(k):
     return map_covariances(k, q_map)
 
-  return nonlinearity(fn, name, rule, remask_kernel=True, supports_packed=True)
+  return elementwise(fn, name, rule, packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def ElementwiseNumerical(fn, deg: int, df=None):
   """A nonlinearity whose kernels are computed by Gauss–Hermite quadrature.
 
@@ -150,7 +153,7 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   """
   if not callable(fn):
     raise TypeError(f'`fn` must be callable, got {fn!r}.')
-  deg = check_int('deg', deg, lower=1)
+  deg = validation.check_positive_int('deg', deg)
   if df is not None and not callable(df):
     raise TypeError(f'`df` must be callable or None, got {df!r}.')
   d_fn = _derivative(fn) if df is None else df
@@ -204,6 +207,5 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, f'ElementwiseNumerical({_fn_name(fn)}, deg={deg})',
-                      rule, remask_kernel=True,
-                      supports_packed=True)
+  return elementwise(fn, f'ElementwiseNumerical({_fn_name(fn)}, deg={deg})',
+                     rule, packed=True)

@@ -24,14 +24,28 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.ops.safe_math import int_power, safe_atan2, sqrt_gram_det
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import (check_hparam, check_int, double_factorial,
-                                   nonlinearity, pin_self_covariances)
-from nt_gp.stax.elementwise_base import map_covariances
-from nt_gp.stax.layer_call import records_call
+from nt_gp.stax.elementwise import (elementwise, map_covariances,
+                                    pin_self_covariances)
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Monomial', 'RectifiedMonomial', 'Polynomial', 'Hermite']
+
+
+def double_factorial(n: int) -> int:
+  """``n!! = n (n - 2) (n - 4) ...``, with ``n!! = 1`` for ``n <= 0``.
+
+  Example:
+    >>> double_factorial(5), double_factorial(-1)
+    (15, 1)
+  """
+  out = 1
+  for i in range(n, 0, -2):
+    out *= i
+  return out
 
 
 def _monomial_moment(q12, prod, degree: int):
@@ -48,7 +62,8 @@ def _monomial_moment(q12, prod, degree: int):
   return out
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def Monomial(degree: int):
   """``x^degree``.
 
@@ -66,7 +81,7 @@ def Monomial(degree: int):
     >>> float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])  # E[z⁴] = 3
     3.0
   """
-  degree = check_int('degree', degree)
+  degree = validation.check_int('degree', degree)
 
   def fn(x):
     return int_power(x, degree)
@@ -83,8 +98,7 @@ def Monomial(degree: int):
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, f'{degree}-monomial', rule, remask_kernel=False,
-                      supports_packed=True)
+  return elementwise(fn, f'{degree}-monomial', rule, packed=True)
 
 
 def _arccos_kernel(q12, sin_root, degree: int):
@@ -105,7 +119,8 @@ def _arccos_kernel(q12, sin_root, degree: int):
   return k
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def RectifiedMonomial(degree: int):
   """``x^degree`` for ``x >= 0`` and 0 otherwise (``degree=1`` is ReLU,
   ``degree=0`` the Heaviside step).
@@ -123,7 +138,7 @@ def RectifiedMonomial(degree: int):
     >>> float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])  # E[z⁴]/2
     1.5
   """
-  degree = check_int('degree', degree)
+  degree = validation.check_int('degree', degree)
 
   def fn(x):
     return tf.where(x >= 0, int_power(x, degree), tf.zeros_like(x))
@@ -146,9 +161,8 @@ def RectifiedMonomial(degree: int):
     # The step function's map has a square-root singularity at c = 1.
     return pin_self_covariances(k) if degree == 0 else k
 
-  return nonlinearity(fn, f'{degree}-rectified-monomial', rule,
-                      remask_kernel=False,
-                      supports_packed=degree != 0)
+  return elementwise(fn, f'{degree}-rectified-monomial', rule,
+                     packed=degree != 0)
 
 
 def _coefficients(coef):
@@ -161,17 +175,19 @@ def _coefficients(coef):
       raise ValueError(f'`coef` must be 1-D with a known length, got shape '
                        f'{shape}.')
     if isinstance(coef, np.ndarray):
-      return [check_hparam(f'coef[{i}]', float(c)) for i, c in enumerate(coef)]
+      return [hparams.check_hparam(f'coef[{i}]', float(c))
+              for i, c in enumerate(coef)]
     return [coef[i] for i in range(shape[0])]
   try:
     coef = list(coef)
   except TypeError:
     raise TypeError(f'`coef` must be a sequence of numbers, got '
                     f'{coef!r}.') from None
-  return [check_hparam(f'coef[{i}]', c) for i, c in enumerate(coef)]
+  return [hparams.check_hparam(f'coef[{i}]', c) for i, c in enumerate(coef)]
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def Polynomial(coef):
   """``coef[0] + coef[1] x + ... + coef[n] x^n`` (numpy's coefficient order).
 
@@ -236,11 +252,11 @@ def Polynomial(coef):
 
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, f'{n - 1}-polynomial', rule, remask_kernel=False,
-                      supports_packed=True)
+  return elementwise(fn, f'{n - 1}-polynomial', rule, packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Hermite(degree: int):
   """Normalised probabilists' Hermite polynomial ``He_d(x) / sqrt(d!)``.
 
@@ -261,7 +277,7 @@ def Hermite(degree: int):
     >>> apply_fn((), np.array([2.])).numpy().round(6).tolist()  # (x²-1)/√2
     [2.12132]
   """
-  degree = check_int('degree', degree)
+  degree = validation.check_int('degree', degree)
   poly = np.polynomial.hermite_e.herme2poly([0] * degree + [1])
   norm = math.sqrt(math.factorial(degree))
 
@@ -276,17 +292,13 @@ def Hermite(degree: int):
                   'channels/features (std(x, axis=channel_axis) == 1).',
                   stacklevel=2)
 
-    def power(t):
-      return None if t is None else int_power(t, degree)
-
     ntk = k.ntk
     if ntk is not None:
       if degree == 0:
         ntk = tf.zeros_like(ntk)
       else:
         ntk = degree * int_power(k.nngp, degree - 1) * ntk
-    return k.replace(nngp=power(k.nngp), cov1=power(k.cov1),
-                     cov2=power(k.cov2), ntk=ntk)
+    return k.map_covs(lambda t, _: int_power(t, degree),
+                      ntk=False).replace(ntk=ntk)
 
-  return nonlinearity(fn, f'{degree}-Hermite polynomial', rule,
-                      remask_kernel=True, supports_packed=True)
+  return elementwise(fn, f'{degree}-Hermite polynomial', rule, packed=True)

@@ -4,15 +4,17 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import conv_cov, spatial
-from nt_gp.stax.conv import check_positive_ints
 from nt_gp.stax.dimension_numbers import as_padding
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
-__all__ = ['AvgPool', 'SumPool', 'pool_mask']
+__all__ = ['AvgPool', 'SumPool']
 
 
 @layer
@@ -67,9 +69,9 @@ def SumPool(window_shape: Sequence[int],
 
 def _pool(average, window_shape, strides, padding, normalize_edges,
           batch_axis, channel_axis):
-  window = check_positive_ints('window_shape', window_shape)
+  window = validation.check_positive_ints('window_shape', window_shape)
   n = len(window)
-  strides = check_positive_ints('strides', strides or (1,) * n, n)
+  strides = validation.check_positive_ints('strides', strides or (1,) * n, n)
   padding = as_padding(padding).value
   name = 'AvgPool' if average else 'SumPool'
 
@@ -121,56 +123,15 @@ def _pool(average, window_shape, strides, padding, normalize_edges,
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
             diagonal_spatial=Diagonal(input=Bool.MAYBE))
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     shape_fn(k.shape1)     # layer-specific errors (e.g. window > image)
     nngp, ntk, cov1, cov2 = compiled_map(k.nngp, k.ntk, k.cov1, k.cov2,
                                          k.diagonal_spatial)
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
-  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
-    ndim = len(input_shape)
-    return _strided_mask(mask, axes_of(input_shape), window, strides, padding)
+    return spatial.window_mask(mask, axes_of(input_shape), window, strides,
+                               padding)
 
   return make_init_fn(shape_fn), apply_fn, rule, mask_fn
-
-
-def _strided_mask(mask, axes, window, strides, padding):
-  """Output mask of a window op: the input mask at each window's centre."""
-  mask = tf.convert_to_tensor(mask)
-  for a, w, st in zip(axes, window, strides):
-    size = mask.shape[a]
-    if size == 1:
-      continue
-    if padding == 'VALID':
-      pads = (0, 0)
-    else:
-      pads = spatial.same_pads(size, w, st)
-    n = spatial.out_size(size, w, st, pads)
-    start = -pads[0] + (w - 1) // 2
-    idx = np.clip(start + np.arange(n) * st, 0, size - 1)
-    mask = tf.gather(mask, idx, axis=a)
-  return mask
-
-
-def pool_mask(mask, spec, filt, strides, padding, transpose):
-  """Output mask of a convolution given its (channel-collapsed) input mask."""
-  axes = [spec.lhs.index(c) for c in spec.input_spatial]
-  if transpose:
-    # As neural-tangents: an output is masked if any input in its window is
-    # (a transposed convolution of the mask with ones; CIRCULAR as SAME).
-    mask = tf.convert_to_tensor(mask)
-    for a, w, st in zip(axes, filt, strides):
-      if mask.shape[a] == 1:
-        continue
-      masked = tf.cast(mask, tf.float32)
-      pad_mode = 'SAME' if padding == 'CIRCULAR' else padding
-      masked = spatial.dilate_axes(masked, (a,), st)
-      masked = spatial.window_sum(masked, a, w, 1,
-                                  spatial.conv_transpose_pads(w, st, pad_mode))
-      mask = masked > 0
-    out = mask
-  else:
-    out = _strided_mask(mask, axes, filt, strides, padding)
-  canon = spec.lhs
-  return tf.transpose(out, [canon.index(c) for c in spec.out])

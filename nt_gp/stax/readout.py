@@ -12,10 +12,11 @@ import operator
 import tensorflow as tf
 
 from nt_gp.ops import diagonal
-from nt_gp.stax import masking
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['Flatten', 'GlobalAvgPool', 'GlobalSumPool']
 
@@ -58,22 +59,18 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0):
 
   @requires(batch_axis=batch_axis, channel_axis=None,
             diagonal_spatial=Diagonal(output=Bool.YES))
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     n = k.n_spatial
     def trace(t, batch_ndim):
-      if t is None or t.shape.rank == 0 or n == 0:
+      if t.shape.rank == 0 or n == 0:
         return t
       if not k.diagonal_spatial:
         t = diagonal.spatial_diagonal(t, n, batch_ndim)
       return tf.reduce_mean(t, axis=list(range(n)))
-    cb = 1 if k.diagonal_batch else 2
-    nb = 3 if k.packed else 2
-    return k.replace(nngp=trace(k.nngp, nb), ntk=trace(k.ntk, nb),
-                     cov1=trace(k.cov1, cb), cov2=trace(k.cov2, cb),
-                     is_gaussian=False, is_reversed=False,
-                     batch_axis=batch_out, channel_axis=channel_out,
-                     diagonal_spatial=False)
-  rule.supports_packed = True
+    return k.map_covs(trace).replace(
+        is_gaussian=False, is_reversed=False, batch_axis=batch_out,
+        channel_axis=channel_out, diagonal_spatial=False)
 
   def mask_fn(mask, input_shape):
     mask = tf.broadcast_to(mask, input_shape)
@@ -133,10 +130,11 @@ def _global_pool(average, batch_axis, channel_axis):
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
             diagonal_spatial=Diagonal(input=Bool.MAYBE, output=Bool.YES))
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     n = k.n_spatial
     ndim = len(k.shape1)
-    m11, m12, m22 = _mask_products(k)
+    m12, m11, m22 = k.mask_entries()
 
     def pool(t, mask):
       if t is None or t.shape.rank == 0 or n == 0:
@@ -171,31 +169,8 @@ def _global_pool(average, batch_axis, channel_axis):
                      batch_axis=0 if batch_first else 1,
                      channel_axis=1 if batch_first else 0,
                      is_reversed=False)
-  rule.supports_packed = True
 
   def mask_fn(mask, input_shape):
     return tf.reduce_all(mask, spatial_axes(len(input_shape)))
 
   return make_init_fn(shape_fn), apply_fn, rule, mask_fn
-
-
-def _mask_products(k):
-  """Masks (True = masked) of nngp, cov1, cov2 entries, or Nones."""
-  if k.mask1 is None and k.mask2 is None:
-    return None, None, None
-  ndim = len(k.shape1)
-  ba, ca = k.batch_axis % ndim, k.channel_axis % ndim
-
-  def km(mask, shape):
-    if mask is None:
-      return tf.zeros([shape[ba]] + [shape[i] for i in range(ndim)
-                                     if i not in (ba, ca)], tf.bool)
-    return masking._kernel_mask(mask, shape, ba, ca)  # pylint: disable=protected-access
-  m1 = km(k.mask1, k.shape1)
-  m2 = km(k.mask2, k.shape2) if k.mask2 is not None else m1
-  ds = k.diagonal_spatial
-  m12 = masking._outer_or(m1, m2, ds, True)  # pylint: disable=protected-access
-  pair = not k.diagonal_batch
-  m11 = masking._outer_or(m1, m1, ds, pair)  # pylint: disable=protected-access
-  m22 = masking._outer_or(m2, m2, ds, pair)  # pylint: disable=protected-access
-  return m11, m12, m22

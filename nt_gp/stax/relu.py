@@ -13,13 +13,15 @@ import tensorflow as tf
 
 from nt_gp.ops import arccos
 from nt_gp.stax import hparams
-from nt_gp.stax.elementwise_base import elementwise, map_covariances
-from nt_gp.stax.layer_call import records_call
+from nt_gp.stax.elementwise import elementwise, map_covariances
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['ABRelu', 'Relu', 'LeakyRelu', 'Abs']
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def ABRelu(a, b, do_stabilize: bool = False):
   """`a * min(x, 0) + b * max(x, 0)`.
 
@@ -39,6 +41,50 @@ def ABRelu(a, b, do_stabilize: bool = False):
     >>> float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])  # E[|z|²], z~N(0,1)
     1.0
   """
+  return _ab_relu(a, b, do_stabilize)
+
+
+@layer
+@supports_masking(remask_kernel=False)
+def Relu(do_stabilize: bool = False):
+  """ReLU, `max(x, 0)`.
+
+  Example:
+    >>> import numpy as np
+    >>> from nt_gp import stax
+    >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Relu())
+    >>> float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])  # E[relu(z)²]
+    0.5
+  """
+  return _ab_relu(0., 1., do_stabilize)
+
+
+@layer
+@supports_masking(remask_kernel=False)
+def LeakyRelu(alpha, do_stabilize: bool = False):
+  """Leaky ReLU, `alpha * min(x, 0) + max(x, 0)`.
+
+  Example:
+    >>> from nt_gp import stax
+    >>> layer = stax.LeakyRelu(0.1)
+  """
+  return _ab_relu(alpha, 1., do_stabilize)
+
+
+@layer
+@supports_masking(remask_kernel=False)
+def Abs(do_stabilize: bool = False):
+  """Absolute value, `|x|`.
+
+  Example:
+    >>> from nt_gp import stax
+    >>> layer = stax.Abs()
+  """
+  return _ab_relu(-1., 1., do_stabilize)
+
+
+def _ab_relu(a, b, do_stabilize):
+  """The layer functions of `ABRelu`."""
   def fn(x):
     dtype = x.dtype
     return (hparams.cast(a, dtype) * tf.minimum(x, 0) +
@@ -53,8 +99,7 @@ def ABRelu(a, b, do_stabilize: bool = False):
     if do_stabilize:
       scale = tf.maximum(tf.reduce_max(tf.abs(k.nngp)),
                          tf.cast(1e-12, dtype))
-      k = k.replace(nngp=k.nngp / scale, cov1=k.cov1 / scale,
-                    cov2=None if k.cov2 is None else k.cov2 / scale)
+      k = k.map_covs(lambda t, _: t / scale, ntk=False)
 
     def q_map(q12, q11, q22, ntk):
       r = arccos.safe_rsqrt(q11) * arccos.safe_rsqrt(q22)
@@ -68,43 +113,6 @@ def ABRelu(a, b, do_stabilize: bool = False):
 
     k = map_covariances(k, q_map, diag_fn=lambda q: mean_sq * q)
     if do_stabilize:
-      k = k.replace(nngp=k.nngp * scale, cov1=k.cov1 * scale,
-                    cov2=None if k.cov2 is None else k.cov2 * scale)
+      k = k.map_covs(lambda t, _: t * scale, ntk=False)
     return k
-  return elementwise(fn, f'ABRelu({a}, {b})', rule, supports_packed=True)
-
-
-@records_call
-def Relu(do_stabilize: bool = False):
-  """ReLU, `max(x, 0)`.
-
-  Example:
-    >>> import numpy as np
-    >>> from nt_gp import stax
-    >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Relu())
-    >>> float(kernel_fn(np.ones((1, 1)), get='nngp')[0, 0])  # E[relu(z)²]
-    0.5
-  """
-  return ABRelu(0., 1., do_stabilize)
-
-
-@records_call
-def LeakyRelu(alpha, do_stabilize: bool = False):
-  """Leaky ReLU, `alpha * min(x, 0) + max(x, 0)`.
-
-  Example:
-    >>> from nt_gp import stax
-    >>> layer = stax.LeakyRelu(0.1)
-  """
-  return ABRelu(alpha, 1., do_stabilize)
-
-
-@records_call
-def Abs(do_stabilize: bool = False):
-  """Absolute value, `|x|`.
-
-  Example:
-    >>> from nt_gp import stax
-    >>> layer = stax.Abs()
-  """
-  return ABRelu(-1., 1., do_stabilize)
+  return elementwise(fn, f'ABRelu({a}, {b})', rule, packed=True)

@@ -1,17 +1,21 @@
-"""Requirements of layers on their input kernels, and the `layer` decorator.
+"""Requirements of layers on their input kernels.
 
-Every layer declares what its `kernel_fn` needs from the kernel it receives
-(`@requires(diagonal_spatial=Diagonal(...), batch_axis=..., ...)`). Combinators
-fold these declarations, so that the network as a whole computes only what its
-readout needs: e.g. a CNN with a `Flatten` readout never forms the
+Every layer declares what its kernel rule needs from the kernel it receives
+(`@requires(diagonal_spatial=Diagonal(...), batch_axis=..., ...)`; stored in
+the rule's `RuleSpec`, see `nt_gp.stax.rule_spec`). Combinators fold these
+declarations, so that the network as a whole computes only what its readout
+needs: e.g. a CNN with a `Flatten` readout never forms the
 location-by-location covariance, and only the batch diagonal of `cov1` is kept
-unless a layer asks for more. The `layer` decorator turns a layer's
-``Kernel -> Kernel`` rule into the public ``kernel_fn(x1, x2=None, get=None)``.
+unless a layer asks for more.
 """
 import dataclasses
 import enum
 import functools
+import operator
 from typing import Callable, Dict, Optional
+
+from nt_gp.kernel import Kernel
+from nt_gp.stax import rule_spec
 
 __all__ = ['Bool', 'Diagonal', 'requires', 'get_req', 'fuse_requirements',
            'DEFAULT_INPUT_REQ', 'combine_requirements']
@@ -86,17 +90,11 @@ DEFAULT_INPUT_REQ = {
     'mask_constant': None,
 }
 
-_REQ_ATTR = '_nt_gp_input_req'
-
-
-def get_req(f: Callable, default=None) -> Optional[Dict]:
-  """Returns the input requirements declared by a `kernel_fn`."""
-  return getattr(f, _REQ_ATTR, default)
-
-
-def set_req(f: Callable, req: Dict) -> Callable:
-  setattr(f, _REQ_ATTR, dict(req))
-  return f
+def get_req(f: Callable) -> Optional[Dict]:
+  """The input requirements declared for a rule or a public `kernel_fn`
+  (None for a function that is neither)."""
+  spec = rule_spec.spec_of(f)
+  return None if spec is None else dict(spec.requirements)
 
 
 def requires(**static_reqs):
@@ -113,16 +111,15 @@ def requires(**static_reqs):
     ...   return k
   """
   def decorator(rule: Callable) -> Callable:
-    @functools.wraps(rule)
+    @functools.wraps(rule)      # (also copies the rule's RuleSpec)
     def checked_rule(k, **kwargs):
       _check_kernel_meets(k, static_reqs, rule)
       return rule(k, **kwargs)
-    return set_req(checked_rule, static_reqs)
+    return rule_spec.declare(checked_rule, requirements=static_reqs)
   return decorator
 
 
 def _check_kernel_meets(k, reqs, rule):
-  from nt_gp.kernel import Kernel  # pylint: disable=g-import-not-at-top
   if not isinstance(k, Kernel):
     return
   name = getattr(rule, '__qualname__', str(rule))
@@ -146,7 +143,6 @@ def _check_kernel_meets(k, reqs, rule):
 
 def combine_requirements(kernel_fns, fold) -> Dict:
   """Requirements of `serial` (`fold=operator.rshift`) or `parallel` (`and_`)."""
-  import operator  # pylint: disable=g-import-not-at-top
   req = {}
   for f in kernel_fns:
     for key, v in (get_req(f) or {}).items():

@@ -22,9 +22,11 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp.ops import compile as compile_ops
-from nt_gp.stax.layer import layer, make_init_fn
+from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.rule_spec import capabilities
+from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['ImageResize', 'resize_matrix', 'nearest_indices']
 
@@ -312,6 +314,7 @@ def ImageResize(shape: Sequence[int], method, antialias: bool = True,
   compiled_map = compile_ops.xla(covariance_map)
 
   @requires(**reqs)
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     if method_name not in _KERNEL_METHODS:
       raise ValueError(
@@ -336,6 +339,5 @@ def ImageResize(shape: Sequence[int], method, antialias: bool = True,
     nngp, ntk, cov1, cov2 = compiled_map(
         k.nngp, k.ntk, k.cov1, k.cov2, targets, batch_target)
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
-  rule.supports_packed = True
 
   return make_init_fn(out_shape), apply_fn, rule, mask_fn

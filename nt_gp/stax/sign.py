@@ -18,14 +18,16 @@ import math
 import tensorflow as tf
 
 from nt_gp.ops.safe_math import safe_atan2, sqrt_gram_det
-from nt_gp.stax.activation import nonlinearity, pin_self_covariances
-from nt_gp.stax.elementwise_base import map_covariances
-from nt_gp.stax.layer_call import records_call
+from nt_gp.stax.elementwise import (elementwise, map_covariances,
+                                    pin_self_covariances)
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Sign']
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def Sign():
   """Sign function, ``sign(x)`` (-1, 0 or 1).
 
@@ -55,4 +57,4 @@ def Sign():
   def rule(k):
     return pin_self_covariances(map_covariances(k, q_map, diag_fn=diag))
 
-  return nonlinearity(tf.sign, 'Sign', rule, remask_kernel=False)
+  return elementwise(tf.sign, 'Sign', rule)

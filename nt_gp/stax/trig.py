@@ -17,17 +17,18 @@ import math
 import tensorflow as tf
 
 from nt_gp.stax import hparams
-from nt_gp.stax.activation import check_hparam, fmt, nonlinearity
-from nt_gp.stax.elementwise_base import map_covariances
-from nt_gp.stax.layer_call import records_call
+from nt_gp.stax.elementwise import elementwise, map_covariances
+from nt_gp.stax.layer import layer
+from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Sin', 'Cos', 'Gabor']
 
 
 def _sinusoid(a, b, c, phase: float, name: str):
-  """`a sin(b x + c + phase)`; `phase` is 0 (`Sin`) or π/2 (`Cos`)."""
+  """The layer functions of `a sin(b x + c + phase)`; `phase` is 0 (`Sin`)
+  or π/2 (`Cos`)."""
   for n, v in (('a', a), ('b', b), ('c', c)):
-    check_hparam(n, v)
+    hparams.check_hparam(n, v)
 
   def fn(x):
     dtype = x.dtype
@@ -56,12 +57,12 @@ def _sinusoid(a, b, c, phase: float, name: str):
 
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, f'{name}({fmt(a)}, {fmt(b)}, {fmt(c)})', rule,
-                      remask_kernel=True,
-                      supports_packed=True)
+  name = f'{name}({hparams.fmt(a)}, {hparams.fmt(b)}, {hparams.fmt(c)})'
+  return elementwise(fn, name, rule, packed=True)
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Sin(a=1., b=1., c=0.):
   """``a sin(b x + c)``.
 
@@ -84,7 +85,8 @@ def Sin(a=1., b=1., c=0.):
   return _sinusoid(a, b, c, 0., 'Sin')
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=True)
 def Cos(a=1., b=1., c=0.):
   """``a cos(b x + c)``, i.e. `Sin(a, b, c + π/2)`.
 
@@ -107,7 +109,8 @@ def Cos(a=1., b=1., c=0.):
   return _sinusoid(a, b, c, math.pi / 2, 'Cos')
 
 
-@records_call
+@layer
+@supports_masking(remask_kernel=False)
 def Gabor():
   """Gabor function ``exp(-x²) sin(x)``.
 
@@ -149,5 +152,4 @@ def Gabor():
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return nonlinearity(fn, 'Gabor', rule, remask_kernel=False,
-                      supports_packed=True)
+  return elementwise(fn, 'Gabor', rule, packed=True)
