@@ -121,3 +121,18 @@ def test_each_input_size_is_traced_once():
   for n in (5, 6, 5, 6, 7, 5):
     kernel_fn(rng.randn(n, 3), None, 'nngp')
   assert len(traces) == 3, traces
+
+
+def test_kernels_of_many_shapes_do_not_warn(tf_warnings):  # pylint: disable=redefined-outer-name
+  """Kernels of other ranks, sizes and dtypes (symmetric, cross, spatial)
+  pass the finiteness check of every kernel without retracing warnings."""
+  _, _, dense = stax.Dense(1)
+  _, _, spatial = stax.Conv(1, (3,), padding='SAME')
+  rng = np.random.RandomState(3)
+  for dtype in (np.float64, np.float32):
+    x = rng.randn(3, 4).astype(dtype)
+    dense(x, None, 'nngp')
+    dense(x, x[:2], 'nngp')
+    spatial(rng.randn(3, 4, 2).astype(dtype), None, 'nngp')
+    dense(x[:2], None, 'nngp')
+  assert not _retracing(tf_warnings), _retracing(tf_warnings)
