@@ -45,12 +45,16 @@ def test_report_page_has_command_machine_table_and_output(tmp_path):
 def test_run_one_serves_interleaved_calls():
   proc = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / '_run_one.py'), 'nt_gp',
-       'mlp5', 'float64', '6', '--serve'], input='run\nrun\ndone\n',
+       'mlp5', 'float64', '6', '--serve'],
+      input='run\nrun\nnew\nnew\ndone\n',
       capture_output=True, text=True, timeout=600, check=True)
   lines = [json.loads(l) for l in proc.stdout.strip().splitlines()]
   assert 'compile_s' in lines[0] and 't' in lines[1] and 't' in lines[2]
-  summary = lines[3]
+  assert 't_new' in lines[3] and 't_new' in lines[4]
+  summary = lines[5]
   assert len(summary['times_s']) == 2 and summary['shape'] == [6, 784]
+  assert len(summary['new_shape_times_s']) == 2
+  assert summary['new_shape_median_s'] > 0
   assert summary['nngp_checksum'] > 0 and summary['ntk_checksum'] > 0
 
 
@@ -60,11 +64,15 @@ def test_compare_interleaves_and_checks_checksums(tmp_path):
   page = tmp_path / 'kernels.md'
   proc = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / 'compare.py'), 'myrtle5',
-       '--dtypes', 'float32', '--n', '4', '--repeats', '1', '--out',
-       str(page)], capture_output=True, text=True, timeout=900)
+       '--dtypes', 'float32', '--n', '4', '--repeats', '1', '--new-shapes',
+       '1', '--out', str(page)], capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
   text = page.read_text()
   assert '| checksums |' in text and 'median of 1 calls' in text
+  assert '| first-call ratio | new shape (s) | new-shape ratio |' in text
+  row = next(l for l in text.splitlines() if l.startswith('| myrtle5 |'))
+  assert len(row.strip('|').split('|')) == 15
+  assert 'new shape: nt_gp' in text
   assert 'MISMATCH' not in text
   import compare  # pylint: disable=g-import-not-at-top
   ours = dict(median_s=1., peak_rss_gb=1., nngp_checksum=10.,
