@@ -5,9 +5,12 @@ The measurements themselves are not tested (timings are never asserted);
 these checks keep the scripts working as the library changes.
 """
 import json
+import os
 import pathlib
 import subprocess
 import sys
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
@@ -86,6 +89,39 @@ def test_compare_interleaves_and_checks_checksums(tmp_path):
       10].startswith('agree')
   assert compare._print_row(r, 'w', 'float32', ours, other, limits)[  # pylint: disable=protected-access
       10].startswith('MISMATCH')
+
+
+@pytest.mark.slow
+def test_device_script_runs_on_the_cpu(tmp_path):
+  """`device.py --size tiny` without a GPU: parity against the goldens,
+  timings, and `nt-gp kernel --devices -1` on two virtual CPU devices equal
+  to `--devices 1`; the page goes to --out, never to the docs."""
+  page = tmp_path / 'device.md'
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES='')
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'device.py'), '--size',
+       'tiny', '--out', str(page)], capture_output=True, text=True,
+      timeout=600, env=env)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  text = page.read_text()
+  assert 'CPU (2 logical devices), no GPU' in text
+  parity_rows = [l for l in text.splitlines()
+                 if l.startswith(('| fc/', '| conv/', '| attention/'))]
+  assert len(parity_rows) == 6 and all('| ok |' in l for l in parity_rows)
+  for name in ('mlp5', 'cnn3_flatten', 'myrtle5', 'cnn21_gap',
+               'cnn21_flatten'):
+    assert sum(l.startswith(f'| {name} |') for l in text.splitlines()) == 2
+  cli = next(l for l in text.splitlines() if l.startswith('| fcn |'))
+  assert cli.endswith('| ok |') and '| 2 |' in cli
+  assert 'TF32 allowed: False' in text
+
+
+def test_device_script_refuses_tiny_runs_into_the_docs():
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'device.py'), '--size',
+       'tiny', '--out', str(ROOT / 'docs' / 'benchmarks' / 'gpu.md')],
+      capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and '--size full' in proc.stderr
 
 
 def test_compare_refuses_smoke_runs_into_the_docs():
