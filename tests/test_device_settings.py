@@ -136,3 +136,21 @@ def test_kernels_of_many_shapes_do_not_warn(tf_warnings):  # pylint: disable=red
     spatial(rng.randn(3, 4, 2).astype(dtype), None, 'nngp')
     dense(x[:2], None, 'nngp')
   assert not _retracing(tf_warnings), _retracing(tf_warnings)
+
+
+def test_compiled_kernels_take_new_pattern_values():
+  """Graph patterns of one shape share a compiled kernel but not their
+  values: each call equals a fresh network's kernel of that pattern."""
+  net = lambda: stax.serial(stax.Dense(1), stax.Aggregate(),  # pylint: disable=g-long-lambda
+                            stax.GlobalAvgPool())[2]
+  kernel_fn = net()
+  x = np.random.RandomState(0).randn(2, 4, 3)
+  rng = np.random.RandomState(1)
+  results = []
+  for _ in range(3):
+    p = (rng.rand(2, 4, 4) > 0.5).astype(np.float64)
+    got = kernel_fn(x, None, 'nngp', pattern=(p, p)).numpy()
+    np.testing.assert_allclose(
+        got, net()(x, None, 'nngp', pattern=(p, p)).numpy(), rtol=1e-12)
+    results.append(got)
+  assert not np.allclose(results[0], results[1])
