@@ -199,7 +199,8 @@ def main(argv=None):
       ours, theirs = measure(sys.executable, ref, name, dtype, args.repeats,
                              args.n, args.new_shapes)
       rows.append((name, dtype, ours, theirs))
-      row = _print_row(report, name, dtype, ours, theirs, limits)
+      row = _print_row(report, name, dtype, ours, theirs, limits,
+                       full_size=not args.n)
       table.append(row)
       if row and row[10].startswith('MISMATCH'):
         mismatches.append(f'{name} {dtype}')
@@ -225,8 +226,11 @@ TARGETS = {('mlp5', 'float32'): 0.8, ('mlp5', 'float64'): 0.8,
            ('myrtle5', 'float32'): 0.2, ('cnn3_flatten', 'float32'): 0.5}
 
 
-def _print_row(report, name, dtype, ours, theirs, limits):
-  """Prints one workload's line; returns its table row (None on failure)."""
+def _print_row(report, name, dtype, ours, theirs, limits, full_size=True):
+  """Prints one workload's line; returns its table row (None on failure).
+
+  The share of the machine's limit is estimated for the workload's own size
+  only (`full_size`), not for smoke runs with another `--n`."""
   print = report.say  # pylint: disable=redefined-builtin
   if 'error' in ours:
     print(f'{name} {dtype}: nt_gp failed:\n{ours["error"]}')
@@ -260,7 +264,7 @@ def _print_row(report, name, dtype, ours, theirs, limits):
     print(f'    checksums (nngp, ntk sums): '
           f'{"agree" if agree else "MISMATCH"}, relative difference '
           f'{diff:.1e} (tolerance {CHECKSUM_RTOL[dtype]:g})')
-  est = traffic_estimate(name, dtype)
+  est = traffic_estimate(name, dtype) if full_size else None
   if est:
     kind, amount, unit = est
     if kind == 'memory':
