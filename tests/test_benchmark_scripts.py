@@ -10,6 +10,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -114,6 +115,33 @@ def test_device_script_runs_on_the_cpu(tmp_path):
   cli = next(l for l in text.splitlines() if l.startswith('| fcn |'))
   assert cli.endswith('| ok |') and '| 2 |' in cli
   assert 'TF32 allowed: False' in text
+
+
+def _round_to_tf32(a):
+  """float32 values rounded to TensorFloat-32's 10 mantissa bits."""
+  bits = np.asarray(a, np.float32).copy().view(np.int32)
+  bits += 0x1000
+  bits &= ~0x1FFF
+  return bits.view(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize('suite,name', [
+    ('fc', 'relu_mlp'), ('conv', 'conv2d_same_gap'),
+    ('attention', 'transformer_1d_gap')])
+def test_device_float32_parity_would_catch_tf32(suite, name):
+  """device.py's float32 tolerance passes float32 and fails TF32: rounding
+  only the inputs to TF32 (then computing in float64) already exceeds it."""
+  import device  # pylint: disable=g-import-not-at-top
+  from tests.parity import harness  # pylint: disable=g-import-not-at-top
+  case, golden = device.parity_case(suite, name)
+  x1, x2, patterns = harness.case_inputs(case, golden)
+  _, rel32 = device.case_errors(case, golden, (x1, x2, patterns), np.float32)
+  assert rel32 <= device.FLOAT32_RTOL
+  assert _round_to_tf32(1 + 2. ** -12) == 1.  # 10 bits: 1 + 2^-10 is next
+  _, rel_tf32 = device.case_errors(
+      case, golden, (_round_to_tf32(x1), _round_to_tf32(x2), patterns),
+      np.float64)
+  assert rel_tf32 > 2 * device.FLOAT32_RTOL
 
 
 def test_device_script_refuses_tiny_runs_into_the_docs():
