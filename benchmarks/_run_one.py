@@ -11,8 +11,12 @@ one JSON line ``{"compile_s": ...}``. Then:
   times_s, median_s, cpu_times_s (CPU time of all the process's
   threads), peak_rss_gb and the checksums;
 * with ``--serve``, reads commands from stdin: ``run`` times one call and
-  prints ``{"t": seconds}``; ``done`` prints the final line as above and
-  exits. `compare.py` uses this to interleave the two libraries' calls.
+  prints ``{"t": seconds}``; ``new`` times one call of the same kernel
+  function on an input size it has not seen (N+1, N+2, ...: compile + run,
+  as a GP predicting on a new test-set size) and prints
+  ``{"t_new": seconds}``; ``done`` prints the final line as above (with
+  new_shape_times_s and new_shape_median_s) and exits. `compare.py` uses
+  this to interleave the two libraries' calls.
 
 The checksums are the float64 sums of the last call's nngp and ntk, which
 `compare.py` compares between the libraries. Runs under either library's
@@ -31,12 +35,18 @@ from workloads import WORKLOADS  # pylint: disable=g-import-not-at-top
 
 
 def build(lib, name, dtype, n=None):
-  """`run()`: one timed-able call of the workload's kernel function."""
+  """`(run, shape, run_on)`: `run()` is one timed-able call of the workload's
+  kernel function; `run_on(n)` calls the same kernel function on `n` new
+  inputs."""
   spec = WORKLOADS[name]
   shape = tuple(spec['shape'])
   if n:
     shape = (int(n),) + shape[1:]
   x = np.random.RandomState(0).randn(*shape).astype(dtype)
+
+  def inputs(n_new):
+    return np.random.RandomState(n_new).randn(
+        n_new, *shape[1:]).astype(dtype)
   if lib == 'neural_tangents':
     import jax  # pylint: disable=g-import-not-at-top
     jax.config.update('jax_enable_x64', dtype == 'float64')
@@ -46,6 +56,11 @@ def build(lib, name, dtype, n=None):
                         static_argnames=('get',))
     x = jnp.asarray(x)
 
+    def run_on(n_new):
+      k = kernel_fn(jnp.asarray(inputs(n_new)), None, get=('nngp', 'ntk'))
+      k.ntk.block_until_ready()
+      return k
+
     def run():
       k = kernel_fn(x, None, get=('nngp', 'ntk'))
       k.ntk.block_until_ready()
@@ -54,11 +69,16 @@ def build(lib, name, dtype, n=None):
     from nt_gp import stax  # pylint: disable=g-import-not-at-top
     kernel_fn = eval(spec['net'], {'stax': stax})[2]  # pylint: disable=eval-used
 
+    def run_on(n_new):
+      k = kernel_fn(inputs(n_new), None, ('nngp', 'ntk'))
+      k.ntk.numpy()
+      return k
+
     def run():
       k = kernel_fn(x, None, ('nngp', 'ntk'))
       k.ntk.numpy()
       return k
-  return run, shape
+  return run, shape, run_on
 
 
 def _timed(run):
@@ -67,10 +87,14 @@ def _timed(run):
   return time.perf_counter() - t, time.process_time() - c, k
 
 
-def _summary(lib, name, dtype, shape, compile_s, times, cpu_times, k):
+def _summary(lib, name, dtype, shape, compile_s, times, cpu_times, k,
+             new_times=()):
   return dict(lib=lib, workload=name, dtype=dtype, shape=shape,
               compile_s=compile_s, times_s=times,
               median_s=float(np.median(times)), cpu_times_s=cpu_times,
+              new_shape_times_s=list(new_times),
+              new_shape_median_s=(float(np.median(new_times)) if new_times
+                                  else None),
               median_cpu_s=float(np.median(cpu_times)) if cpu_times else None,
               peak_rss_gb=peak_rss_bytes() / 1e9,
               nngp_checksum=float(np.sum(np.asarray(k.nngp, np.float64))),
@@ -80,10 +104,10 @@ def _summary(lib, name, dtype, shape, compile_s, times, cpu_times, k):
 def main(argv):
   serve = '--serve' in argv
   lib, name, dtype, *rest = [a for a in argv if a != '--serve']
-  run, shape = build(lib, name, dtype, rest[0] if rest else None)
+  run, shape, run_on = build(lib, name, dtype, rest[0] if rest else None)
   compile_s, _, k = _timed(run)
   print(json.dumps({'compile_s': compile_s}), flush=True)
-  times, cpu_times = [], []
+  times, cpu_times, new_times = [], [], []
   if not serve:
     for _ in range(3):
       t, c, k = _timed(run)
@@ -96,10 +120,15 @@ def main(argv):
         times.append(t)
         cpu_times.append(c)
         print(json.dumps({'t': t}), flush=True)
+      elif line.strip() == 'new':
+        n_new = shape[0] + len(new_times) + 1
+        t, _, _ = _timed(lambda: run_on(n_new))  # pylint: disable=cell-var-from-loop
+        new_times.append(t)
+        print(json.dumps({'t_new': t}), flush=True)
       elif line.strip() == 'done':
         break
-  print(json.dumps(_summary(lib, name, dtype, shape, compile_s, times, cpu_times, k)),
-        flush=True)
+  print(json.dumps(_summary(lib, name, dtype, shape, compile_s, times,
+                            cpu_times, k, new_times)), flush=True)
 
 
 if __name__ == '__main__':

@@ -2,7 +2,8 @@
 
 Usage:
   python benchmarks/compare.py [WORKLOAD ...] [--dtypes float32,float64]
-      [--repeats 5] [--n N] [--out docs/benchmarks/kernels.md] [--json F]
+      [--repeats 5] [--new-shapes 3] [--n N] [--out docs/benchmarks/kernels.md]
+      [--json F]
 
 For each workload and dtype both libraries run at the same time, each in its
 own process (nt_gp in this python, neural-tangents in the reference env of
@@ -12,6 +13,13 @@ first (compiling) call, reported separately, the timed calls of
 (ABBA order, `--repeats` each, at least 5 for the docs), so drifts of the
 machine's load affect both alike; the medians are compared. The peak RSS
 of each process is reported too.
+
+What users feel before the steady state is reported beside it: the first
+call (trace + compile + run, in a fresh process) and the new-shape call
+(after the timed calls, the same kernel function on N+1, N+2, ... inputs,
+`--new-shapes` sizes, each a size it has not seen: what every new test-set
+size of a GP costs), interleaved like the timed calls; the table gives the
+first-call and new-shape ratios (median of the new-shape calls).
 
 Both libraries must compute the same kernel: the float64 sums of their nngp
 and ntk must agree to `CHECKSUM_RTOL` (1e-3 relative in float32, 1e-7 in
@@ -68,6 +76,7 @@ class Runner:
                                  stdout=subprocess.PIPE, stderr=self.log,
                                  text=True, env=env)
     self.times = []
+    self.new_times = []
     self.error = None
     self.compile_s = self._read().get('compile_s')
 
@@ -95,6 +104,13 @@ class Runner:
     if t is not None:
       self.times.append(t)
 
+  def new_shape(self):
+    """One call on an input size this process has not seen."""
+    self._send('new')
+    t = self._read().get('t_new')
+    if t is not None:
+      self.new_times.append(t)
+
   def finish(self) -> dict:
     """`_run_one.py`'s summary, or ``{'error': ...}``."""
     self._send('done')
@@ -105,15 +121,20 @@ class Runner:
     return out if out and not self.error else {'error': self.error}
 
 
-def measure(ours_python, ref_python, name, dtype, repeats, n=None):
-  """`(ours, theirs)` summaries; timed calls interleaved ABBA."""
+def measure(ours_python, ref_python, name, dtype, repeats, n=None,
+            new_shapes=0):
+  """`(ours, theirs)` summaries; timed calls, then `new_shapes` new-shape
+  calls, interleaved ABBA."""
   ours = Runner(ours_python, 'nt_gp', name, dtype, n)
   theirs = (Runner(ref_python, 'neural_tangents', name, dtype, n)
             if ref_python else None)
+  pair = [ours] if theirs is None else [ours, theirs]
   for r in range(repeats):
-    pair = [ours] if theirs is None else [ours, theirs]
     for runner in (pair if r % 2 == 0 else pair[::-1]):
       runner.call()
+  for r in range(new_shapes):
+    for runner in (pair if r % 2 == 0 else pair[::-1]):
+      runner.new_shape()
   return ours.finish(), (theirs.finish() if theirs else
                          {'error': 'reference env not found'})
 
@@ -134,6 +155,9 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=MIN_REPEATS,
                       help=f'timed calls per library (default and minimum '
                            f'for the docs: {MIN_REPEATS})')
+  parser.add_argument('--new-shapes', type=int, default=3,
+                      help='new-shape calls per library, each on an input '
+                           'size not seen before (default 3)')
   parser.add_argument('--n', type=int, default=None,
                       help='number of inputs instead of the workload\'s '
                            '(smoke runs)')
@@ -152,7 +176,11 @@ def main(argv=None):
       f'(compiling) call: median of {args.repeats} calls per library, the two '
       f'libraries\' calls interleaved (ABBA), each library in its own process '
       f'(neural-tangents with `jax.jit`, CPU); peak resident memory of that '
-      f'process. The nngp and ntk of both libraries must agree (sums within '
+      f'process. "first call" is the fresh process\'s first call (trace, '
+      f'compile and run); "new shape" the median of {args.new_shapes} calls '
+      f'of the same kernel function on N+1, N+2, ... inputs after the timed '
+      f'calls (a new input size compiles again in both libraries); times in '
+      f'seconds, nt_gp / neural-tangents. The nngp and ntk of both libraries must agree (sums within '
       f'1e-3 relative in float32, 1e-7 in float64; column "checksums"). '
       f'Workloads: `mlp5` = depth-5 ReLU MLP on 4000 x 784; `cnn3_flatten` '
       f'= 3 x (3x3 SAME conv + ReLU) + Flatten + Dense on 256 images '
@@ -169,16 +197,18 @@ def main(argv=None):
   for name in args.workloads:
     for dtype in args.dtypes.split(','):
       ours, theirs = measure(sys.executable, ref, name, dtype, args.repeats,
-                             args.n)
+                             args.n, args.new_shapes)
       rows.append((name, dtype, ours, theirs))
-      row = _print_row(report, name, dtype, ours, theirs, limits)
+      row = _print_row(report, name, dtype, ours, theirs, limits,
+                       full_size=not args.n)
       table.append(row)
       if row and row[10].startswith('MISMATCH'):
         mismatches.append(f'{name} {dtype}')
   report.table(['workload', 'dtype', 'nt_gp (s)', 'neural-tangents (s)',
                 'time ratio', 'target', 'nt_gp peak (GB)',
                 'neural-tangents peak (GB)', 'memory ratio',
-                'share of machine limit', 'checksums'],
+                'share of machine limit', 'checksums', 'first call (s)',
+                'first-call ratio', 'new shape (s)', 'new-shape ratio'],
                [r for r in table if r])
   if mismatches:
     report.say(f'MISMATCH: the libraries computed different kernels for '
@@ -196,8 +226,11 @@ TARGETS = {('mlp5', 'float32'): 0.8, ('mlp5', 'float64'): 0.8,
            ('myrtle5', 'float32'): 0.2, ('cnn3_flatten', 'float32'): 0.5}
 
 
-def _print_row(report, name, dtype, ours, theirs, limits):
-  """Prints one workload's line; returns its table row (None on failure)."""
+def _print_row(report, name, dtype, ours, theirs, limits, full_size=True):
+  """Prints one workload's line; returns its table row (None on failure).
+
+  The share of the machine's limit is estimated for the workload's own size
+  only (`full_size`), not for smoke runs with another `--n`."""
   print = report.say  # pylint: disable=redefined-builtin
   if 'error' in ours:
     print(f'{name} {dtype}: nt_gp failed:\n{ours["error"]}')
@@ -216,7 +249,7 @@ def _print_row(report, name, dtype, ours, theirs, limits):
   target = TARGETS.get((name, dtype))
   row = [name, dtype, f'{ours["median_s"]:.3f}', '', '',
          f'<= {target}' if target else '', f'{ours["peak_rss_gb"]:.2f}', '',
-         '', '', '']
+         '', '', ''] + _first_and_new_shape(report, ours, theirs)
   if 'error' not in theirs:
     ratio = ours['median_s'] / theirs['median_s']
     row[3] = f'{theirs["median_s"]:.3f}'
@@ -231,7 +264,7 @@ def _print_row(report, name, dtype, ours, theirs, limits):
     print(f'    checksums (nngp, ntk sums): '
           f'{"agree" if agree else "MISMATCH"}, relative difference '
           f'{diff:.1e} (tolerance {CHECKSUM_RTOL[dtype]:g})')
-  est = traffic_estimate(name, dtype)
+  est = traffic_estimate(name, dtype) if full_size else None
   if est:
     kind, amount, unit = est
     if kind == 'memory':
@@ -248,6 +281,24 @@ def _print_row(report, name, dtype, ours, theirs, limits):
             f'{achieved / rate:.0%} of the measured gemm rate')
       row[9] = f'{achieved / rate:.0%} of gemm rate'
   return row
+
+
+def _first_and_new_shape(report, ours, theirs):
+  """Cells 'first call (s)', 'first-call ratio', 'new shape (s)',
+  'new-shape ratio' (times nt_gp / neural-tangents), printed too."""
+  cells = []
+  for key, what in (('compile_s', 'first call'),
+                    ('new_shape_median_s', 'new shape')):
+    a = ours.get(key)
+    b = None if 'error' in theirs else theirs.get(key)
+    if a is None:
+      cells += ['', '']
+      continue
+    cells.append(f'{a:.2f}' + ('' if b is None else f' / {b:.2f}'))
+    cells.append('' if not b else f'{a / b:.2f}')
+    report.say(f'    {what}: nt_gp {a:.2f} s' + (
+        '' if not b else f', neural-tangents {b:.2f} s, ratio {a / b:.2f}'))
+  return cells
 
 
 if __name__ == '__main__':

@@ -1,7 +1,10 @@
-"""Global settings of nt_gp (compilation mode of kernel propagation)."""
+"""Global settings of nt_gp (compilation mode and float32 precision of kernel
+propagation)."""
 import contextlib
 
-__all__ = ['config', 'compilation']
+import tensorflow as tf
+
+__all__ = ['config', 'compilation', 'apply_tf32_setting']
 
 
 class _Config:
@@ -16,11 +19,23 @@ class _Config:
     pack_symmetric: when `x2` is None, propagate only the input pairs
       n1 <= n2 (half the time and memory); layers that cannot use this
       layout receive the unpacked kernel.
+    allow_tf32: whether float32 matmuls and convolutions may run in
+      TensorFloat-32 (NVIDIA Ampere GPUs and newer; a 10-bit mantissa, about
+      3 fewer correct digits). `False` (default): nt_gp switches TensorFlow's
+      TF32 execution off whenever it computes a kernel, so float32 kernels
+      keep float32 accuracy. `True`: nt_gp switches it on (TensorFlow's own
+      default), trading those digits for tensor-core speed. The switch is
+      TensorFlow's and process-wide (`tf.config.experimental.
+      enable_tensor_float_32_execution`): it also applies to the process's
+      other float32 ops. Set it before the first kernel: code XLA compiled
+      earlier keeps the precision it was compiled with. Without such a GPU
+      the setting changes nothing.
   """
 
   def __init__(self):
     self.jit_compile = None
     self.pack_symmetric = True
+    self.allow_tf32 = False
 
   def resolve_jit(self) -> bool:
     """`jit_compile` for the `tf.function` around a whole propagation."""
@@ -28,6 +43,24 @@ class _Config:
 
 
 config = _Config()
+
+
+def apply_tf32_setting():
+  """Sets TensorFlow's TF32 execution to `config.allow_tf32`.
+
+  Called by nt_gp wherever it computes a kernel (the stax `kernel_fn`, and
+  the adapters, store and command line through it; empirical kernels), so a
+  user needs no call of their own.
+
+  Example:
+    >>> import tensorflow as tf
+    >>> apply_tf32_setting()
+    >>> tf.config.experimental.tensor_float_32_execution_enabled()
+    False
+  """
+  want = bool(config.allow_tf32)
+  if tf.config.experimental.tensor_float_32_execution_enabled() != want:
+    tf.config.experimental.enable_tensor_float_32_execution(want)
 
 
 @contextlib.contextmanager

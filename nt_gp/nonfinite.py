@@ -25,6 +25,7 @@ Example:
   True
 """
 import contextlib
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -82,9 +83,17 @@ def non_finite_message(name: str, values) -> str:
           f'undefined operation; {fix}.')
 
 
-@tf.function(autograph=False, reduce_retracing=True)
+@functools.lru_cache(maxsize=None)
+def _all_finite_fn(dtype):
+  """One compiled check per dtype, for tensors of any shape (a new kernel
+  shape never retraces it)."""
+  return tf.function(lambda t: tf.reduce_all(tf.math.is_finite(t)),
+                     input_signature=(tf.TensorSpec(None, dtype),),
+                     autograph=False)
+
+
 def _all_finite(t):
-  return tf.reduce_all(tf.math.is_finite(t))
+  return _all_finite_fn(t.dtype)(t)
 
 
 def _checked(name, t):

@@ -5,9 +5,13 @@ The measurements themselves are not tested (timings are never asserted);
 these checks keep the scripts working as the library changes.
 """
 import json
+import os
 import pathlib
 import subprocess
 import sys
+
+import numpy as np
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'benchmarks'))
@@ -45,12 +49,16 @@ def test_report_page_has_command_machine_table_and_output(tmp_path):
 def test_run_one_serves_interleaved_calls():
   proc = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / '_run_one.py'), 'nt_gp',
-       'mlp5', 'float64', '6', '--serve'], input='run\nrun\ndone\n',
+       'mlp5', 'float64', '6', '--serve'],
+      input='run\nrun\nnew\nnew\ndone\n',
       capture_output=True, text=True, timeout=600, check=True)
   lines = [json.loads(l) for l in proc.stdout.strip().splitlines()]
   assert 'compile_s' in lines[0] and 't' in lines[1] and 't' in lines[2]
-  summary = lines[3]
+  assert 't_new' in lines[3] and 't_new' in lines[4]
+  summary = lines[5]
   assert len(summary['times_s']) == 2 and summary['shape'] == [6, 784]
+  assert len(summary['new_shape_times_s']) == 2
+  assert summary['new_shape_median_s'] > 0
   assert summary['nngp_checksum'] > 0 and summary['ntk_checksum'] > 0
 
 
@@ -60,11 +68,15 @@ def test_compare_interleaves_and_checks_checksums(tmp_path):
   page = tmp_path / 'kernels.md'
   proc = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / 'compare.py'), 'myrtle5',
-       '--dtypes', 'float32', '--n', '4', '--repeats', '1', '--out',
-       str(page)], capture_output=True, text=True, timeout=900)
+       '--dtypes', 'float32', '--n', '4', '--repeats', '1', '--new-shapes',
+       '1', '--out', str(page)], capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
   text = page.read_text()
   assert '| checksums |' in text and 'median of 1 calls' in text
+  assert '| first-call ratio | new shape (s) | new-shape ratio |' in text
+  row = next(l for l in text.splitlines() if l.startswith('| myrtle5 |'))
+  assert len(row.strip('|').split('|')) == 15
+  assert 'new shape: nt_gp' in text
   assert 'MISMATCH' not in text
   import compare  # pylint: disable=g-import-not-at-top
   ours = dict(median_s=1., peak_rss_gb=1., nngp_checksum=10.,
@@ -78,6 +90,66 @@ def test_compare_interleaves_and_checks_checksums(tmp_path):
       10].startswith('agree')
   assert compare._print_row(r, 'w', 'float32', ours, other, limits)[  # pylint: disable=protected-access
       10].startswith('MISMATCH')
+
+
+@pytest.mark.slow
+def test_device_script_runs_on_the_cpu(tmp_path):
+  """`device.py --size tiny` without a GPU: parity against the goldens,
+  timings, and `nt-gp kernel --devices -1` on two virtual CPU devices equal
+  to `--devices 1`; the page goes to --out, never to the docs."""
+  page = tmp_path / 'device.md'
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES='')
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'device.py'), '--size',
+       'tiny', '--out', str(page)], capture_output=True, text=True,
+      timeout=600, env=env)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  text = page.read_text()
+  assert 'CPU (2 logical devices), no GPU' in text
+  parity_rows = [l for l in text.splitlines()
+                 if l.startswith(('| fc/', '| conv/', '| attention/'))]
+  assert len(parity_rows) == 6 and all('| ok |' in l for l in parity_rows)
+  for name in ('mlp5', 'cnn3_flatten', 'myrtle5', 'cnn21_gap',
+               'cnn21_flatten'):
+    assert sum(l.startswith(f'| {name} |') for l in text.splitlines()) == 2
+  cli = next(l for l in text.splitlines() if l.startswith('| fcn |'))
+  assert cli.endswith('| ok |') and '| 2 |' in cli
+  assert 'TF32 allowed: False' in text
+
+
+def _round_to_tf32(a):
+  """float32 values rounded to TensorFloat-32's 10 mantissa bits."""
+  bits = np.asarray(a, np.float32).copy().view(np.int32)
+  bits += 0x1000
+  bits &= ~0x1FFF
+  return bits.view(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize('suite,name', [
+    ('fc', 'relu_mlp'), ('conv', 'conv2d_same_gap'),
+    ('attention', 'transformer_1d_gap')])
+def test_device_float32_parity_would_catch_tf32(suite, name):
+  """device.py's float32 tolerance passes float32 and fails TF32: rounding
+  only the inputs to TF32 (then computing in float64) already exceeds it."""
+  import device  # pylint: disable=g-import-not-at-top
+  from tests.parity import harness  # pylint: disable=g-import-not-at-top
+  case, golden = device.parity_case(suite, name)
+  x1, x2, patterns = harness.case_inputs(case, golden)
+  _, rel32 = device.case_errors(case, golden, (x1, x2, patterns), np.float32)
+  assert rel32 <= device.FLOAT32_RTOL
+  assert _round_to_tf32(1 + 2. ** -12) == 1.  # 10 bits: 1 + 2^-10 is next
+  _, rel_tf32 = device.case_errors(
+      case, golden, (_round_to_tf32(x1), _round_to_tf32(x2), patterns),
+      np.float64)
+  assert rel_tf32 > 2 * device.FLOAT32_RTOL
+
+
+def test_device_script_refuses_tiny_runs_into_the_docs():
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'device.py'), '--size',
+       'tiny', '--out', str(ROOT / 'docs' / 'benchmarks' / 'gpu.md')],
+      capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and '--size full' in proc.stderr
 
 
 def test_compare_refuses_smoke_runs_into_the_docs():

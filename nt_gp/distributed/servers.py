@@ -80,6 +80,8 @@ def run_server(cluster_spec: Dict[str, List[str]], job: str, index: int,
     os.environ['TF_NUM_INTRAOP_THREADS'] = str(threads)
     os.environ['TF_NUM_INTEROP_THREADS'] = str(threads)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from nt_gp import _config  # pylint: disable=g-import-not-at-top
+  _config.apply_tf32_setting()   # this process runs the kernels' ops
   if threads:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)

@@ -13,6 +13,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import _config
 from nt_gp.empirical import _axes
 from nt_gp.empirical import _fn
 
@@ -227,6 +228,7 @@ def compiled_kernel_fn(core: Callable, f, trace_axes, diagonal_axes,
       params = [v.value for v in net.keras_model.trainable_variables]
     net.flatten_params(params)  # validates eagerly
     kw1, kw2 = _fn.split_kwargs(apply_fn_kwargs, x2 is not None)
+    _config.apply_tf32_setting()
     return compiled(x1, x2, params, kw1, kw2)
   kernel_fn.python_fn = run
   return kernel_fn

@@ -15,6 +15,7 @@ A layer is written as a function returning ``(init_fn, apply_fn, rule)`` (or
 import functools
 from typing import Callable, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from nt_gp import _config
@@ -57,6 +58,24 @@ def _select(out, single: bool, names):
   values = tuple(getattr(out, g) for g in names)
   return values[0] if single else validation.namedtuple_of(
       'AnalyticKernel', names)(*values)
+
+
+_MAX_SIGNATURES = 64   # compiled propagations kept per kernel_fn
+
+
+def _input_signature(args):
+  """What a `tf.function` would trace on: shapes and dtypes of tensors and
+  arrays, the value (else the identity) of anything else."""
+  out = []
+  for a in tf.nest.flatten(args):
+    if tf.is_tensor(a) or isinstance(a, np.ndarray):
+      out.append((tuple(a.shape), tf.as_dtype(a.dtype).name))
+    else:
+      try:
+        out.append((type(a).__name__, hash(a), a))
+      except TypeError:
+        out.append((type(a).__name__, id(a)))
+  return tuple(out)
 
 
 # ----------------------------------------------------------------------------
@@ -157,20 +176,31 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
     kw_key = tuple(sorted(kwargs.items()))
     x2_key = (None if x2 is None else
               tuple(x is None for x in tf.nest.flatten(x2)))
-    key = (compute_ntk, reqs_key, kw_key, x2_key, pattern is None)
+    key = (compute_ntk, reqs_key, kw_key, x2_key, pattern is None,
+           _config.config.allow_tf32, _input_signature((x1, x2, pattern)))
 
     def run(x1, x2, pattern):
       ks = inputs.inputs_to_kernels(x1, x2, reqs, compute_ntk)
       out = apply_rule(ks, pattern=pattern, **kwargs)
       return map_kernels(Kernel.to_batch_first, out)
 
+    _config.apply_tf32_setting()
     if tf.inside_function():
       out = run(x1, x2, pattern)
     else:
-      if key not in compiled:
-        compiled[key] = tf.function(
-            run, jit_compile=_config.config.resolve_jit(), autograph=False)
-      out = compiled[key](x1, x2, pattern)
+      fn = compiled.pop(key, None)
+      if fn is None:
+        # One `tf.function` per input signature (the engine needs static
+        # shapes), each around its own partial: TensorFlow counts traces per
+        # function, and new input sizes are ordinary use (GP test sets,
+        # sweeps), not the retracing its warning is about.
+        fn = tf.function(functools.partial(run),
+                         jit_compile=_config.config.resolve_jit(),
+                         autograph=False)
+        if len(compiled) >= _MAX_SIGNATURES:
+          compiled.pop(next(iter(compiled)))    # least recently used
+      compiled[key] = fn
+      out = fn(x1, x2, pattern)
     from nt_gp import nonfinite  # pylint: disable=g-import-not-at-top
     return nonfinite.check_output(_select(out, single, names), single, names)
 
