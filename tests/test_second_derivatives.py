@@ -33,6 +33,9 @@ SLOW = ('numerical_tanh', 'cnn_pools', 'attention')
 PAIRED = {'relu': ('nngp', 'ntk'), 'abrelu': ('ntk',), 'layernorm': ('ntk',),
           'cnn_pools': ('ntk',), 'attention': ('nngp',)}
 CASES = {c['name']: c for c in cases.SUITE}
+# Each test builds second-order graphs (up to a GB that TensorFlow keeps
+# until its process ends): each runs in its own process.
+pytestmark = pytest.mark.isolated
 
 
 def _param(name):
