@@ -155,10 +155,13 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   if df is not None and not callable(df):
     raise TypeError(f'`df` must be callable or None, got {df!r}.')
   d_fn = _derivative(fn) if df is None else df
-  nodes, weights = np.polynomial.hermite.hermgauss(deg)
 
   def diag(q):
     dtype = q.dtype
+    # The rule is made here, not captured: the maps' closures then hold only
+    # static values, so every layer with this activation shares one compiled
+    # map (see `map_covariances`).
+    nodes, weights = np.polynomial.hermite.hermgauss(deg)
     xs = tf.constant(nodes, dtype)
     ws = tf.constant(weights, dtype)
     shape = [deg] + [1] * q.shape.rank
