@@ -130,9 +130,11 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   Args:
     fn: the activation, `x -> fn(x)` on tensors (elementwise, broadcasting
       TensorFlow ops).
-    deg: number of quadrature nodes per dimension (``>= 1``); cost and memory
-      scale with ``deg²``. Smooth activations converge fast (``deg=25`` is a
-      good start); for kinks (ReLU, Abs) prefer the closed-form layers.
+    deg: number of quadrature nodes per dimension (``>= 1``); the time
+      scales with ``deg²``, the memory of the kernel computation does not
+      (a few copies of the kernel; its derivatives hold ``deg²`` copies).
+      Smooth activations converge fast (``deg=25`` is a good start); for
+      kinks (ReLU, Abs) prefer the closed-form layers.
     df: derivative of `fn` (for the NTK); if None, computed by TensorFlow
       autodiff of `fn`.
 
