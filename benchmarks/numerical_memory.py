@@ -2,7 +2,8 @@
 
 Usage:
   python benchmarks/numerical_memory.py [--n 500,2000] [--deg 25]
-      [--layers 1,2] [--repeats 3] [--baseline-tree PATH] [--out PAGE.md]
+      [--layers 1,2] [--repeats 3] [--baseline-tree PATH [--baseline-label
+      NAME]] [--out PAGE.md]
 
 Workload: ``Dense(512, 1.5, 0.1) -> ElementwiseNumerical(tanh, deg)`` repeated
 `layers` times, then ``Dense(1)``, on N random normal inputs of dimension 16,
@@ -131,6 +132,8 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--baseline-tree', default=None,
                       help='also run nt_gp from this source tree')
+  parser.add_argument('--baseline-label', default=None,
+                      help='name of the --baseline-tree rows')
   parser.add_argument('--no-reference', action='store_true',
                       help='skip neural-tangents')
   parser.add_argument('--memory-limit-gb', type=float, default=10.,
@@ -143,8 +146,8 @@ def main(argv=None):
   ref = None if args.no_reference else _reference_python()
   libs = [('nt_gp', sys.executable, 'nt_gp', None)]
   if args.baseline_tree:
-    libs.append((f'nt_gp ({args.baseline_tree})', sys.executable, 'nt_gp',
-                 args.baseline_tree))
+    libs.append((args.baseline_label or f'nt_gp ({args.baseline_tree})',
+                 sys.executable, 'nt_gp', args.baseline_tree))
   if ref:
     libs.append(('neural-tangents 0.6.5', ref, 'neural_tangents', None))
   report = Report(

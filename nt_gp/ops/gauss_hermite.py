@@ -9,10 +9,10 @@ rule in each variable gives
 
 `expectations` evaluates this for every entry of a covariance tensor and for
 several functions at once (an activation and its derivative share the nodes).
-It loops over the node pairs (x_i, y_j) in a `tf.while_loop` that adds each
-pair's term to the result: nothing of size ``deg × entries`` is held, the
-peak is a few copies of the covariance, and XLA compiles one small body
-instead of `deg` unrolled copies of a large one.
+It loops over the outer nodes x_i and groups of inner nodes y_j in a
+`tf.while_loop` that adds each step's terms to the result: nothing of size
+``deg × entries`` is held, the peak is a few copies of the covariance, and
+XLA compiles one small body instead of `deg` unrolled copies of a large one.
 
 A while loop inside an XLA cluster cannot be differentiated by TensorFlow
 (its gradient accumulators would have to leave the cluster), so the loop
@@ -101,34 +101,47 @@ def reference_expectations(fns, q12, q11, q22, deg: int):
   return [t / np.pi for t in totals]
 
 
-def _looped(fns, q12, q11, q22, deg):
-  """Forward pass of `expectations`: a while loop over the node pairs
-  (x_i, y_j), accumulating into the result.
+# Inner nodes y_j per loop iteration. Each iteration reads the covariance
+# and writes the results once: one node per iteration made the loop memory
+# bound; all `deg` in one body take XLA several times longer to compile.
+INNER_GROUP = 5
 
-  One pair per iteration keeps the loop body small (XLA compiles it in a
-  fraction of the time of a body summing all y_j; measured at deg 25 the
-  steady time is the same: the activation, not memory traffic, dominates).
-  """
+
+def _looped(fns, q12, q11, q22, deg):
+  """Forward pass of `expectations`: a while loop over the outer nodes x_i
+  and groups of `INNER_GROUP` inner nodes, accumulating into the result."""
   dtype = q12.dtype
   xs, ws = _rule(deg, dtype)
   scale1, slope, scale2 = _geometry(q12, q11, q22)
-  # Node and weight of each pair, read with the loop index: nothing in the
-  # body is loop-invariant, so XLA hoists no covariance-sized products out.
-  outer_x = tf.constant(np.repeat(xs, deg))
-  inner_y = tf.constant(np.tile(xs, deg))
-  weight = tf.constant(np.outer(ws, ws).ravel())
+  group = min(deg, INNER_GROUP)
+  groups = -(-deg // group)
+  # The last group is padded with zero-weight copies of the last node.
+  pad = groups * group - deg
+  ys = np.concatenate([xs, np.full(pad, xs[-1])]).reshape(groups, group)
+  wy = np.concatenate([ws, np.zeros(pad, ws.dtype)]).reshape(groups, group)
+  # One row per iteration, read with the loop index: nothing in the body is
+  # loop-invariant, so XLA hoists no covariance-sized products out of it.
+  outer_x = tf.constant(np.repeat(xs, groups))
+  outer_w = tf.constant(np.repeat(ws, groups))
+  inner_y = tf.constant(np.tile(ys, (deg, 1)))
+  inner_w = tf.constant(np.tile(wy, (deg, 1)))
   shape = _out_shape(q12, q11, q22)
 
-  def body(pair, *totals):
-    x, y = outer_x[pair], inner_y[pair]
-    z1, z2 = scale1 * x, slope * x + scale2 * y
-    return (pair + 1,) + tuple(t + weight[pair] * f(z1) * f(z2)
-                               for t, f in zip(totals, fns))
+  def body(step, *totals):
+    x, y, w = outer_x[step], inner_y[step], inner_w[step]
+    shifted = slope * x
+    inner = [0.] * len(fns)
+    for j in range(group):
+      z2 = shifted + scale2 * y[j]
+      inner = [s + w[j] * f(z2) for s, f in zip(inner, fns)]
+    z1 = scale1 * x
+    return (step + 1,) + tuple(t + outer_w[step] * f(z1) * s
+                               for t, f, s in zip(totals, fns, inner))
 
   zeros = tuple(tf.zeros(shape, dtype) for _ in fns)
-  out = tf.while_loop(lambda pair, *_: pair < deg * deg, body,
-                      (tf.constant(0),) + zeros,
-                      maximum_iterations=deg * deg)
+  steps = deg * groups
+  out = tf.while_loop(lambda step, *_: step < steps, body,
+                      (tf.constant(0),) + zeros, maximum_iterations=steps)
   return [t / np.pi for t in out[1:]]
 
 
