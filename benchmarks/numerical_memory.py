@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -109,8 +110,10 @@ def measure(python, lib, n, deg, layers, repeats, memory_gb, timeout,
     return {'error': f'timed out after {timeout} s'}
   lines = proc.stdout.strip().splitlines()
   if proc.returncode != 0 or not lines:
-    tail = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-    why = tail[-1][:160] if tail else f'exit code {proc.returncode}'
+    tail = [l.strip() for l in proc.stderr.strip().splitlines() if l.strip()]
+    errors = [l for l in tail if re.match(r'[\w.]*(Error|Exception)\b', l)]
+    why = ((errors or tail)[-1][:160] if tail
+           else f'exit code {proc.returncode}')
     return {'error': f'failed (exit {proc.returncode}): {why}'}
   return json.loads(lines[-1])
 
