@@ -31,6 +31,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from compare import reference_python  # pylint: disable=g-import-not-at-top,wrong-import-position
 from report import DOCS, Report  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -118,14 +119,6 @@ def measure(python, lib, n, deg, layers, repeats, memory_gb, timeout,
   return json.loads(lines[-1])
 
 
-def _reference_python():
-  env = os.environ.get('NT_REFERENCE_PYTHON')
-  if env:
-    return env
-  default = pathlib.Path.home() / '.cache' / 'nt-reference' / 'bin' / 'python'
-  return str(default) if default.exists() else None
-
-
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--n', default='500,2000', help='input counts')
@@ -146,7 +139,7 @@ def main(argv=None):
   parser.add_argument('--out', default=str(DOCS / 'numerical.md'),
                       help='Markdown page for the docs ("" to skip)')
   args = parser.parse_args(argv)
-  ref = None if args.no_reference else _reference_python()
+  ref = None if args.no_reference else reference_python()
   libs = [('nt_gp', sys.executable, 'nt_gp', None)]
   if args.baseline_tree:
     libs.append((args.baseline_label or f'nt_gp ({args.baseline_tree})',
