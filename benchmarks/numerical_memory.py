@@ -24,6 +24,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -31,7 +32,6 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import reference_python  # pylint: disable=g-import-not-at-top,wrong-import-position
 from report import DOCS, Report  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -139,6 +139,9 @@ def main(argv=None):
   parser.add_argument('--out', default=str(DOCS / 'numerical.md'),
                       help='Markdown page for the docs ("" to skip)')
   args = parser.parse_args(argv)
+  # Imported here, not at the top: compare.py puts this checkout first on
+  # sys.path, which must not happen in a child measuring --baseline-tree.
+  from compare import reference_python  # pylint: disable=g-import-not-at-top
   ref = None if args.no_reference else reference_python()
   libs = [('nt_gp', sys.executable, 'nt_gp', None)]
   if args.baseline_tree:
@@ -186,7 +189,10 @@ def main(argv=None):
                      agree])
   report.table(['hidden layers', 'N', 'library', 'first call (s)',
                 'median call (s)', 'peak memory (GB)', 'kernel sums'], rows)
-  report.write(args.out)
+  # Quoted, so that the page's command can be pasted (labels have spaces).
+  report.write(args.out, command='python ' + shlex.join(
+      [os.path.relpath(__file__, HERE.parent)] + list(
+          sys.argv[1:] if argv is None else argv)))
   return 0
 
 
