@@ -192,3 +192,19 @@ def test_report_write_refreshes_quotes(tmp_path, monkeypatch):
   assert text.startswith('x\n<!-- table from docs/benchmarks/b.md: b -->\n'
                          'Produced by `python b.py` on m, ')
   assert '| b |\n|---|\n| 2 |\n<!-- end of table -->\ny\n' in text
+
+
+def test_numerical_memory_measures_each_library_in_a_fresh_process(tmp_path):
+  """A tiny run (N=8, deg 3, one layer) of benchmarks/numerical_memory.py
+  writes a row per library with first-call time, median, peak memory and
+  the kernels' agreement with the first row."""
+  page = tmp_path / 'numerical.md'
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'numerical_memory.py'),
+       '--n', '8', '--deg', '3', '--layers', '1', '--repeats', '1', '--out',
+       str(page)], capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  text = page.read_text()
+  assert '| hidden layers | N | library | first call (s) |' in text
+  assert '| 1 | 8 | nt_gp | ' in text and 'failed' not in text
+  assert 'NON-FINITE' not in text

@@ -9,11 +9,13 @@ activation f is E[f(z1) f(z2)] and the NTK is multiplied by E[f'(z1) f'(z2)]
 z2 = q12 / sqrt(q11 / 2) x + sqrt(2 (q22 - q12² / q11)) y with x, y
 distributed as exp(-x² - y²) / π, and integrates with the `deg`-point
 Gauss–Hermite rule in each variable (Han et al. 2022, "Fast neural kernel
-embeddings for general activations").
+embeddings for general activations"); `nt_gp.ops.gauss_hermite` evaluates
+it in a loop over the nodes, so memory stays a few copies of the kernel.
 """
 import numpy as np
 import tensorflow as tf
 
+from nt_gp.ops import gauss_hermite
 from nt_gp.ops.safe_math import safe_sqrt
 from nt_gp import validation
 from nt_gp.stax.elementwise import elementwise, map_covariances
@@ -21,10 +23,6 @@ from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Elementwise', 'ElementwiseNumerical']
-
-# Most values of the activation evaluated at once by `ElementwiseNumerical`.
-_CHUNK_ELEMENTS = 2**22
-
 
 def _derivative(fn):
   """`x -> fn'(x)` elementwise, by TensorFlow autodiff of `fn`."""
@@ -132,9 +130,11 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   Args:
     fn: the activation, `x -> fn(x)` on tensors (elementwise, broadcasting
       TensorFlow ops).
-    deg: number of quadrature nodes per dimension (``>= 1``); cost and memory
-      scale with ``deg²``. Smooth activations converge fast (``deg=25`` is a
-      good start); for kinks (ReLU, Abs) prefer the closed-form layers.
+    deg: number of quadrature nodes per dimension (``>= 1``); the time
+      scales with ``deg²``, the memory of the kernel computation does not
+      (a few copies of the kernel; its derivatives hold ``deg²`` copies).
+      Smooth activations converge fast (``deg=25`` is a good start); for
+      kinks (ReLU, Abs) prefer the closed-form layers.
     df: derivative of `fn` (for the NTK); if None, computed by TensorFlow
       autodiff of `fn`.
 
@@ -157,42 +157,13 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   if df is not None and not callable(df):
     raise TypeError(f'`df` must be callable or None, got {df!r}.')
   d_fn = _derivative(fn) if df is None else df
-  nodes, weights = np.polynomial.hermite.hermgauss(deg)
-
-  def integrate(f, q12, q11, q22):
-    """Σ_ij w_i w_j f(z1(x_i)) f(z2(x_i, y_j)) / π.
-
-    The nodes x_i are taken in chunks, each vectorised over all y_j, so that
-    at most `_CHUNK_ELEMENTS` values of `f` are held at once; small kernels
-    take a single vectorised step. (A `tf.while_loop` is avoided: its
-    gradient accumulators cannot leave the XLA cluster of the map.)
-    """
-    dtype = q12.dtype
-    rank = q12.shape.rank
-    xs, ws = nodes.astype(dtype.as_numpy_dtype), weights.astype(
-        dtype.as_numpy_dtype)
-    ys = tf.reshape(tf.constant(xs), [1, deg] + [1] * rank)
-    wy = tf.reshape(tf.constant(ws), [1, deg] + [1] * rank)
-    scale1 = safe_sqrt(2 * q11)[None]
-    slope = (q12 / safe_sqrt(q11 / 2, 1e-30))[None, None]
-    residual = q22 - tf.square(q12) / tf.maximum(q11, tf.constant(1e-30, dtype))
-    scale2_y = safe_sqrt(2 * residual)[None, None] * ys
-    size = q12.shape.num_elements()
-    chunk = deg if size is None else max(
-        1, min(deg, _CHUNK_ELEMENTS // max(1, deg * size)))
-    total = None
-    for start in range(0, deg, chunk):
-      stop = min(deg, start + chunk)
-      xi = tf.reshape(tf.constant(xs[start:stop]), [-1] + [1] * rank)
-      wi = tf.reshape(tf.constant(ws[start:stop]), [-1] + [1] * rank)
-      f1 = f(scale1 * xi)
-      f2 = tf.reduce_sum(wy * f(slope * xi[:, None] + scale2_y), axis=1)
-      term = tf.reduce_sum(wi * f1 * f2, axis=0)
-      total = term if total is None else total + term
-    return total / np.pi
 
   def diag(q):
     dtype = q.dtype
+    # The rule is made here, not captured: the maps' closures then hold only
+    # static values, so every layer with this activation shares one compiled
+    # map (see `map_covariances`).
+    nodes, weights = np.polynomial.hermite.hermgauss(deg)
     xs = tf.constant(nodes, dtype)
     ws = tf.constant(weights, dtype)
     shape = [deg] + [1] * q.shape.rank
@@ -200,9 +171,10 @@ def ElementwiseNumerical(fn, deg: int, df=None):
     return tf.reduce_sum(tf.reshape(ws, shape) * vals, axis=0) / np.sqrt(np.pi)
 
   def q_map(q12, q11, q22, ntk):
-    if ntk is not None:
-      ntk = ntk * integrate(d_fn, q12, q11, q22)
-    return integrate(fn, q12, q11, q22), ntk
+    if ntk is None:
+      return gauss_hermite.expectations([fn], q12, q11, q22, deg)[0], None
+    nngp, d_nngp = gauss_hermite.expectations([fn, d_fn], q12, q11, q22, deg)
+    return nngp, ntk * d_nngp
 
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
