@@ -62,7 +62,8 @@ def _run_isolated(item):
   out = proc.stdout + proc.stderr
   if proc.returncode == 0 and ' skipped' in out and ' passed' not in out:
     reason = [l for l in out.splitlines() if l.startswith('SKIPPED')]
-    pytest.skip(reason[-1] if reason else 'skipped in its own process')
+    pytest.skip(reason[-1].split(': ', 1)[-1] if reason else
+                'skipped in its own process')
   if proc.returncode != 0:
     pytest.fail(f'in its own process (exit code {proc.returncode}):\n{out}',
                 pytrace=False)
