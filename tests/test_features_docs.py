@@ -2,9 +2,12 @@
 import doctest
 import os
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.isolated    # many networks and graphs, kept until exit
 def test_features_tutorial():
   result = doctest.testfile(
       os.path.join(ROOT, 'docs', 'features.md'), module_relative=False,

@@ -29,6 +29,10 @@ def relu_net(W_std, b_std):
                      stax.Dense(1, W_std, b_std))
 
 
+# Second-order graphs of whole GP losses: each test in its own process.
+pytestmark = pytest.mark.isolated
+
+
 @pytest.fixture(scope='module')
 def data():
   rng = np.random.RandomState(0)
