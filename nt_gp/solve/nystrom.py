@@ -246,6 +246,10 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
       raise ValueError(f'`{name}` must be a positive int, got {v!r}.')
   if not tol > 0:
     raise ValueError(f'`tol` must be positive, got {tol!r}.')
+  if posterior and not np.all(regs > 0):
+    raise ValueError('With `posterior=True` every `diag_reg` must be '
+                     'positive (with reg = 0 the DTC covariance Q_XX has '
+                     'rank M < N); drop 0 from `diag_reg`.')
   if posterior and get == 'ntk':
     raise NotImplementedError(
         'Posterior variances and the marginal likelihood of get="ntk" (the '
@@ -309,10 +313,6 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
     blocks.on_block = lambda rows: bar.add(float(rows) * m)
     say(f'Nyström: {n} points, {m} centres, {len(regs)} regularisers, '
         f'{y.shape[1]} target column(s)')
-    if posterior and not np.all(reg_abs > 0):
-      raise ValueError('With `posterior=True` every noise variance must be '
-                       'positive (with reg = 0 the DTC covariance Q_XX has '
-                       'rank M < N); drop 0 from `diag_reg`.')
     try:
       if posterior:
         gram, rhs = blocks.gram_and_transpose_apply(y)
