@@ -128,68 +128,11 @@ def _take(x, s: slice):
   return x[s]
 
 
-def _slice_axis(t, axis, s):
-  if t is None or getattr(t, 'shape', None) is None or len(t.shape) == 0:
-    return t
-  index = [slice(None)] * len(t.shape)
-  index[axis] = s
-  return t[tuple(index)]
-
-
-def _slice_mask(mask, axis, s, n):
-  if mask is None or len(mask.shape) <= axis or mask.shape[axis] != n:
-    return mask
-  return _slice_axis(mask, axis, s)
-
-
-def _slice_kernel(k: Kernel, rows: slice, cols: slice, diagonal: bool,
-                  symmetric: bool, same_position: bool) -> Kernel:
-  """The `Kernel` of the inputs in `rows` x `cols` (public layout)."""
+def _slice_kernel(k, rows: slice, cols: slice):
+  """`Kernel.slice` of a kernel or of each kernel in a list/tuple of them."""
   if isinstance(k, (list, tuple)):
-    return type(k)(_slice_kernel(kk, rows, cols, diagonal, symmetric,
-                                 same_position) for kk in k)
-  k = k.to_batch_first()
-
-  def cov(c, s):
-    if c is None:
-      return None
-    c = c[s]
-    return c if k.diagonal_batch else c[:, s]
-
-  def pair(t):
-    if t is None or len(t.shape) < 2:
-      return t
-    return t[rows, cols]
-
-  n1 = k.nngp.shape[0]
-  n2 = k.nngp.shape[1]
-  cov1 = cov(k.cov1, rows)
-  if symmetric:
-    cov2 = None if diagonal else cov(k.cov1, cols)
-    mask2 = None if diagonal else _slice_mask(k.mask1, k.batch_axis, cols, n1)
-  else:
-    cov2 = cov(k.cov2, cols)
-    mask2 = _slice_mask(k.mask2, k.batch_axis, cols, n2)
-  if diagonal or (same_position and not symmetric):
-    x1_is_x2 = k.x1_is_x2
-  else:
-    x1_is_x2 = tf.constant(False)
-
-  def with_batch(shape, n):
-    if shape is None:
-      return None
-    shape = list(shape)
-    shape[k.batch_axis] = n
-    return tuple(shape)
-
-  n_rows = rows.stop - rows.start
-  n_cols = cols.stop - cols.start
-  return k.replace(
-      nngp=pair(k.nngp), ntk=pair(k.ntk), cov1=cov1, cov2=cov2,
-      x1_is_x2=x1_is_x2,
-      mask1=_slice_mask(k.mask1, k.batch_axis, rows, n1), mask2=mask2,
-      shape1=with_batch(k.shape1, n_rows),
-      shape2=with_batch(k.shape1 if symmetric else k.shape2, n_cols))
+    return type(k)(_slice_kernel(kk, rows, cols) for kk in k)
+  return k.slice(rows, cols)
 
 
 def _inputs_equal(x1, x2) -> bool:
@@ -345,8 +288,7 @@ class _Job:
     rows, cols = grid.rows_of(task.i), grid.cols_of(task.j)
     kwargs = self._sliced_kwargs(rows, cols, task.diagonal)
     if self.is_kernel:
-      same = rows == cols
-      k = _slice_kernel(self.x, rows, cols, task.diagonal, self.symmetric, same)
+      k = _slice_kernel(self.x, rows, cols)
       out = self.kernel_fn(k, None, *self.args, **kwargs)
     else:
       a = _take(self.x, rows)

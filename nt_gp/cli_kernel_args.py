@@ -22,7 +22,7 @@ from nt_gp.input_checks import check_kernel_inputs
 
 __all__ = ['CliError', 'load_array', 'load_arch', 'check_arguments',
            'check_inputs', 'computation_dtype', 'parse_names',
-           'message_printer', 'PRESET_NAMES']
+           'message_printer', 'parse_arch_args', 'PRESET_NAMES']
 
 # The presets `--arch` accepts by name.
 PRESET_NAMES = ('fcn', 'cnn-gap', 'myrtle5', 'myrtle7', 'myrtle10', 'wrn')
@@ -206,6 +206,26 @@ def parse_names(get: str) -> tuple:
   return names
 
 
+def parse_arch_args(text: str) -> dict:
+  """``--arch-args``: a JSON object of keyword arguments of the architecture.
+
+  Example:
+    >>> parse_arch_args('{"depth": 2}')
+    {'depth': 2}
+    >>> parse_arch_args('[2]')
+    Traceback (most recent call last):
+    ...
+    nt_gp.cli_kernel_args.CliError: --arch-args must be a JSON object
+  """
+  try:
+    arch_args = json.loads(text)
+  except ValueError as e:
+    raise CliError(f'--arch-args is not valid JSON: {e}') from None
+  if not isinstance(arch_args, dict):
+    raise CliError('--arch-args must be a JSON object')
+  return arch_args
+
+
 def check_arguments(args):
   """The checks of `args` that need no files; returns `(names, arch_args)`.
 
@@ -221,12 +241,7 @@ def check_arguments(args):
   if args.batch_size < 1:
     raise CliError(f'--batch-size must be positive, got {args.batch_size}')
   names = parse_names(args.get)
-  try:
-    arch_args = json.loads(args.arch_args)
-  except ValueError as e:
-    raise CliError(f'--arch-args is not valid JSON: {e}') from None
-  if not isinstance(arch_args, dict):
-    raise CliError('--arch-args must be a JSON object')
+  arch_args = parse_arch_args(args.arch_args)
   if args.workers is not None and args.cluster_spec:
     raise CliError('give either --workers or --cluster-spec, not both')
   if args.workers is not None and args.workers < 1:

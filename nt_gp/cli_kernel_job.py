@@ -31,6 +31,7 @@ import traceback
 
 import numpy as np
 
+from nt_gp import cli_cluster
 from nt_gp.cli_kernel_args import (CliError, check_arguments, check_inputs,
                                    computation_dtype, load_arch, load_array,
                                    message_printer)
@@ -170,32 +171,12 @@ def _make_runner(args, say):
   """`(runner, local_cluster or None, worker_watch or None)`."""
   from nt_gp.distributed import compute as compute_lib  # pylint: disable=g-import-not-at-top
   if args.workers is not None:
-    from nt_gp.distributed import ClusterRunner, LocalCluster  # pylint: disable=g-import-not-at-top
-    try:
-      cluster = LocalCluster(args.workers, threads=args.threads_per_worker,
-                             pin_cores=args.pin_cores)
-    except (RuntimeError, TimeoutError) as e:
-      raise CliError(f'--workers: {e}') from None
-    for i, proc in enumerate(cluster.workers):
-      say(f'started worker {i} (pid {proc.pid}) at {cluster.spec["worker"][i]}')
-    try:
-      runner = ClusterRunner(cluster.spec)
-    except BaseException:
-      cluster.close()
-      raise
+    runner, cluster = cli_cluster.start_local_cluster(
+        args.workers, say, threads=args.threads_per_worker,
+        pin_cores=args.pin_cores)
     return runner, cluster, _WorkerWatch(cluster, say)
   if args.cluster_spec:
-    from nt_gp.distributed import ClusterRunner  # pylint: disable=g-import-not-at-top
-    spec = args.cluster_spec
-    if spec == 'TF_CONFIG':
-      spec = None
-    elif os.path.exists(spec):
-      with open(spec) as f:
-        spec = f.read()
-    try:
-      return ClusterRunner(spec), None, None
-    except ValueError as e:
-      raise CliError(f'--cluster-spec: {e}') from None
+    return cli_cluster.runner_from_spec(args.cluster_spec), None, None
   try:
     return compute_lib.LocalRunner(args.devices), None, None
   except ValueError as e:

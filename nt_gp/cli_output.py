@@ -120,7 +120,7 @@ def blocks_saved(out) -> str:
   """
   from nt_gp.store import KernelStore  # pylint: disable=g-import-not-at-top
   if not os.path.exists(out):
-    return f'no block was saved'
+    return 'no block was saved'
   try:
     with KernelStore.open(out, verify=False) as s:
       return f'{s.n_done} of {s.grid.n_blocks} blocks are saved in {out}'

@@ -48,7 +48,6 @@ Example:
   0
 """
 import argparse
-import json
 import os
 import re
 import shutil
@@ -56,7 +55,7 @@ import sys
 
 import numpy as np
 
-from nt_gp import cli_kernel_args
+from nt_gp import cli_cluster, cli_kernel_args
 
 __all__ = ['add_parser', 'run']
 
@@ -307,12 +306,7 @@ def _run(args) -> int:
             if path}
   arch_args = None
   if from_inputs:
-    try:
-      arch_args = json.loads(args.arch_args)
-    except ValueError as e:
-      raise CliError(f'--arch-args is not valid JSON: {e}') from None
-    if not isinstance(arch_args, dict):
-      raise CliError('--arch-args must be a JSON object')
+    arch_args = cli_kernel_args.parse_arch_args(args.arch_args)
   _prepare_out(args)
   say = cli_kernel_args.message_printer(args)
   runner = cluster = None
@@ -335,23 +329,10 @@ def _run(args) -> int:
 
 
 def _runner(args, say):
-  from nt_gp.distributed import ClusterRunner, LocalCluster  # pylint: disable=g-import-not-at-top
-  cluster = None
   if args.workers is not None:
-    cluster = LocalCluster(args.workers, threads=args.threads_per_worker)
-    for i, proc in enumerate(cluster.workers):
-      say(f'started worker {i} (pid {proc.pid}) at {cluster.spec["worker"][i]}')
-    return ClusterRunner(cluster.spec), cluster
-  spec = args.cluster_spec
-  if spec == 'TF_CONFIG':
-    spec = None
-  elif os.path.exists(spec):
-    with open(spec) as f:
-      spec = f.read()
-  try:
-    return ClusterRunner(spec), None
-  except ValueError as e:
-    raise CliError(f'--cluster-spec: {e}') from None
+    return cli_cluster.start_local_cluster(args.workers, say,
+                                           threads=args.threads_per_worker)
+  return cli_cluster.runner_from_spec(args.cluster_spec), None
 
 
 def _inputs(args, names):

@@ -217,63 +217,6 @@ def test_ragged_spatial_blocks_are_mirrored():
               np.float64, tol=RELU_TOL)
 
 
-def test_multi_input_list():
-  kernel_fn = stax.serial(stax.parallel(stax.Dense(2), stax.Dense(2)),
-                          stax.FanInSum(), stax.Relu(), stax.Dense(1))[2]
-  rng = np.random.RandomState(1)
-  xa, xb = rng.randn(6, 3), rng.randn(6, 2)
-  # A tuple: `kernel_fn` itself rejects a *list* `x2` (unhashable cache key).
-  want = kernel_fn((xa, xb), None, ('nngp', 'ntk'))
-  assert_same(batch(kernel_fn, 3)((xa, xb), None, ('nngp', 'ntk')), want,
-              np.float64, tol=RELU_TOL)
-
-
-def test_store_on_device_false_gives_host_tensors():
-  kernel_fn = fcn()
-  x1, _ = inputs((3,), 8, 1, np.float32)
-  out = batch(kernel_fn, 4, store_on_device=False)(x1, None, 'nngp')
-  assert isinstance(out, tf.Tensor) and 'CPU' in out.device
-  assert out.dtype == tf.float32
-
-
-def test_batch_size_zero_single_device_is_unbatched():
-  kernel_fn, calls = counting(fcn())
-  x1, _ = inputs((3,), 5, 1, np.float64)
-  batch(kernel_fn, 0, device_count=0)(x1, None, 'nngp')
-  assert calls == [(5, None)]
-
-
-@pytest.mark.parametrize('n1, n2, batch_size', [
-    (8, 6, 3),       # both sides ragged (neural-tangents refuses these)
-    (9, 6, 2),       # rows ragged
-    (7, 7, 3),       # square, ragged
-    (5, 3, 8),       # block larger than the kernel: one block
-])
-def test_any_batch_size_gives_the_unbatched_kernel(n1, n2, batch_size):
-  kernel_fn, calls = counting(fcn())
-  x1, x2 = inputs((3,), n1, n2, np.float64)
-  for b in (x2, None):
-    for get in (('nngp', 'ntk'), None, ('ntk', 'cov1', 'cov2')):
-      calls.clear()
-      got = batch(kernel_fn, batch_size)(x1, b, get)
-      assert_same(got, fcn()(x1, b, get), np.float64, f'{get} x2={b is None}')
-      # Every block is at most batch_size x batch_size, and the blocks cover
-      # the kernel once (the upper triangle once for x2=None).
-      rows = [r for r, _ in calls]
-      assert max(rows) <= batch_size
-      if b is not None:
-        assert sum(r * c for r, c in calls) == n1 * n2
-
-
-def test_ragged_spatial_blocks_are_mirrored():
-  kernel_fn = cnn_spatial()
-  x1, _ = inputs((4, 3, 2), 7, 1, np.float64)
-  want = kernel_fn(x1, None)
-  assert_same(batch(kernel_fn, 3)(x1, None), want, np.float64, tol=RELU_TOL)
-  assert_same(batch(kernel_fn, 3, store_on_device=False)(x1, None), want,
-              np.float64, tol=RELU_TOL)
-
-
 def test_ragged_kernel_input():
   first = stax.serial(stax.Dense(4, 1.3, 0.2), stax.Relu())[2]
   second = stax.serial(stax.Dense(4, 1.1), stax.Erf(), stax.Dense(1))[2]

@@ -208,3 +208,31 @@ def test_numerical_memory_measures_each_library_in_a_fresh_process(tmp_path):
   assert '| hidden layers | N | library | first call (s) |' in text
   assert '| 1 | 8 | nt_gp | ' in text and 'failed' not in text
   assert 'NON-FINITE' not in text
+
+
+def test_layer_breakdown_times_every_layer_of_the_network(tmp_path):
+  """A tiny run of benchmarks/layer_breakdown.py: one table row per layer of
+  the workload, and the readouts and entry counts it uses."""
+  import layer_breakdown  # pylint: disable=g-import-not-at-top
+  page = tmp_path / 'breakdown.md'
+  subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'layer_breakdown.py'),
+       '--tiny', '--workloads', 'mlp5,myrtle5', '--dtypes', 'float32',
+       '--out', str(page)], capture_output=True, text=True, timeout=600,
+      check=True)
+  rows = [line for line in page.read_text().splitlines()
+          if line.startswith('| ') and not line.startswith('| layer')]
+  names = [r.split('|')[1].strip() for r in rows]
+  mlp = [f'{i} {n}' for i, n in enumerate(['Dense', 'Relu'] * 5 + ['Dense'])]
+  myrtle = [f'{i} {n}' for i, n in enumerate(
+      ['Conv', 'Relu', 'Conv', 'Relu', 'AvgPool', 'Conv', 'Relu', 'AvgPool',
+       'Conv', 'Relu'])] + ['readout GlobalAvgPool+Dense']
+  assert names == mlp + myrtle
+  body, readout = layer_breakdown._split(layer_breakdown.layers_of(
+      layer_breakdown.WORKLOADS['cnn3_flatten']['net']))
+  assert [n for n, _ in readout] == ['Flatten', 'Dense'] and len(body) == 6
+  # 4 inputs: 10 pairs; 8x8 spatial: 64 entries per pair on the diagonal,
+  # 64^2 for the full spatial covariance; no spatial axes: 1.
+  assert layer_breakdown._entries((4, 8, 8, 1), True) == 640
+  assert layer_breakdown._entries((4, 8, 8, 1), False) == 40960
+  assert layer_breakdown._entries((4, 16), False) == 10
