@@ -105,7 +105,7 @@ def test_worker_killed_mid_solve(tmp_path):
   np.testing.assert_array_equal(got['centres'], want.centres)
   np.testing.assert_allclose(got['pred'], want.predict(x[:50]), rtol=1e-8,
                              atol=1e-8)
-  # K_ZX K_XZ accumulated on the workers (one block's worker lost).
+  # K_ZX K_XZ accumulated on the two workers in the first pass.
   np.testing.assert_allclose(got['lml'], want.log_marginal_likelihood,
                              rtol=1e-10)
   np.testing.assert_allclose(got['elbo'], want.elbo, rtol=1e-10)
