@@ -18,7 +18,9 @@ block by block by its ``kernel_fn``. Parts, each in its own process:
 * ``rmse_vs_m``: test RMSE against M at ``--n-small`` points (plot).
 * ``vs_exact``: at ``--n-exact`` points (20,000), the exact GP
   (`nt_gp.solve.exact_sweep`, in memory) against Nyström for several M:
-  the relative RMS difference of the test means, and both test RMSEs.
+  the relative RMS difference of the test means and variances, both test
+  RMSEs, and the log marginal likelihood of the Nyström (DTC) GP and its
+  Titsias bound against the exact one (``posterior=True``).
 * ``workers``: CG passes on 1 vs 2 local `tf.distribute` workers (one core
   and one thread each; `nt_gp.distributed.ClusterRunner`), a fixed number of
   iterations at ``--n-workers`` points; steady-state seconds per CG
@@ -107,8 +109,12 @@ def child_rmse_vs_m(a):
 def child_vs_exact(a):
   from nt_gp.distributed import LocalRunner, compute_kernel  # pylint: disable=g-import-not-at-top
   from nt_gp.solve import exact_sweep, nystrom_sweep  # pylint: disable=g-import-not-at-top
+  from nt_gp.solve.kernel_blocks import FunctionBlocks  # pylint: disable=g-import-not-at-top
   train, _, test = data(a.n_exact, 0, a.n_test)
   kernel_fn = _kernel_fn()
+  gp = 'nngp' if a.get == 'nngp' else 'ntkgp'
+  test_diag = FunctionBlocks(kernel_fn, test[0], test[0][:1], a.get,
+                             256).diagonal()
   folder = tempfile.mkdtemp(dir=a.cache_dir)
   try:
     paths = {}
@@ -121,28 +127,34 @@ def child_vs_exact(a):
                      get=a.get, batch_size=bs, runner=LocalRunner(1),
                      progress=False, fsync=False)
     t = time.perf_counter()
-    exact = exact_sweep(paths['train'], train[1], REGS,
-                        get='nngp' if a.get == 'nngp' else 'ntkgp',
-                        eval_sets={'test': paths['test']})
+    exact = exact_sweep(paths['train'], train[1], REGS, get=gp,
+                        eval_sets={'test': (paths['test'], test_diag)})
     exact_s = time.perf_counter() - t
   finally:
     shutil.rmtree(folder, ignore_errors=True)
   ref = exact.mean['test'][..., 0]
+  ref_var = exact.variance['test']
   out = {'exact_rmse': [float(np.sqrt(np.mean((m - test[1]) ** 2)))
                         for m in ref], 'exact_seconds': exact_s,
-         'method': exact.method, 'nystrom': []}
+         'method': exact.method, 'nystrom': [],
+         'exact_lml': exact.log_marginal_likelihood.tolist()}
   for m in a.ms_exact:
     t = time.perf_counter()
     fit = nystrom_sweep(train[1], REGS, kernel_fn=kernel_fn,
-                        x_train=train[0], get=a.get, n_centres=m,
+                        x_train=train[0], get=gp, n_centres=m,
                         batch_size=a.batch_size, tol=1e-8,
-                        max_iter=a.max_iter)
+                        max_iter=a.max_iter, posterior=True)
     pred = fit.predict(test[0])[..., 0]
+    var = fit.predict_variance(test[0])
     out['nystrom'].append({
         'm': m, 'seconds': time.perf_counter() - t,
         'rmse': [float(np.sqrt(np.mean((p - test[1]) ** 2))) for p in pred],
         'diff': [float(np.sqrt(np.mean((p - r) ** 2) / np.mean(r ** 2)))
                  for p, r in zip(pred, ref)],
+        'var_diff': [float(np.sqrt(np.mean((p - r) ** 2) / np.mean(r ** 2)))
+                     for p, r in zip(var, ref_var)],
+        'lml': fit.log_marginal_likelihood.tolist(),
+        'elbo': fit.elbo.tolist(),
         'iterations': fit.solve.iterations.tolist()})
   return out
 
@@ -314,6 +326,18 @@ def main(argv=None):
               f'{x["seconds"]:.0f} s'] for x in v['nystrom']],
             f'Nyström vs the exact GP at N = {a.n_exact:,} (exact: '
             f'{v["method"]}, {v["exact_seconds"]:.0f} s):')
+    r.table(['M', 'relative RMS difference of the test variances',
+             'log marginal likelihood, Nyström (DTC)', 'Titsias bound',
+             'exact log marginal likelihood'],
+            [[x['m'], ', '.join(f'{d:.2e}' for d in x['var_diff']),
+              ', '.join(f'{e:.6g}' for e in x['lml']),
+              ', '.join(f'{e:.6g}' for e in x['elbo']),
+              ', '.join(f'{e:.6g}' for e in v['exact_lml'])]
+             for x in v['nystrom']],
+            f'The Nyström GP\'s variances and evidence at N = '
+            f'{a.n_exact:,}, per diag_reg (`posterior=True`; Titsias\' '
+            f'bound is below both log marginal likelihoods, and approaches '
+            f'the exact one as M grows):')
   if 'workers' in results:
     w = {x['workers']: x for x in results['workers']}
     rows = [[{0: 'in process (2 threads)', 1: '1 worker', 2: '2 workers'}[k],

@@ -17,12 +17,15 @@
   millions of points: from inputs and an architecture (kernel blocks
   computed on the fly, locally or on ``--workers``), or from stores of
   k(train, centres), k(centres, centres) and k(test, centres).
+  ``--variances`` (test variances) or ``--marginal-likelihood`` add the
+  Nyström (DTC) GP's log marginal likelihood and Titsias' bound (GPflow
+  SGPR's elbo) to the table: one more ``N M^2`` product in the first pass.
 * Labels: ``.npy`` integer classes or one-hot rows (accuracy is reported)
   or real targets (RMSE).
 * Outputs in ``--out`` (a new folder; nothing is ever overwritten):
   ``predictions.npz`` (means, variances, alpha for every value),
   ``sweep.csv`` / ``sweep.md`` (per value: validation / test accuracy or
-  RMSE, log marginal likelihood), ``sweep.png`` (the plot).
+  RMSE, log marginal likelihood, Titsias bound), ``sweep.png`` (the plot).
 
 Example:
   >>> import os, tempfile
@@ -46,6 +49,7 @@ Example:
 """
 import argparse
 import os
+import re
 import shutil
 import sys
 
@@ -96,11 +100,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                  'k(test, centres)')
   g.add_argument('--val-kernel', help='exact: k(val, train); nystrom: '
                  'k(val, centres)')
-  g.add_argument('--test-test-kernel', help='exact: k(test, test) store or '
-                 '.npy diagonal, for posterior variances')
+  g.add_argument('--test-test-kernel', help='k(test, test) store or .npy '
+                 'diagonal, for posterior variances')
   g.add_argument('--centre-kernel', help='nystrom: k(centres, centres)')
   g.add_argument('--train-diag', help='nystrom: .npy diagonal of k(train, '
-                 'train), for a relative --reg')
+                 'train), for a relative --reg and Titsias\' bound')
   g.add_argument('--no-verify', action='store_true',
                  help='exact: skip checking the stores\' blocks against their '
                       'checksums (one read of each store)')
@@ -117,8 +121,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                  help='kernel block size (exact: must divide the numbers of '
                       'inputs; nystrom: rows per block, default 1024)')
   g.add_argument('--variances', action='store_true',
-                 help='exact: also compute posterior variances of the test '
-                      'points')
+                 help='also compute posterior variances of the test points '
+                      '(nystrom: and the marginal likelihood)')
+  g.add_argument('--marginal-likelihood', action='store_true',
+                 help='nystrom: the log marginal likelihood and Titsias\' '
+                      'bound of the Nystrom GP (exact: always computed)')
   g = p.add_argument_group('labels')
   g.add_argument('--y-train', required=True, help='.npy training labels '
                  '(integer classes, one-hot rows, or real targets)')
@@ -149,6 +156,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   g.add_argument('--resume', action='store_true',
                  help='continue an interrupted run in an existing --out')
   g.add_argument('--no-progress', action='store_true', help='no progress bar')
+  # `--reg -1e-3` is a (negative, refused later) value, not an option.
+  p._negative_number_matcher = re.compile(r'^-\.?\d')  # pylint: disable=protected-access
   p.set_defaults(func=run)
   return p
 
@@ -185,10 +194,14 @@ def _regs(values):
         raise CliError(f'--reg: {part!r} is not a number') from None
   if not out:
     raise CliError('--reg: give at least one value')
+  negative = [v for v in out if v < 0]
+  if negative:
+    raise CliError(f'--reg: diag_reg values must be >= 0 (the noise variance '
+                   f'added to the kernel\'s diagonal), got {negative[0]:g}')
   return out
 
 
-def _check(args):
+def _check(args, regs):
   stores = [args.train_kernel, args.test_kernel, args.val_kernel,
             args.test_test_kernel, args.centre_kernel, args.train_diag]
   inputs = [args.x_train, args.x_test, args.x_val, args.arch]
@@ -207,6 +220,10 @@ def _check(args):
     if not from_inputs and not args.centre_kernel:
       raise CliError('--method nystrom with stores needs --centre-kernel, '
                      'k(centres, centres)')
+    if not from_inputs and not (args.train_diag or args.reg_absolute):
+      raise CliError('--method nystrom with stores needs --train-diag (the '
+                     'diagonal of k(train, train), the scale of a relative '
+                     '--reg), or absolute values with --reg-absolute')
   elif args.centres or args.centre_kernel:
     raise CliError('--centres and --centre-kernel are for --method nystrom')
   for flag, value in (('--batch-size', args.batch_size),
@@ -225,8 +242,17 @@ def _check(args):
     if label and not (args.test_kernel or args.x_test if flag == '--y-test'
                       else args.val_kernel or args.x_val):
       raise CliError(f'{flag} given without the {flag[4:]} points')
-  if args.variances and args.method == 'nystrom':
-    raise CliError('--variances is for --method exact')
+  if args.variances and not (args.test_kernel or args.x_test):
+    raise CliError('--variances needs test points (--test-kernel or '
+                   '--x-test)')
+  if args.method == 'nystrom' and (args.variances or
+                                   args.marginal_likelihood) and 0 in regs:
+    raise CliError('--reg: the Nystrom GP\'s variances and marginal '
+                   'likelihood need positive values (with 0 its covariance '
+                   'has rank M < N); drop 0 from --reg')
+  if args.marginal_likelihood and args.method == 'exact':
+    raise CliError('--marginal-likelihood is for --method nystrom (the exact '
+                   'solve always computes it)')
   if args.memory_limit is not None:
     from nt_gp.solve.memory import parse_memory  # pylint: disable=g-import-not-at-top
     try:
@@ -266,7 +292,7 @@ def _prepare_out(args):
 # ----------------------------------------------------------------------------
 def _run(args) -> int:
   regs = _regs(args.reg)
-  from_inputs = _check(args)
+  from_inputs = _check(args, regs)
   from nt_gp.solve.regularization import check_regs  # pylint: disable=g-import-not-at-top
   from nt_gp.solve.targets import Targets  # pylint: disable=g-import-not-at-top
   try:
@@ -385,11 +411,13 @@ def _exact(args, targets, regs, from_inputs, arch_args, runner, say):
 def _nystrom(args, targets, regs, from_inputs, arch_args, runner, say):
   from nt_gp.solve.nystrom import nystrom_sweep  # pylint: disable=g-import-not-at-top
   batch = args.batch_size or 1024
+  posterior = args.variances or args.marginal_likelihood
   common = dict(task=targets.task, batch_size=batch, tol=args.tol,
                 max_iter=args.max_iter, patience=args.patience,
                 memory_limit=args.memory_limit, cache_dir=args.cache_dir,
                 seed=args.seed, progress=not args.no_progress, log=say,
-                get=args.get)
+                get='nngp' if args.get == 'nngp' else 'ntkgp',
+                posterior=posterior)
   y = targets.values if targets.classes is None else _as_labels(targets)
   if from_inputs:
     kernel_fn, _ = cli_kernel_args.load_arch(args.arch, arch_args)
@@ -406,7 +434,16 @@ def _nystrom(args, targets, regs, from_inputs, arch_args, runner, say):
                         runner=runner, **common)
     predict = {name: (lambda x=x: fit.predict(x))
                for name, x in xs.items() if name != 'train'}
+    variance = {'test': lambda: fit.predict_variance(xs['test'])} if (
+        args.variances and 'test' in xs) else {}
   else:
+    if args.variances and not (args.test_kernel and args.test_test_kernel):
+      raise CliError('--variances with stores needs --test-kernel and '
+                     '--test-test-kernel')
+    test_diag = args.test_test_kernel
+    if test_diag is not None and test_diag.endswith('.npy'):
+      test_diag = cli_kernel_args.load_array(test_diag, None,
+                                             '--test-test-kernel')
     diag = None if args.train_diag is None else cli_kernel_args.load_array(
         args.train_diag, None, '--train-diag')
     validation = None
@@ -422,11 +459,16 @@ def _nystrom(args, targets, regs, from_inputs, arch_args, runner, say):
     predict = {name: (lambda k=k: fit.predict(k_test_centres=k))
                for name, k in (('val', args.val_kernel),
                                ('test', args.test_kernel)) if k}
+    variance = {'test': lambda: fit.predict_variance(
+        k_test_centres=args.test_kernel, k_test_diag=test_diag)} if (
+            args.variances) else {}
   say(f'CG iterations per value: {fit.solve.iterations.tolist()}')
   return {'diag_reg': fit.diag_reg, 'reg': fit.reg,
           'mean': {name: f() for name, f in predict.items()},
-          'variance': {}, 'lml': None, 'alpha': fit.alpha,
-          'iterations': fit.solve.iterations, 'centres': fit.centres}
+          'variance': {name: f() for name, f in variance.items()},
+          'lml': fit.log_marginal_likelihood, 'elbo': fit.elbo,
+          'alpha': fit.alpha, 'iterations': fit.solve.iterations,
+          'centres': fit.centres}
 
 
 def _as_labels(targets):
@@ -442,7 +484,8 @@ def _write(args, targets, labels, result, say):
                       for m in result['mean'][name]]
   rows = report.sweep_rows(result['diag_reg'], result['reg'], scores,
                            targets.metric, lml=result['lml'],
-                           iterations=result.get('iterations'))
+                           iterations=result.get('iterations'),
+                           elbo=result.get('elbo'))
   arrays = {'diag_reg': result['diag_reg'], 'reg': result['reg'],
             'alpha': result['alpha']}
   for name, m in result['mean'].items():
@@ -451,6 +494,8 @@ def _write(args, targets, labels, result, say):
     arrays[f'{name}_variance'] = v
   if result['lml'] is not None:
     arrays['log_marginal_likelihood'] = result['lml']
+  if result.get('elbo') is not None:
+    arrays['elbo'] = result['elbo']
   if result.get('centres') is not None:
     arrays['centres'] = result['centres']
   if targets.classes is not None:

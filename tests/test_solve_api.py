@@ -71,16 +71,23 @@ def test_sweep_reads_stores_and_tuples_of_get(setup, tmp_path):
 def test_nystrom_with_every_point_as_centre_is_gp_inference(setup):
   fn = predict.gp_inference_nystrom(setup['kernel_fn'], setup['x'],
                                     setup['y'], diag_reg=[1e-2, 1e-1],
-                                    n_centres=60, tol=1e-12)
+                                    n_centres=60, tol=1e-12, posterior=True)
   assert fn.result.centres.tolist() == list(range(60))
   got = fn(setup['xt'])
+  variance = fn.variance(setup['xt'])
   for i, reg in enumerate([1e-2, 1e-1]):
     ref = predict.gp_inference(setup['k'].nngp, setup['y'], diag_reg=reg)(
-        'nngp', setup['kt'].nngp)
-    np.testing.assert_allclose(got[i], ref, rtol=1e-8, atol=1e-10)
+        'nngp', setup['kt'].nngp, setup['ktt'].nngp)
+    np.testing.assert_allclose(got[i], ref.mean, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(variance[i], np.diag(ref.covariance),
+                               rtol=1e-7, atol=1e-10)
   ntk = predict.gp_inference_nystrom(setup['kernel_fn'], setup['x'],
                                      setup['y'], diag_reg=1e-2, get='ntkgp',
-                                     n_centres=60, tol=1e-12)
+                                     n_centres=60, tol=1e-12, posterior=True)
   ref = predict.gp_inference(setup['k'], setup['y'], diag_reg=1e-2)(
-      'ntk', setup['kt'])
-  np.testing.assert_allclose(ntk(setup['xt']), ref, rtol=1e-8, atol=1e-10)
+      ('ntk', 'ntkgp'), setup['kt'], setup['ktt'])
+  np.testing.assert_allclose(ntk(setup['xt']), ref.ntk.mean, rtol=1e-8,
+                             atol=1e-10)
+  np.testing.assert_allclose(ntk.variance(setup['xt']),
+                             np.diag(ref.ntkgp.covariance), rtol=1e-7,
+                             atol=1e-10)

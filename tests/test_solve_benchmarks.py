@@ -49,7 +49,15 @@ def test_exact_benchmark(tmp_path):
 def test_nystrom_benchmark(tmp_path):
   text, _ = _run('solve_nystrom.py', tmp_path)
   for caption in ('Main run', 'Test RMSE vs M', 'Nyström vs the exact GP',
-                  'CG passes on local workers'):
+                  'CG passes on local workers', "The Nyström GP's variances"):
     assert caption in text
+  # Titsias' bound is below the DTC and the exact log marginal likelihood.
+  rows = re.findall(r"^\| (\d+) \| [\d.e+-]+(?:, [\d.e+-]+)* \| "
+                    r"([-\d.e+, ]+) \| ([-\d.e+, ]+) \| ([-\d.e+, ]+) \|$",
+                    text, re.M)
+  assert len(rows) == 2, text
+  for _, *columns in rows:
+    lml, elbo, exact = [[float(v) for v in c.split(',')] for c in columns]
+    assert all(b < min(l, e) for b, l, e in zip(elbo, lml, exact)), columns
   assert (tmp_path / 'img' / 'solve_nystrom.png').read_bytes()[:8] == \
       PNG_MAGIC

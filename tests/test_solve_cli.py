@@ -137,6 +137,46 @@ def test_nystrom_from_inputs(digits, capsys, tmp_path):
   assert accuracy.max() > 0.85, accuracy
 
 
+def test_nystrom_variances_and_likelihood_from_stores(digits, capsys,
+                                                      tmp_path):
+  """Every training point a centre (k(train, train) is also k(train,
+  centres)): the Nyström GP is the exact GP, so its log marginal likelihood,
+  means and variances are the exact solve's (itself checked against scipy)."""
+  diag = str(tmp_path / 'diag.npy')
+  with KernelStore.open(digits['train']) as s:
+    np.save(diag, np.diag(s.read('nngp')))
+  common = ['--train-kernel', digits['train'], '--test-kernel',
+            digits['test'], '--test-test-kernel', digits['testtest'],
+            '--y-train', digits['y_train'], '--y-test', digits['y_test'],
+            '--reg', '1e-2,1e-1', '--variances', '--no-progress']
+  code, _, stderr = _solve(common + ['--out', str(tmp_path / 'exact')],
+                           capsys)
+  assert code == 0, stderr
+  code, stdout, stderr = _solve(common + [
+      '--method', 'nystrom', '--centre-kernel', digits['train'],
+      '--train-diag', diag, '--tol', '1e-12', '--max-iter', '300',
+      '--out', str(tmp_path / 'nystrom')], capsys)
+  assert code == 0, stderr
+  assert 'Titsias bound' in stdout
+  exact = np.load(tmp_path / 'exact' / 'predictions.npz')
+  got = np.load(tmp_path / 'nystrom' / 'predictions.npz')
+  # The second value is a sum of terms of size ~5e3 that nearly cancel:
+  # 1e-6 absolute is 2e-10 of them.
+  np.testing.assert_allclose(got['log_marginal_likelihood'],
+                             exact['log_marginal_likelihood'], rtol=1e-8,
+                             atol=1e-6)
+  # Q_XX = K_XX: the bound is tight.
+  np.testing.assert_allclose(got['elbo'], exact['log_marginal_likelihood'],
+                             rtol=1e-8, atol=1e-6)
+  np.testing.assert_allclose(got['test_variance'], exact['test_variance'],
+                             rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(got['test_mean'], exact['test_mean'], rtol=1e-6,
+                             atol=1e-6)
+  header = (tmp_path / 'nystrom' / 'sweep.csv').read_text().splitlines()[0]
+  assert header == ('diag_reg,reg,test accuracy,log marginal likelihood,'
+                    'Titsias bound,CG iterations')
+
+
 def _one_error_line(code, stderr, pattern):
   assert code == 1
   lines = [l for l in stderr.splitlines() if l.strip()]
@@ -154,12 +194,23 @@ def test_bad_input_ends_in_one_error_line(digits, capsys, tmp_path):
       (['--test-kernel', digits['testtest']], r'has 100 columns but .* 300'),
       (['--test-kernel', digits['val'], '--val-kernel', digits['testtest']],
        r'has 100 columns'),
-      (['--reg=-1e-3'], r'non-negative'),
+      (['--reg=-1e-3'], r'--reg: diag_reg values must be >= 0'),
+      (['--reg', '-1e-3'], r'--reg: diag_reg values must be >= 0 .*, got '
+       r'-0.001$'),
+      (['--reg', '1e-2,-1'], r'must be >= 0 .*, got -1$'),
+      (['--reg', '-.5', '1'], r'must be >= 0 .*, got -0.5$'),
+      (['--method', 'nystrom', '--centre-kernel', digits['train'],
+        '--marginal-likelihood', '--reg-absolute', '--reg', '0,1e-2'],
+       r'drop 0 from --reg'),
+      (['--variances'], r'needs --test-test-kernel'),
+      (['--marginal-likelihood'], r'is for --method nystrom'),
       (['--reg', 'x'], r"--reg: 'x' is not a number"),
       (['--memory-limit', '64M'], r'too small'),
       (['--memory-limit', 'lots'], r'--memory-limit: Cannot read'),
       (['--x-train', digits['x_train']], r'not both'),
       (['--method', 'nystrom'], r'needs --centre-kernel'),
+      (['--method', 'nystrom', '--centre-kernel', digits['train']],
+       r'needs --train-diag .* or absolute values with --reg-absolute'),
       (['--train-kernel', str(tmp_path / 'nope.h5')], r'no such file'),
   ]
   for i, (extra, pattern) in enumerate(cases):

@@ -47,12 +47,14 @@ CHILD = textwrap.dedent('''
     runner = ClusterRunner(cluster.spec)
     fit = nystrom_sweep(y, [0.05, 0.5], kernel_fn=kernel_fn, x_train=x,
                         n_centres=30, centres='leverage', batch_size=20,
-                        tol=1e-30, max_iter=6, runner=runner,
+                        tol=1e-30, max_iter=6, runner=runner, posterior=True,
                         log=lambda s: print(s, file=sys.stderr, flush=True))
     pred = fit.predict(x[:50])
+    var = fit.predict_variance(x[:50])
     # Into the file, not stderr: TensorFlow's C++ error lines about the lost
     # worker are written to the same stream concurrently and can split a line.
     np.savez(sys.argv[1], alpha=fit.alpha, centres=fit.centres, pred=pred,
+             var=var, lml=fit.log_marginal_likelihood, elbo=fit.elbo,
              alive=cluster.alive_workers())
     runner.close()
     cluster.remove_logs()
@@ -99,7 +101,13 @@ def test_worker_killed_mid_solve(tmp_path):
   y = np.stack([np.sin(x[:, 0]), np.cos(x[:, 1])], 1)
   want = nystrom_sweep(y, [0.05, 0.5], kernel_fn=kernel_fn, x_train=x,
                        n_centres=30, centres='leverage', batch_size=20,
-                       tol=1e-30, max_iter=6)
+                       tol=1e-30, max_iter=6, posterior=True)
   np.testing.assert_array_equal(got['centres'], want.centres)
   np.testing.assert_allclose(got['pred'], want.predict(x[:50]), rtol=1e-8,
                              atol=1e-8)
+  # K_ZX K_XZ accumulated on the two workers in the first pass.
+  np.testing.assert_allclose(got['lml'], want.log_marginal_likelihood,
+                             rtol=1e-10)
+  np.testing.assert_allclose(got['elbo'], want.elbo, rtol=1e-10)
+  np.testing.assert_allclose(got['var'], want.predict_variance(x[:50]),
+                             rtol=1e-8, atol=1e-10)

@@ -11,7 +11,7 @@ def gp_inference_nystrom(kernel_fn, x_train, y_train, diag_reg=0.,
                          n_centres=1000, centres='uniform', validation=None,
                          batch_size=1024, tol=1e-7, max_iter=100, patience=3,
                          memory_limit=None, cache_dir=None, runner=None,
-                         seed=0, progress=False):
+                         seed=0, progress=False, posterior=False):
   r"""GP posterior means with ``M`` Nyström centres, in `gp_inference` style.
 
   The subset-of-regressors / DTC mean ``K(x, Z) (K_ZX K_XZ + s2 K_ZZ)^{-1}
@@ -36,11 +36,17 @@ def gp_inference_nystrom(kernel_fn, x_train, y_train, diag_reg=0.,
     validation: ``(x_val, y_val)`` for early stopping.
     batch_size, tol, max_iter, patience, memory_limit, cache_dir, runner,
       seed, progress: see `nt_gp.solve.nystrom_sweep`.
+    posterior: also make `predict_fn.variance` and the log marginal
+      likelihood available (one more ``N M^2`` product in the first pass;
+      every `diag_reg` must be positive).
 
   Returns:
     `predict_fn(x_test)` returning ``(T, C)`` means (``(R, T, C)`` for a
     list of `diag_reg`); `predict_fn.result` is the
-    `nt_gp.solve.NystromResult` (centres, coefficients, iterations).
+    `nt_gp.solve.NystromResult` (centres, coefficients, iterations, and
+    with `posterior` its `log_marginal_likelihood` and `elbo`). With
+    `posterior`, `predict_fn.variance(x_test)` returns the ``(T,)``
+    (``(R, T)``) variances of GPflow's `SGPR` with inducing points ``Z``.
 
   Example:
     >>> import numpy as np
@@ -52,6 +58,11 @@ def gp_inference_nystrom(kernel_fn, x_train, y_train, diag_reg=0.,
     ...     kernel_fn, x, np.sin(x[:, 0]), diag_reg=1e-2, n_centres=100)
     >>> predict_fn(x[:3]).shape
     (3, 1)
+    >>> predict_fn = predict.gp_inference_nystrom(
+    ...     kernel_fn, x, np.sin(x[:, 0]), diag_reg=1e-2, n_centres=100,
+    ...     posterior=True)
+    >>> predict_fn.variance(x[:3]).shape
+    (3,)
   """
   from nt_gp.solve.nystrom import nystrom_sweep  # pylint: disable=g-import-not-at-top
   single_reg = isinstance(diag_reg, numbers.Number) or np.ndim(diag_reg) == 0
@@ -60,12 +71,19 @@ def gp_inference_nystrom(kernel_fn, x_train, y_train, diag_reg=0.,
       x_train=x_train, get=get, n_centres=n_centres, centres=centres,
       validation=validation, batch_size=batch_size, tol=tol,
       max_iter=max_iter, patience=patience, memory_limit=memory_limit,
-      cache_dir=cache_dir, runner=runner, seed=seed, progress=progress)
+      cache_dir=cache_dir, runner=runner, seed=seed, progress=progress,
+      posterior=posterior)
 
   def predict_fn(x_test):
     """Posterior means at `x_test`; see `gp_inference_nystrom`."""
     mean = result.predict(x_test)
     return mean[0] if single_reg else mean
 
+  def variance(x_test):
+    """Posterior variances at `x_test`; see `gp_inference_nystrom`."""
+    out = result.predict_variance(x_test)
+    return out[0] if single_reg else out
+
   predict_fn.result = result
+  predict_fn.variance = variance
   return predict_fn

@@ -8,7 +8,9 @@
   as GPflow's SGPR with fixed inducing points and noise) and Nyström kernel
   ridge regression for millions of points, by Falkon's preconditioned
   conjugate gradients over blocks of ``K(X, Z)`` computed by the network's
-  ``kernel_fn`` (locally or on `tf.distribute` workers) or read from stores.
+  ``kernel_fn`` (locally or on `tf.distribute` workers) or read from stores;
+  with ``posterior=True`` also the Nyström GP's predictive variances, log
+  marginal likelihood and Titsias bound (`DTCPosterior`).
 * Building blocks: `MemoryBudget`, `PanelPlan`, `PanelFile`, `Targets`,
   `FunctionBlocks`, `StoreBlocks`, `falkon_solve`.
 
@@ -25,6 +27,7 @@ Example:
   [[1.0, -1.0], [0.5, -0.5]]
 """
 from nt_gp.solve._linalg import NotPositiveDefiniteError
+from nt_gp.solve.dtc import DTCPosterior
 from nt_gp.solve.exact import SweepResult, exact_sweep
 from nt_gp.solve.falkon import FalkonResult, falkon_solve
 from nt_gp.solve.kernel_blocks import FunctionBlocks, StoreBlocks
@@ -39,4 +42,4 @@ __all__ = ['exact_sweep', 'SweepResult', 'nystrom_sweep', 'NystromResult',
            'falkon_solve', 'FalkonResult', 'FunctionBlocks', 'StoreBlocks',
            'MemoryBudget', 'MemoryLimitError', 'parse_memory', 'PanelFile',
            'PanelFileError', 'PanelFileMismatchError', 'PanelPlan', 'Targets',
-           'NotPositiveDefiniteError']
+           'NotPositiveDefiniteError', 'DTCPosterior']

@@ -72,6 +72,7 @@ class ClusterBlocks(FunctionBlocks):
           'transpose_apply': lambda a, v: tf.linalg.matmul(
               cross(a), v, transpose_a=True),
           'apply': lambda a, w: tf.linalg.matmul(cross(a), w),
+          'gram_transpose': lambda a, v: _gram_and_transpose(cross(a), v),
           'quad': lambda a, r: _rowsum_of_squares(
               tf.linalg.matmul(cross(a), r)),
       }
@@ -116,6 +117,12 @@ class ClusterBlocks(FunctionBlocks):
       out += w
     return out
 
+  def gram_and_transpose_apply(self, v):
+    out = np.zeros((self.m, self.m + v.shape[1]))
+    for _, w in self._run('gram_transpose', lambda i: v[self.slices[i]]):
+      out += w
+    return out[:, :self.m], out[:, self.m:]
+
   def apply(self, a):
     out = np.empty((self.n, a.shape[1]))
     for i, w in self._run('apply', lambda i: a):
@@ -143,6 +150,11 @@ class ClusterBlocks(FunctionBlocks):
 
 def _gram(kb, u):
   return tf.linalg.matmul(kb, tf.linalg.matmul(kb, u), transpose_a=True)
+
+
+def _gram_and_transpose(kb, v):
+  """``K_b^T [K_b, v]``: ``K_b^T K_b`` and ``K_b^T v`` side by side."""
+  return tf.linalg.matmul(kb, tf.concat([kb, v], axis=1), transpose_a=True)
 
 
 def _rowsum_of_squares(p):

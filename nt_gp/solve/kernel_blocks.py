@@ -5,6 +5,8 @@ The Nyström solver never holds ``K(X, Z)`` (``N x M``) whole: it makes
 
 * `gram_apply`: ``K(X, Z)^T K(X, Z) U`` (one CG step for all columns of U),
 * `transpose_apply`: ``K(X, Z)^T V`` (right-hand sides),
+* `gram_and_transpose_apply`: ``K(X, Z)^T K(X, Z)`` and ``K(X, Z)^T V`` (the
+  Nyström GP's variances and marginal likelihood, `nt_gp.solve.dtc`),
 * `apply`: ``K(X, Z) A`` (predictions),
 * `quad`: ``rowsum((K(X, Z) R)^2)`` (leverage scores),
 * `diagonal`: ``diag K(X, X)`` (the scale of a relative ``diag_reg``).
@@ -99,6 +101,17 @@ class KernelBlocks:
       out += self.block(i).T @ v[s]
       self._done(s.stop - s.start)
     return out
+
+  def gram_and_transpose_apply(self, v: np.ndarray):
+    """``(K^T K, K^T v)``, ``(M, M)`` and ``(M, k)``, in one pass."""
+    gram = np.zeros((self.m, self.m))
+    out = np.zeros((self.m, v.shape[1]))
+    for i, s in enumerate(self.slices):
+      kb = self.block(i)
+      gram += kb.T @ kb
+      out += kb.T @ v[s]
+      self._done(s.stop - s.start)
+    return gram, out
 
   def apply(self, a: np.ndarray) -> np.ndarray:
     """``K a`` for ``a`` of shape ``(M, k)``: ``(N, k)``."""

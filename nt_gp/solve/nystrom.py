@@ -9,6 +9,13 @@ workers) or read from `KernelStore`s. The result predicts
 the same as GPflow's `SGPR` with inducing points ``Z`` and fixed noise
 ``diag_reg`` (absolute), and Nyström kernel ridge regression.
 
+With ``posterior=True`` the first pass also accumulates ``K_ZX K_XZ``
+(``N M^2`` more flops, no more kernel evaluations), from which the result
+gives the DTC model's predictive variances (`NystromResult.predict_variance`,
+GPflow `SGPR.predict_f`'s), its log marginal likelihood
+``log N(y | 0, Q_XX + s2 I)`` and Titsias' bound (`SGPR.elbo`); see
+`nt_gp.solve.dtc`.
+
 Example:
   >>> import numpy as np
   >>> from nt_gp import stax
@@ -20,6 +27,10 @@ Example:
   ...                     n_centres=50, batch_size=64)
   >>> fit.alpha.shape, fit.predict(x[:5]).shape
   ((2, 50, 1), (2, 5, 1))
+  >>> fit = nystrom_sweep(y, [1e-3, 1e-1], kernel_fn=kernel_fn, x_train=x,
+  ...                     n_centres=50, batch_size=64, posterior=True)
+  >>> fit.predict_variance(x[:5]).shape, fit.log_marginal_likelihood.shape
+  ((2, 5), (2,))
 """
 import dataclasses
 from typing import Callable, Optional
@@ -27,6 +38,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from nt_gp.solve import centres as centres_lib
+from nt_gp.solve.dtc import DTCPosterior
 from nt_gp.solve.falkon import FalkonResult, falkon_solve
 from nt_gp.solve.kernel_blocks import FunctionBlocks, StoreBlocks
 from nt_gp.solve.memory import MemoryBudget
@@ -52,6 +64,12 @@ class NystromResult:
     targets: the `Targets` (task, classes).
     solve: the `FalkonResult` (iterations, residuals, validation losses).
     mean_diagonal: mean of ``diag K(X, X)`` (None if not needed).
+    log_marginal_likelihood: ``(R,)`` the DTC model's ``log N(y | 0, Q_XX +
+      s2 I)`` summed over target columns (None without ``posterior=True``).
+    elbo: ``(R,)`` Titsias' bound, GPflow `SGPR.elbo` (None without
+      ``posterior=True`` or, for kernels given, without ``k_train_diag``).
+    dtc: the `nt_gp.solve.dtc.DTCPosterior` (None without
+      ``posterior=True``).
   """
   diag_reg: np.ndarray
   reg: np.ndarray
@@ -65,31 +83,77 @@ class NystromResult:
   get: str = 'nngp'
   batch_size: int = 1024
   runner: object = None
+  log_marginal_likelihood: Optional[np.ndarray] = None
+  elbo: Optional[np.ndarray] = None
+  dtc: Optional[DTCPosterior] = None
 
   def predict(self, x=None, k_test_centres=None) -> np.ndarray:
     """Posterior means ``(R, T, C)`` at new inputs `x` or from their
     ``(T, M)`` kernel against the centres (array or store)."""
     r, m, c = self.alpha.shape
     stacked = self.alpha.transpose(1, 0, 2).reshape(m, r * c)
-    if (x is None) == (k_test_centres is None):
-      raise ValueError('Give either test inputs `x` or `k_test_centres`.')
-    if x is not None:
-      if self.kernel_fn is None:
-        raise ValueError('This solve was made from kernels; give '
-                         '`k_test_centres`.')
-      blocks = _function_blocks(self.kernel_fn, x, self.z, self.get,
-                                self.batch_size, self.runner)
-    else:
-      blocks = StoreBlocks(k_test_centres, self.batch_size, self.get,
-                           label='k_test_centres')
-      if blocks.m != m:
-        raise ValueError(f'`k_test_centres` has {blocks.m} columns, there are '
-                         f'{m} centres.')
+    blocks = self._test_blocks(x, k_test_centres, '`k_test_centres`')
     try:
       out = blocks.apply(stacked)
     finally:
       blocks.close()
     return out.reshape(-1, r, c).transpose(1, 0, 2)
+
+  def predict_variance(self, x=None, k_test_centres=None,
+                       k_test_diag=None) -> np.ndarray:
+    """Posterior variances ``(R, T)`` of the latent function (without the
+    noise, as GPflow's `SGPR.predict_f`): ``k_** - Q_** + s2 K_*Z (s2 K_ZZ +
+    K_ZX K_XZ)^{-1} K_Z*``.
+
+    Give test inputs `x` (kernels computed by the solve's ``kernel_fn``), or
+    their ``(T, M)`` kernel against the centres `k_test_centres` and
+    `k_test_diag`: ``k(test, test)`` as the ``(T,)`` diagonal, the ``(T, T)``
+    kernel or a store (only its diagonal is read). Needs a solve made with
+    ``posterior=True``.
+    """
+    if self.dtc is None:
+      raise ValueError('Variances need the solve to be made with '
+                       '`posterior=True`.')
+    if x is not None and k_test_diag is not None:
+      raise ValueError('With test inputs `x`, k(x, x) is computed; leave '
+                       '`k_test_diag` out.')
+    if k_test_centres is not None and k_test_diag is None:
+      raise ValueError('Give `k_test_diag`, the diagonal of k(test, test) '
+                       '(the prior variances).')
+    blocks = self._test_blocks(x, k_test_centres,
+                               '`k_test_centres` and `k_test_diag`')
+    try:
+      if x is not None:
+        prior = FunctionBlocks(self.kernel_fn, x, x[:1], self.get,
+                               min(self.batch_size, 256))
+        diagonal = prior.diagonal()
+      else:
+        from nt_gp.solve.exact import _diag_of  # pylint: disable=g-import-not-at-top
+        diagonal = _diag_of(k_test_diag, blocks.n, 'k_test_diag', self.get,
+                            verify=False)
+      out = np.empty((len(self.reg), blocks.n))
+      for i, s in enumerate(blocks.slices):        # computed here, blockwise
+        out[:, s] = diagonal[s] + self.dtc.variance_terms(blocks.block(i))
+    finally:
+      blocks.close()
+    return out
+
+  def _test_blocks(self, x, k_test_centres, what):
+    """Row blocks of ``K(test, Z)`` from test inputs or a kernel/store."""
+    if (x is None) == (k_test_centres is None):
+      raise ValueError('Give either test inputs `x` or `k_test_centres`.')
+    if x is not None:
+      if self.kernel_fn is None:
+        raise ValueError(f'This solve was made from kernels; give {what}.')
+      return _function_blocks(self.kernel_fn, x, self.z, self.get,
+                              self.batch_size, self.runner)
+    blocks = StoreBlocks(k_test_centres, self.batch_size, self.get,
+                         label='k_test_centres')
+    if blocks.m != self.alpha.shape[1]:
+      blocks.close()
+      raise ValueError(f'`k_test_centres` has {blocks.m} columns, there are '
+                       f'{self.alpha.shape[1]} centres.')
+    return blocks
 
 
 def _function_blocks(kernel_fn, x, z, get, batch_size, runner, **kwargs):
@@ -108,8 +172,8 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
                   tol: float = 1e-7, max_iter: int = 100, patience: int = 3,
                   memory_limit=None, cache_dir: Optional[str] = None,
                   runner=None, seed: int = 0, progress: bool = False,
-                  log: Optional[Callable[[str], None]] = None
-                  ) -> NystromResult:
+                  log: Optional[Callable[[str], None]] = None,
+                  posterior: bool = False) -> NystromResult:
   """Nyström GP means for every value of `diag_reg` (see module docstring).
 
   Give either `kernel_fn` and `x_train` (kernels computed on the fly), or
@@ -130,8 +194,8 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
       scores for the smallest positive regulariser), or an index array.
     k_train_centres: ``(N, M)`` ``K(X, Z)`` (array / store / path).
     k_centres_centres: ``(M, M)`` ``K(Z, Z)``.
-    k_train_diag: ``(N,)`` ``diag K(X, X)`` for relative `diag_reg` with
-      kernels given.
+    k_train_diag: ``(N,)`` ``diag K(X, X)`` for relative `diag_reg` (and
+      Titsias' bound) with kernels given.
     validation: ``(x_val, y_val)`` (with `kernel_fn`) or
       ``(k_val_centres, y_val)``: early stopping on the validation RMSE
       (regression) or error rate (classification).
@@ -150,6 +214,11 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
     seed: seed of the centre sampling.
     progress: progress bar (kernel entries, rate, ETA) on stderr.
     log: called with a line per step.
+    posterior: also accumulate ``K_ZX K_XZ`` in the first pass (``N M^2``
+      flops, ``M^2`` memory) for the DTC variances, log marginal likelihood
+      and Titsias bound (see the module docstring). Every absolute
+      ``diag_reg`` must then be positive; ``get='ntk'`` (the infinite
+      ensemble's mean) has no such variances: use ``'ntkgp'``.
 
   Returns:
     A `NystromResult`.
@@ -167,6 +236,15 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
       raise ValueError(f'`{name}` must be a positive int, got {v!r}.')
   if not tol > 0:
     raise ValueError(f'`tol` must be positive, got {tol!r}.')
+  if posterior and not np.all(regs > 0):
+    raise ValueError('With `posterior=True` every `diag_reg` must be '
+                     'positive (with reg = 0 the DTC covariance Q_XX has '
+                     'rank M < N); drop 0 from `diag_reg`.')
+  if posterior and get == 'ntk':
+    raise NotImplementedError(
+        'Posterior variances and the marginal likelihood of get="ntk" (the '
+        'infinite ensemble trained by gradient descent) are not those of a '
+        'GP; use get="ntkgp" (the GP with the NTK as prior, same means).')
   budget = MemoryBudget(memory_limit)
   from_kernels = k_train_centres is not None or k_centres_centres is not None
   if from_kernels == (kernel_fn is not None or x_train is not None):
@@ -186,7 +264,8 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
       n = x.shape[0]
     targets.check_rows(n, 'the training set')
     needs_diag = not diag_reg_absolute_scale or (
-        isinstance(centres, str) and centres == 'leverage')
+        isinstance(centres, str) and centres == 'leverage') or (
+            posterior and not from_kernels)
     mean_diag = None
     diagonal = None
     if not from_kernels:
@@ -203,13 +282,14 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
       z = x[idx]
       m = len(idx)
       cache = _cache_bytes(budget, n, m, len(regs), y.shape[1], batch_size,
-                           memory_limit, validation)
+                           memory_limit, validation, posterior)
       blocks = _function_blocks(kernel_fn, x, z, kget, batch_size, runner,
                                 cache_bytes=cache, cache_dir=cache_dir)
       k_zz = blocks.kzz()
     else:
-      if needs_diag:
-        mean_diag = float(np.mean(blocks.diagonal()))
+      if needs_diag or (posterior and k_train_diag is not None):
+        diagonal = blocks.diagonal()
+        mean_diag = float(np.mean(diagonal))
       reg_abs = absolute_regs(regs, mean_diag, diag_reg_absolute_scale)
     m = k_zz.shape[0]
     if blocks.m != m:
@@ -224,7 +304,10 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
     say(f'Nyström: {n} points, {m} centres, {len(regs)} regularisers, '
         f'{y.shape[1]} target column(s)')
     try:
-      rhs = blocks.transpose_apply(y)
+      if posterior:
+        gram, rhs = blocks.gram_and_transpose_apply(y)
+      else:
+        rhs = blocks.transpose_apply(y)
 
       def on_iteration(it, rel):
         bar.note(f'iteration {it}, residual {float(np.max(rel)):.2e}')
@@ -239,9 +322,20 @@ def nystrom_sweep(y_train, diag_reg=0., diag_reg_absolute_scale: bool = False,
   finally:
     if blocks is not None:
       blocks.close()
-  return NystromResult(regs, reg_abs, solve.alpha,
-                       None if from_kernels else idx, z, targets, solve,
-                       mean_diag, kernel_fn, kget, int(batch_size), runner)
+  result = NystromResult(regs, reg_abs, solve.alpha,
+                         None if from_kernels else idx, z, targets, solve,
+                         mean_diag, kernel_fn, kget, int(batch_size), runner)
+  if posterior:
+    result.dtc = DTCPosterior(
+        k_zz, gram, rhs, np.einsum('ij,ij->j', y, y), n, reg_abs,
+        None if diagonal is None else float(np.sum(diagonal)))
+    if result.dtc.jitter > 0:
+      say(f'K(Z, Z) is numerically singular: its factor for the variances '
+          f'and likelihood has {result.dtc.jitter:.3g} added to the diagonal '
+          f'(duplicated or too close centres?)')
+    result.log_marginal_likelihood = result.dtc.log_marginal_likelihood()
+    result.elbo = result.dtc.elbo()
+  return result
 
 
 def _from_kernels(k_xz, k_zz, k_diag, get, batch_size, centres):
@@ -302,8 +396,10 @@ def _choose_centres(centres, n_centres, n, reg_abs, diagonal, kernel_fn, x,
 
 
 def _cache_bytes(budget, n, m, n_regs, c, batch_size, memory_limit,
-                 validation):
+                 validation, posterior=False):
   fixed = 8 * m * m * (3 + n_regs) + 8 * 6 * batch_size * m + 16 * n * c
+  if posterior:                        # K_ZX K_XZ, P and a factor per value
+    fixed += 8 * m * m * (3 + n_regs)
   if validation is not None:
     fixed += 8 * len(validation[1]) * m
   if memory_limit is not None:

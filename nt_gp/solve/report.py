@@ -16,8 +16,11 @@ __all__ = ['sweep_rows', 'markdown_table', 'text_table', 'write_csv',
 def sweep_rows(diag_reg: Sequence[float], reg: Sequence[float],
                scores: Dict[str, Sequence[float]], metric: str,
                lml: Optional[Sequence[float]] = None,
-               iterations: Optional[Sequence[int]] = None) -> List[dict]:
-  """One dict per value: ``diag_reg``, ``reg``, ``<set> <metric>``, ...
+               iterations: Optional[Sequence[int]] = None,
+               elbo: Optional[Sequence[float]] = None) -> List[dict]:
+  """One dict per value: ``diag_reg``, ``reg``, ``<set> <metric>``, ``log
+  marginal likelihood``, ``Titsias bound`` (the Nyström GP's, GPflow
+  SGPR's elbo), ``CG iterations`` (those given).
 
   Example:
     >>> sweep_rows([0.1], [0.2], {'val': [1.5]}, 'rmse')[0]['val rmse']
@@ -30,6 +33,8 @@ def sweep_rows(diag_reg: Sequence[float], reg: Sequence[float],
       row[f'{name} {metric}'] = float(values[i])
     if lml is not None:
       row['log marginal likelihood'] = float(lml[i])
+    if elbo is not None:
+      row['Titsias bound'] = float(elbo[i])
     if iterations is not None:
       row['CG iterations'] = int(iterations[i])
     rows.append(row)
@@ -41,7 +46,7 @@ def _fmt(key, v):
     return str(v)
   if 'accuracy' in key or 'rmse' in key:
     return f'{v:.4f}'
-  if 'likelihood' in key:
+  if 'likelihood' in key or 'bound' in key:
     return f'{v:.6g}'
   return f'{v:.4g}'
 
