@@ -46,7 +46,7 @@ from typing import Optional, Sequence
 import numpy as np
 import scipy.linalg
 
-from nt_gp.solve.falkon import _cholesky_with_jitter
+from nt_gp.solve.falkon import cholesky_with_jitter
 
 __all__ = ['DTCPosterior']
 
@@ -87,7 +87,7 @@ class DTCPosterior:
           f'rank M < N); got {self.regs.tolist()}. Drop 0 from `diag_reg`.')
     self.m = k_zz.shape[0]
     self.n = int(n)
-    self.lower, self.jitter = _cholesky_with_jitter(
+    self.lower, self.jitter = cholesky_with_jitter(
         np.asarray(k_zz, np.float64), 'K(Z, Z)')
     tri = lambda a: scipy.linalg.solve_triangular(  # L^{-1} a
         self.lower, a, lower=True, check_finite=False)
@@ -100,7 +100,7 @@ class DTCPosterior:
     self.trace = None if trace is None else float(trace)
     self.chol = []
     for reg in self.regs:
-      c, _ = _cholesky_with_jitter(p + reg * np.eye(self.m),
+      c, _ = cholesky_with_jitter(p + reg * np.eye(self.m),
                                    's2 I + L^-1 G L^-T')
       self.chol.append(c)
 

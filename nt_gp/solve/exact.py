@@ -44,7 +44,7 @@ from nt_gp.solve.sources import (ArraySource, KernelSource, check_pairing,
                                  check_train_kernel, open_source,
                                  read_diagonal)
 
-__all__ = ['exact_sweep', 'SweepResult', 'open_eval_sets']
+__all__ = ['exact_sweep', 'SweepResult', 'open_eval_sets', 'diagonal_of']
 
 
 @dataclasses.dataclass
@@ -96,7 +96,21 @@ def _check_symmetric(source: KernelSource, block: int = 2048):
                          f'the training inputs with themselves.')
 
 
-def _diag_of(k, size: int, label: str, get: str, verify: bool):
+def diagonal_of(k, size: int, label: str, get: str, verify: bool):
+  """The `(size,)` float64 diagonal k(x, x) of test points, from a 1-D
+  array, a `(size, size)` matrix or a store (None stays None).
+
+  Args:
+    k: None, a 1-D array of the diagonal, or anything `open_source` reads.
+    size: the number of test points.
+    label: the argument's name, for error messages.
+    get: `'nngp'` or `'ntk'`: which kernel of a store.
+    verify: check a store's checksums.
+
+  Example:
+    >>> diagonal_of(np.eye(3) * 2, 3, 'k_test_test', 'nngp', False)
+    array([2., 2., 2.])
+  """
   if k is None:
     return None
   if isinstance(k, (list, tuple)) and not hasattr(k, '_fields'):
@@ -153,7 +167,7 @@ def open_eval_sets(train: KernelSource, eval_sets, get: str = 'nngp',
             'by gradient descent) need both the NNGP and the NTK; use '
             'get="ntkgp" (the GP with the NTK as prior) or '
             '`nt_gp.predict.gp_inference` in memory.')
-      diag = _diag_of(k_tt, src.shape[0], f'k_{name}_{name}', get, verify)
+      diag = diagonal_of(k_tt, src.shape[0], f'k_{name}_{name}', get, verify)
       if isinstance(k_tt, (str, os.PathLike)) or hasattr(k_tt,
                                                          'fingerprint'):
         _check_diag_pairing(src, k_tt, name)      # both are stores

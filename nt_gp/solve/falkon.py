@@ -43,11 +43,27 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import scipy.linalg
 
-__all__ = ['FalkonPreconditioner', 'falkon_solve', 'FalkonResult']
+__all__ = ['FalkonPreconditioner', 'falkon_solve', 'FalkonResult',
+           'cholesky_with_jitter']
 
 
-def _cholesky_with_jitter(a: np.ndarray, what: str):
-  """Lower Cholesky factor of `a` plus the smallest jitter that works."""
+def cholesky_with_jitter(a: np.ndarray, what: str):
+  """Lower Cholesky factor of `a` plus the smallest jitter that works.
+
+  Args:
+    a: a symmetric `(M, M)` float64 array.
+    what: what `a` is, for the error message.
+
+  Returns:
+    `(lower, jitter)`: the `(M, M)` lower factor of `a + jitter * I` and the
+    jitter (0 if `a` factors as it is; else a power of ten times its mean
+    diagonal, up to 1e-3).
+
+  Example:
+    >>> lower, jitter = cholesky_with_jitter(np.ones((2, 2)), 'K(Z, Z)')
+    >>> jitter > 0, np.allclose(lower @ lower.T, np.ones((2, 2)) + jitter * np.eye(2))
+    (True, True)
+  """
   scale = max(float(np.mean(np.diagonal(a))), 1e-300)
   for eps in [0.] + [10. ** p for p in range(-14, -2)]:
     try:
@@ -81,12 +97,12 @@ class FalkonPreconditioner:
   def __init__(self, k_zz: np.ndarray, n: int, regs: Sequence[float]):
     m = k_zz.shape[0]
     self.n = n
-    self.lower, self.jitter = _cholesky_with_jitter(k_zz, 'K(Z, Z)')
+    self.lower, self.jitter = cholesky_with_jitter(k_zz, 'K(Z, Z)')
     t_tt = self.lower.T @ self.lower / m          # T T^T / M with T = L^T
     self.a_lower = []
     for reg in regs:
       g = t_tt + (float(reg) / n) * np.eye(m)
-      self.a_lower.append(_cholesky_with_jitter(g, 'The preconditioner')[0])
+      self.a_lower.append(cholesky_with_jitter(g, 'The preconditioner')[0])
 
   def _groups(self, reg_of):
     for r in np.unique(reg_of):

@@ -128,8 +128,8 @@ class NystromResult:
                                min(self.batch_size, 256))
         diagonal = prior.diagonal()
       else:
-        from nt_gp.solve.exact import _diag_of  # pylint: disable=g-import-not-at-top
-        diagonal = _diag_of(k_test_diag, blocks.n, 'k_test_diag', self.get,
+        from nt_gp.solve.exact import diagonal_of  # pylint: disable=g-import-not-at-top
+        diagonal = diagonal_of(k_test_diag, blocks.n, 'k_test_diag', self.get,
                             verify=False)
       out = np.empty((len(self.reg), blocks.n))
       for i, s in enumerate(blocks.slices):        # computed here, blockwise
