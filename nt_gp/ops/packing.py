@@ -82,21 +82,31 @@ def unpack(t: tf.Tensor, blocks: int, n_spatial: int,
     return t
   swapped = (swap_spatial_pairs(t, n_spatial)
              if n_spatial and not diagonal_spatial else t)
-  rows, cols = block_pairs(blocks)
-  index = {(int(r), int(c)): p for p, (r, c) in enumerate(zip(rows, cols))}
+  # A handful of ops whatever B is (the graph is traced for every new input
+  # size): the stored blocks, then the transposed ones for the pairs I > J,
+  # gathered into block order (I, J) and laid out as (N, N).
   rank = t.shape.rank
-  transpose_last = list(range(rank - 3)) + [rank - 2, rank - 3]
-  block_rows = []
-  for i in range(blocks):
-    row = []
-    for j in range(blocks):
-      if i <= j:
-        row.append(tf.gather(t, index[(i, j)], axis=-3))
-      else:
-        row.append(tf.transpose(tf.gather(swapped, index[(j, i)], axis=-3),
-                                transpose_last))
-    block_rows.append(tf.concat(row, -1))
-  return tf.concat(block_rows, -2)
+  lower = tf.transpose(swapped, list(range(rank - 2)) + [rank - 1, rank - 2])
+  both = tf.concat([t, lower], -3)
+  full = tf.gather(both, _unpack_index(blocks), axis=-3)
+  b = t.shape[-1]
+  lead = tf.shape(t)[:-3]
+  full = tf.reshape(full, tf.concat([lead, [blocks, blocks, b, b]], 0))
+  full = tf.transpose(full, list(range(rank - 3)) + [
+      rank - 3, rank - 1, rank - 2, rank])
+  return tf.reshape(full, tf.concat([lead, [blocks * b, blocks * b]], 0))
+
+
+def _unpack_index(blocks: int) -> np.ndarray:
+  """For block (I, J) in row-major order, its position in the stored pairs
+  (I <= J), or the number of pairs plus that of (J, I) (I > J)."""
+  rows, cols = block_pairs(blocks)
+  pairs = len(rows)
+  index = np.zeros((blocks, blocks), np.int32)
+  index[rows, cols] = np.arange(pairs)
+  index[cols, rows] = np.where(rows == cols, index[rows, cols],
+                               pairs + np.arange(pairs))
+  return index.reshape(-1)
 
 
 def pair_variances(v: tf.Tensor, blocks: int):
