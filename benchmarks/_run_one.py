@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 from machine import peak_rss_bytes  # pylint: disable=g-import-not-at-top
-from workloads import WORKLOADS  # pylint: disable=g-import-not-at-top
+from workloads import ALL_WORKLOADS as WORKLOADS  # pylint: disable=g-import-not-at-top
 
 
 def build(lib, name, dtype, n=None):
@@ -52,7 +52,7 @@ def build(lib, name, dtype, n=None):
     jax.config.update('jax_enable_x64', dtype == 'float64')
     from neural_tangents import stax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    kernel_fn = jax.jit(eval(spec['net'], {'stax': stax})[2],  # pylint: disable=eval-used
+    kernel_fn = jax.jit(eval(spec['net'], {'stax': stax, 'tanh': jnp.tanh})[2],  # pylint: disable=eval-used
                         static_argnames=('get',))
     x = jnp.asarray(x)
 
@@ -66,8 +66,9 @@ def build(lib, name, dtype, n=None):
       k.ntk.block_until_ready()
       return k
   else:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from nt_gp import stax  # pylint: disable=g-import-not-at-top
-    kernel_fn = eval(spec['net'], {'stax': stax})[2]  # pylint: disable=eval-used
+    kernel_fn = eval(spec['net'], {'stax': stax, 'tanh': tf.tanh})[2]  # pylint: disable=eval-used
 
     def run_on(n_new):
       k = kernel_fn(inputs(n_new), None, ('nngp', 'ntk'))

@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from machine import machine_limits, traffic_estimate  # pylint: disable=g-import-not-at-top
 from report import DOCS, Report  # pylint: disable=g-import-not-at-top
-from workloads import WORKLOADS  # pylint: disable=g-import-not-at-top
+from workloads import ALL_WORKLOADS as WORKLOADS  # pylint: disable=g-import-not-at-top
 
 # A few times the square root of each dtype's epsilon: ReLU's arc-cosine
 # kernel turns rounding of a correlation near 1 into an error of its square
