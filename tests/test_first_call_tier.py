@@ -78,3 +78,19 @@ def test_large_inputs_compile_on_the_first_call(threshold):
   first = _kernels(46655, threshold, x, 1)[0]
   compiled = _kernels(0, threshold, x, 1)[0]
   np.testing.assert_array_equal(first, compiled)
+
+
+@pytest.mark.parametrize('gathered', [True, False])
+def test_both_unpackings_restore_the_symmetric_covariance(gathered,
+                                                          monkeypatch):
+  """Small packed kernels unpack with one gather (few ops to trace), large
+  ones block by block; both give back the full covariance."""
+  from nt_gp.ops import packing  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(packing, '_GATHERED_MAX_ENTRIES',
+                      10 ** 9 if gathered else 0)
+  rng = np.random.RandomState(3)
+  for n, blocks in ((12, 3), (16, 8)):
+    full = rng.randn(3, 3, n, n)     # full spatial: swap positions too
+    full = full + full.transpose(1, 0, 3, 2)
+    got = packing.unpack(packing.pack(full, blocks), blocks, 1, False)
+    np.testing.assert_array_equal(got.numpy(), full)
