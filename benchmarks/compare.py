@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from machine import machine_limits, traffic_estimate  # pylint: disable=g-import-not-at-top
 from report import DOCS, Report  # pylint: disable=g-import-not-at-top
-from workloads import WORKLOADS  # pylint: disable=g-import-not-at-top
+from workloads import ALL_WORKLOADS as WORKLOADS  # pylint: disable=g-import-not-at-top
 
 # A few times the square root of each dtype's epsilon: ReLU's arc-cosine
 # kernel turns rounding of a correlation near 1 into an error of its square
@@ -185,7 +185,15 @@ def main(argv=None):
       f'Workloads: `mlp5` = depth-5 ReLU MLP on 4000 x 784; `cnn3_flatten` '
       f'= 3 x (3x3 SAME conv + ReLU) + Flatten + Dense on 256 images '
       f'32x32x3; `myrtle5` = Myrtle-5 (two 2x2 average pools, GAP) on 32 '
-      f'images 16x16x3 (definitions in `benchmarks/workloads.py`). The last '
+      f'images 16x16x3; `mlp3_n1000` = depth-3 ReLU MLP on 1000 x 256; '
+      f'`attention` = a transformer block (softmax self-attention with '
+      f'residual, LayerNorm, ReLU MLP, GAP) on 64 sequences of 16 x 8; '
+      f'`numerical_n500` = tanh by quadrature (ElementwiseNumerical, degree '
+      f'25) on 500 x 16 (definitions in `benchmarks/workloads.py`). nt_gp '
+      f'runs the first call of a small input (at most '
+      f'`config.graph_first_call_max_entries` covariance entries) without '
+      f'XLA and compiles on the second call, whose time is printed below the '
+      f'table ("second call"). The last '
       f'column is the share of the machine\'s measured limit (memory-copy '
       f'bandwidth or gemm rate) for the workload\'s dominant cost.')
   limits = machine_limits()
@@ -288,16 +296,19 @@ def _first_and_new_shape(report, ours, theirs):
   'new-shape ratio' (times nt_gp / neural-tangents), printed too."""
   cells = []
   for key, what in (('compile_s', 'first call'),
+                    ('second_s', 'second call'),
                     ('new_shape_median_s', 'new shape')):
     a = ours.get(key)
     b = None if 'error' in theirs else theirs.get(key)
     if a is None:
-      cells += ['', '']
+      cells += [] if key == 'second_s' else ['', '']
       continue
-    cells.append(f'{a:.2f}' + ('' if b is None else f' / {b:.2f}'))
-    cells.append('' if not b else f'{a / b:.2f}')
     report.say(f'    {what}: nt_gp {a:.2f} s' + (
         '' if not b else f', neural-tangents {b:.2f} s, ratio {a / b:.2f}'))
+    if key == 'second_s':
+      continue    # printed only
+    cells.append(f'{a:.2f}' + ('' if b is None else f' / {b:.2f}'))
+    cells.append('' if not b else f'{a / b:.2f}')
   return cells
 
 

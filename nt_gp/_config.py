@@ -30,12 +30,23 @@ class _Config:
       other float32 ops. Set it before the first kernel: code XLA compiled
       earlier keeps the precision it was compiled with. Without such a GPU
       the setting changes nothing.
+    graph_first_call_max_entries: the first call of a `kernel_fn` on a new
+      input signature (shapes, dtype, `get`) whose covariances have at most
+      this many entries (N1 * N2 times the spatial size, squared where the
+      network needs full spatial covariances) runs as a plain TensorFlow
+      graph, without compiling XLA clusters: for small inputs XLA's compile
+      time is most of a call, and a new input size (a GP's test set, a
+      notebook cell) is often called only once. From the second call with
+      that signature on, the XLA-compiled propagation runs (it is compiled
+      then). 0 compiles on the first call. Only applies while `jit_compile`
+      is None.
   """
 
   def __init__(self):
     self.jit_compile = None
     self.pack_symmetric = True
     self.allow_tf32 = False
+    self.graph_first_call_max_entries = 2 ** 22
 
   def resolve_jit(self) -> bool:
     """`jit_compile` for the `tf.function` around a whole propagation."""

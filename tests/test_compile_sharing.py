@@ -10,6 +10,15 @@ from nt_gp.ops import compile as compile_ops
 from nt_gp.stax import elementwise as elementwise_base
 
 
+@pytest.fixture(autouse=True)
+def _compile_on_first_call():
+  """Small inputs would otherwise run their first call without XLA."""
+  old = nt_gp.config.graph_first_call_max_entries
+  nt_gp.config.graph_first_call_max_entries = 0
+  yield
+  nt_gp.config.graph_first_call_max_entries = old
+
+
 def _net(a, w_std):
   return stax.serial(stax.Conv(1, (3, 3), W_std=w_std, padding='SAME'),
                      stax.ABRelu(a, 1.), stax.AvgPool((2, 2)), stax.Flatten(),

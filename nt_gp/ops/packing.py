@@ -82,6 +82,36 @@ def unpack(t: tf.Tensor, blocks: int, n_spatial: int,
     return t
   swapped = (swap_spatial_pairs(t, n_spatial)
              if n_spatial and not diagonal_spatial else t)
+  if t.shape.num_elements() is not None and (
+      t.shape.num_elements() <= _GATHERED_MAX_ENTRIES):
+    return _unpack_gathered(t, swapped, blocks)
+  return _unpack_by_blocks(t, swapped, blocks)
+
+
+# Up to this many stored entries, unpacking is one gather (a handful of ops,
+# quick to trace: small kernels are dominated by tracing, and every new
+# input size is traced again). Above it, block by block (B² gathers, B + 1
+# concats), which moves less memory: 1.45-1.6x faster at N = 4000, B = 8.
+_GATHERED_MAX_ENTRIES = 2 ** 20
+
+
+def _unpack_gathered(t, swapped, blocks):
+  """The stored blocks, then the transposed ones for the pairs I > J,
+  gathered into block order (I, J) and laid out as (N, N)."""
+  rank = t.shape.rank
+  lower = tf.transpose(swapped, list(range(rank - 2)) + [rank - 1, rank - 2])
+  both = tf.concat([t, lower], -3)
+  full = tf.gather(both, _unpack_index(blocks), axis=-3)
+  b = t.shape[-1]
+  lead = tf.shape(t)[:-3]
+  full = tf.reshape(full, tf.concat([lead, [blocks, blocks, b, b]], 0))
+  full = tf.transpose(full, list(range(rank - 3)) + [
+      rank - 3, rank - 1, rank - 2, rank])
+  return tf.reshape(full, tf.concat([lead, [blocks * b, blocks * b]], 0))
+
+
+def _unpack_by_blocks(t, swapped, blocks):
+  """Row by row of blocks, concatenated."""
   rows, cols = block_pairs(blocks)
   index = {(int(r), int(c)): p for p, (r, c) in enumerate(zip(rows, cols))}
   rank = t.shape.rank
@@ -97,6 +127,18 @@ def unpack(t: tf.Tensor, blocks: int, n_spatial: int,
                                 transpose_last))
     block_rows.append(tf.concat(row, -1))
   return tf.concat(block_rows, -2)
+
+
+def _unpack_index(blocks: int) -> np.ndarray:
+  """For block (I, J) in row-major order, its position in the stored pairs
+  (I <= J), or the number of pairs plus that of (J, I) (I > J)."""
+  rows, cols = block_pairs(blocks)
+  pairs = len(rows)
+  index = np.zeros((blocks, blocks), np.int32)
+  index[rows, cols] = np.arange(pairs)
+  index[cols, rows] = np.where(rows == cols, index[rows, cols],
+                               pairs + np.arange(pairs))
+  return index.reshape(-1)
 
 
 def pair_variances(v: tf.Tensor, blocks: int):

@@ -78,6 +78,32 @@ def _input_signature(args):
   return tuple(out)
 
 
+def _covariance_entries(x1, x2, reqs) -> int:
+  """Entries of one covariance of the input kernel: N1 * N2 times the
+  spatial size, squared unless the network keeps spatial diagonals only (a
+  bound for the kernels the layers propagate)."""
+  total = 0
+  seconds = [None] * len(tf.nest.flatten(x1)) if x2 is None else (
+      tf.nest.flatten(x2))
+  for a, b in zip(tf.nest.flatten(x1), seconds):
+    shape = a.shape
+    spatial = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+    if not reqs.get('diagonal_spatial', True):
+      spatial *= spatial
+    n2 = shape[0] if b is None else b.shape[0]
+    total += int(shape[0]) * int(n2) * spatial
+  return total
+
+
+def _graph_first_call(x1, x2, reqs) -> bool:
+  """Whether a new input signature's first call runs without XLA (see
+  `nt_gp.config.graph_first_call_max_entries`)."""
+  cfg = _config.config
+  return (cfg.jit_compile is None and cfg.graph_first_call_max_entries > 0
+          and _covariance_entries(x1, x2, reqs)
+          <= cfg.graph_first_call_max_entries)
+
+
 # ----------------------------------------------------------------------------
 # The decorator.
 # ----------------------------------------------------------------------------
@@ -188,19 +214,24 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
     if tf.inside_function():
       out = run(x1, x2, pattern)
     else:
-      fn = compiled.pop(key, None)
-      if fn is None:
+      fn, graph_tier = compiled.pop(key, (None, False))
+      if fn is None or graph_tier:
         # One `tf.function` per input signature (the engine needs static
         # shapes), each around its own partial: TensorFlow counts traces per
         # function, and new input sizes are ordinary use (GP test sets,
         # sweeps), not the retracing its warning is about.
+        graph_tier = fn is None and _graph_first_call(x1, x2, reqs)
         fn = tf.function(functools.partial(run),
                          jit_compile=_config.config.resolve_jit(),
                          autograph=False)
         if len(compiled) >= _MAX_SIGNATURES:
           compiled.pop(next(iter(compiled)))    # least recently used
-      compiled[key] = fn
-      out = fn(x1, x2, pattern)
+      compiled[key] = (fn, graph_tier)
+      if graph_tier:
+        with _config.compilation(jit_compile=False):
+          out = fn(x1, x2, pattern)
+      else:
+        out = fn(x1, x2, pattern)
     from nt_gp import nonfinite  # pylint: disable=g-import-not-at-top
     return nonfinite.check_output(_select(out, single, names), single, names)
 
