@@ -73,6 +73,7 @@ class NormalEquations:
     self.targets_sq = np.zeros(outputs)
     self.count = 0
     self.precision = 0.     # unit roundoff of the features' dtype
+    self._block = None      # one block's Φᵀ Φ (upper triangle), reused
 
   @property
   def dim(self) -> int:
@@ -94,15 +95,19 @@ class NormalEquations:
     if y.shape[1] != self.rhs.shape[1]:
       raise ValueError(f'`y` has {y.shape[1]} outputs, the normal equations '
                        f'{self.rhs.shape[1]}.')
-    a = phi.numpy()
+    a = np.ascontiguousarray(phi.numpy())
     syrk = (scipy.linalg.blas.dsyrk if a.dtype == np.float64 else
             scipy.linalg.blas.ssyrk)
     self.precision = max(self.precision, float(np.finfo(a.dtype).eps))
-    # Φᵀ is Fortran-ordered when Φ is C-ordered: no copy.
-    self._upper += syrk(1.0, np.ascontiguousarray(a).T, trans=0, lower=0)
-    self.rhs += tf.matmul(phi, y, transpose_a=True).numpy()
-    self.targets_sq += tf.reduce_sum(tf.square(tf.cast(y, tf.float64)),
-                                     0).numpy()
+    if self._block is None or self._block.dtype != a.dtype:
+      self._block = np.zeros((self.dim, self.dim), a.dtype, order='F')
+    # Φᵀ is Fortran-ordered when Φ is C-ordered: no copy; the block's upper
+    # triangle is overwritten in place (no new m x m array per block).
+    syrk(1.0, a.T, beta=0.0, c=self._block, trans=0, lower=0, overwrite_c=1)
+    self._upper += self._block
+    y = y.numpy()
+    self.rhs += a.T @ y
+    self.targets_sq += np.sum(np.square(y.astype(np.float64)), 0)
     self.count += int(phi.shape[0])
     return self
 
