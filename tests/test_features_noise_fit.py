@@ -1,6 +1,6 @@
 """The feature GP's noise fit and normal equations against dense references.
 
-`nt_gp.features.noise` evaluates the log marginal likelihood and its
+`nt_gp.features.noise_fit` evaluates the log marginal likelihood and its
 derivative in ``log σ²`` with LAPACK: the values must equal the dense GP's
 (scipy, float64) and the `FeatureRegression` Cholesky path to 1e-10, the
 derivative the dense likelihood's finite differences, and the fit its
@@ -14,7 +14,7 @@ import pytest
 import scipy.stats
 
 from nt_gp import features
-from nt_gp.features import noise as noise_fit
+from nt_gp.features import noise_fit
 
 
 def _problem(n, m, outputs, seed=0):

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg.blas
 import tensorflow as tf
 
-from nt_gp.features import noise as noise_fit
+from nt_gp.features import noise_fit
 
 __all__ = ['NormalEquations', 'FeatureRegression']
 
@@ -222,11 +222,11 @@ class FeatureRegression:
 
     The statistics are fixed, so each value of the log marginal likelihood
     and its derivative in ``log σ²`` costs one `m x m` Cholesky
-    factorisation and one triangular inverse (`nt_gp.features.noise`): the
-    search iterates the evidence fixed point of Bayesian linear regression
-    to a relative `1e-4` in `σ²` (a few values when there are many more data
-    than features), with Brent's method on the derivative as a safeguard. Bounds default to `10` times the
-    mean squared target and the larger of `1e-8` times it and ten roundoffs
+    factorisation and one triangular inverse (`nt_gp.features.noise_fit`):
+    the search iterates the evidence fixed point of Bayesian linear
+    regression to a relative `1e-4` in `σ²` (a few values when there are
+    many more data than features), with Brent's method on the derivative as
+    a safeguard. Bounds default to `10` times the mean squared target and the larger of `1e-8` times it and ten roundoffs
     (of the features' dtype) of the largest diagonal entry of ``Φᵀ Φ``:
     below that the accumulated Gram matrix cannot resolve the noise. A
     maximum at a bound returns the bound.

@@ -40,7 +40,18 @@ class NotPositiveDefinite(ValueError):
 
 class Evaluation:
   """Log marginal likelihood (summed over outputs), its derivative in
-  ``log σ²`` and the evidence fixed-point update at one noise variance."""
+  ``log σ²`` and the evidence fixed-point update at one noise variance.
+
+  Attributes:
+    value: ``ℓ(σ²)``, a float.
+    slope: ``dℓ/d log σ²``, a float.
+    update: the fixed-point update of `σ²`, a float.
+
+  Example:
+    >>> e = Evaluation(-3.5, 0.25, 0.1)
+    >>> e.slope > 0       # the likelihood grows with the noise here
+    True
+  """
 
   def __init__(self, value: float, slope: float, update: float):
     self.value, self.slope, self.update = value, slope, update
@@ -72,7 +83,8 @@ def evaluate(gram: np.ndarray, rhs: np.ndarray, targets_sq: np.ndarray,
     True
   """
   m = gram.shape[0]
-  a = gram + noise * np.eye(m)
+  a = gram.copy()
+  a[np.diag_indices(m)] += noise
   # `a` is symmetric: its transpose is the Fortran-ordered matrix LAPACK
   # factorises in place.
   chol, info = scipy.linalg.lapack.dpotrf(a.T, lower=1, overwrite_a=1,
@@ -87,7 +99,7 @@ def evaluate(gram: np.ndarray, rhs: np.ndarray, targets_sq: np.ndarray,
                               f'{noise:.3g}.')
   half = inv @ rhs                           # L⁻¹ b
   weights = inv.T @ half                     # A⁻¹ b
-  trace = float(np.sum(np.square(inv)))      # tr(A⁻¹) (inv is triangular)
+  trace = float(np.einsum('ij,ij->', inv, inv))   # tr(A⁻¹) = |L⁻¹|²_F
   quad = np.sum(np.square(half), 0)          # bᵀ A⁻¹ b
   t = rhs.shape[1]
   fit = (targets_sq - quad) / noise
