@@ -46,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
+from features_accuracy import _median_time  # pylint: disable=wrong-import-position
 from machine import peak_rss_bytes  # pylint: disable=wrong-import-position
 from report import DOCS, Report  # pylint: disable=wrong-import-position
 
@@ -100,15 +101,6 @@ def feature_gp(x, y, x_test, dims, batch_size, progress=None):
   return mean[:, 0], noise, t_stream, t_fit
 
 
-def _median_seconds(fn, reps=3):
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
-
-
 def block_profile(x, y, m, hiddens, batch_size):
   """Seconds per block of `batch_size` rows: the features for each hidden
   width (interleaved, median of 3) and the accumulation of ``Φᵀ Φ``."""
@@ -122,10 +114,12 @@ def block_profile(x, y, m, hiddens, batch_size):
   times = {h: [] for h in hiddens}
   for _ in range(3):
     for h, phi in maps.items():
-      times[h].append(_median_seconds(lambda: phi(xb, get='nngp').numpy(), 1))
+      t0 = time.perf_counter()
+      phi(xb, get='nngp').numpy()
+      times[h].append(time.perf_counter() - t0)
   feats = maps[hiddens[-1]](xb, get='nngp')
   ne = features.NormalEquations(feats.shape[1])
-  accumulate = _median_seconds(lambda: ne.add(feats, yb))
+  accumulate = _median_time(lambda: ne.add(feats, yb))
   return {h: float(np.median(t)) for h, t in times.items()}, accumulate
 
 
