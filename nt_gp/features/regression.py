@@ -229,7 +229,8 @@ class FeatureRegression:
     a safeguard. Bounds default to `10` times the mean squared target and the larger of `1e-8` times it and ten roundoffs
     (of the features' dtype) of the largest diagonal entry of ``Φᵀ Φ``:
     below that the accumulated Gram matrix cannot resolve the noise. A
-    maximum at a bound returns the bound.
+    maximum at a bound returns the bound. The search starts from the
+    current `noise_variance`.
 
     Returns:
       The new noise variance (also assigned to a `tf.Variable`
@@ -255,7 +256,9 @@ class FeatureRegression:
       except noise_fit.NotPositiveDefinite:
         self._factor(tf.constant(value, tf.float64))   # raises the error
         raise
-    value, _ = noise_fit.maximise(evaluate_at, lower, upper, start=scale)
+    # Starts from the current noise variance (clipped to the bounds).
+    value, _ = noise_fit.maximise(evaluate_at, lower, upper,
+                                  start=float(self._noise()))
     if isinstance(self.noise_variance, tf.Variable):
       self.noise_variance.assign(value)
     else:
