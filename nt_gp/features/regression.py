@@ -20,8 +20,9 @@ from typing import Optional
 
 import numpy as np
 import scipy.linalg.blas
-import scipy.optimize
 import tensorflow as tf
+
+from nt_gp.features import noise_fit
 
 __all__ = ['NormalEquations', 'FeatureRegression']
 
@@ -72,6 +73,7 @@ class NormalEquations:
     self.targets_sq = np.zeros(outputs)
     self.count = 0
     self.precision = 0.     # unit roundoff of the features' dtype
+    self._block = None      # one block's Φᵀ Φ (upper triangle), reused
 
   @property
   def dim(self) -> int:
@@ -93,15 +95,19 @@ class NormalEquations:
     if y.shape[1] != self.rhs.shape[1]:
       raise ValueError(f'`y` has {y.shape[1]} outputs, the normal equations '
                        f'{self.rhs.shape[1]}.')
-    a = phi.numpy()
+    a = np.ascontiguousarray(phi.numpy())
     syrk = (scipy.linalg.blas.dsyrk if a.dtype == np.float64 else
             scipy.linalg.blas.ssyrk)
     self.precision = max(self.precision, float(np.finfo(a.dtype).eps))
-    # Φᵀ is Fortran-ordered when Φ is C-ordered: no copy.
-    self._upper += syrk(1.0, np.ascontiguousarray(a).T, trans=0, lower=0)
-    self.rhs += tf.matmul(phi, y, transpose_a=True).numpy()
-    self.targets_sq += tf.reduce_sum(tf.square(tf.cast(y, tf.float64)),
-                                     0).numpy()
+    if self._block is None or self._block.dtype != a.dtype:
+      self._block = np.zeros((self.dim, self.dim), a.dtype, order='F')
+    # Φᵀ is Fortran-ordered when Φ is C-ordered: no copy; the block's upper
+    # triangle is overwritten in place (no new m x m array per block).
+    syrk(1.0, a.T, beta=0.0, c=self._block, trans=0, lower=0, overwrite_c=1)
+    self._upper += self._block
+    y = y.numpy()
+    self.rhs += a.T @ y
+    self.targets_sq += np.sum(np.square(y.astype(np.float64)), 0)
     self.count += int(phi.shape[0])
     return self
 
@@ -214,15 +220,17 @@ class FeatureRegression:
                 upper: Optional[float] = None) -> float:
     """Sets `noise_variance` to its marginal-likelihood maximiser.
 
-    The statistics are fixed, so each evaluation of the log marginal
-    likelihood is one `m x m` Cholesky factorisation: a grid of 9 values of
-    ``log σ²`` between the bounds brackets the maximum, which a bounded
-    search then locates to 0.1% (about 20 factorisations; an
-    eigendecomposition, which would make each step `O(m)`, costs more than
-    that here). Bounds default to `10` times the mean squared target and
-    the larger of `1e-8` times it and ten roundoffs (of the features'
-    dtype) of the largest diagonal entry of ``Φᵀ Φ``: below that the
-    accumulated Gram matrix cannot resolve the noise.
+    The statistics are fixed, so each value of the log marginal likelihood
+    and its derivative in ``log σ²`` costs one `m x m` Cholesky
+    factorisation and one triangular inverse (`nt_gp.features.noise_fit`):
+    the search iterates the evidence fixed point of Bayesian linear
+    regression to a relative `1e-4` in `σ²` (a few values when there are
+    many more data than features), with Brent's method on the derivative as
+    a safeguard. Bounds default to `10` times the mean squared target and the larger of `1e-8` times it and ten roundoffs
+    (of the features' dtype) of the largest diagonal entry of ``Φᵀ Φ``:
+    below that the accumulated Gram matrix cannot resolve the noise. A
+    maximum at a bound returns the bound. The search starts from the
+    current `noise_variance`.
 
     Returns:
       The new noise variance (also assigned to a `tf.Variable`
@@ -235,21 +243,22 @@ class FeatureRegression:
       # are larger than the noise.
       lower = max(1e-8 * scale, 10 * ne.precision *
                   float(ne.gram.diagonal().max(initial=0.)))
-    lo = math.log(lower)
-    hi = math.log(upper if upper is not None else 10 * scale)
-    if not lo < hi:
-      raise ValueError(f'Need lower < upper, got {math.exp(lo)} and '
-                       f'{math.exp(hi)}.')
+    if upper is None:
+      upper = 10 * scale
+    if not 0 < lower < upper:
+      raise ValueError(f'Need 0 < lower < upper, got {lower} and {upper}.')
+    gram = ne.gram
 
-    def negative_lml(log_noise):
-      return -float(self.log_marginal_likelihood(math.exp(log_noise)))
-
-    grid = np.linspace(lo, hi, 9)
-    best = int(np.argmin([negative_lml(t) for t in grid]))
-    res = scipy.optimize.minimize_scalar(
-        negative_lml, bounds=(grid[max(best - 1, 0)], grid[min(best + 1, 8)]),
-        method='bounded', options={'xatol': 1e-3})
-    value = math.exp(res.x)
+    def evaluate_at(value):
+      try:
+        return noise_fit.evaluate(gram, ne.rhs, ne.targets_sq, ne.count,
+                                  value)
+      except noise_fit.NotPositiveDefinite:
+        self._factor(tf.constant(value, tf.float64))   # raises the error
+        raise
+    # Starts from the current noise variance (clipped to the bounds).
+    value, _ = noise_fit.maximise(evaluate_at, lower, upper,
+                                  start=float(self._noise()))
     if isinstance(self.noise_variance, tf.Variable):
       self.noise_variance.assign(value)
     else:
