@@ -12,7 +12,9 @@ import numpy as np
 
 __all__ = ['is_number', 'check_int', 'check_positive_int',
            'check_positive_ints', 'check_parameterization',
-           'canonicalize_get', 'namedtuple_of']
+           'canonicalize_get', 'check_kernel_name', 'namedtuple_of']
+
+KERNEL_NAMES = ('nngp', 'ntk')
 
 
 def is_number(value) -> bool:
@@ -90,6 +92,25 @@ def check_parameterization(parameterization: str) -> str:
     raise ValueError(f'`parameterization` must be "ntk" or "standard", got '
                      f'{parameterization!r}.')
   return p
+
+
+def check_kernel_name(get) -> str:
+  """Validates a single kernel name, `'nngp'` or `'ntk'` (as a GP model's
+  `get` argument takes); returns it.
+
+  Example:
+    >>> check_kernel_name('ntk')
+    'ntk'
+    >>> check_kernel_name('cov1')
+    Traceback (most recent call last):
+    ...
+    ValueError: `get` must be "nngp" or "ntk", got 'cov1'.
+  """
+  if not isinstance(get, str):
+    raise TypeError(f'`get` must be "nngp" or "ntk", got {get!r}.')
+  if get not in KERNEL_NAMES:
+    raise ValueError(f'`get` must be "nngp" or "ntk", got {get!r}.')
+  return get
 
 
 def canonicalize_get(get, allowed: Sequence[str],

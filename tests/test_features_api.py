@@ -46,7 +46,7 @@ def test_other_options_are_checked():
     features.features_fn(NET, 8, activation_method='exact')
   with pytest.raises(TypeError, match='seed'):
     features.features_fn(NET, 8, seed=-1)
-  with pytest.raises(ValueError, match='`get`'):
+  with pytest.raises(ValueError, match='`get'):
     features.features_fn(NET, 8)(X, get='cov1')
 
 

@@ -25,6 +25,7 @@ import tensorflow as tf
 from nt_gp.features import activations, branching, linear, pooling  # pylint: disable=unused-import  (registers the rules)
 from nt_gp.features.build import Context, Spec, UnsupportedLayer, build
 from nt_gp.features.random import RandomMatrices
+from nt_gp.validation import canonicalize_get
 
 __all__ = ['FeatureMap', 'features_fn']
 
@@ -178,12 +179,7 @@ class FeatureMap:
       `(N, ..., ntk_dim)` (spatial axes kept when the network's output has
       them), or one of them when `get` names one.
     """
-    names = _GETS if get is None else get
-    single = isinstance(names, str)
-    names = (names,) if single else tuple(names)
-    if not names or any(n not in _GETS for n in names):
-      raise ValueError(f'`get` must be None, "nngp", "ntk" or a tuple of '
-                       f'them, got {get!r}.')
+    single, names = canonicalize_get(get, _GETS, _GETS)
     x = self._to_tensor(x)
     self.build(tuple(x.shape[1:]))
     compute_ntk = 'ntk' in names

@@ -46,6 +46,7 @@ import tensorflow as tf
 from check_shapes import inherit_check_shapes
 
 from nt_gp.features import streaming
+from nt_gp.validation import check_kernel_name
 from nt_gp.features.regression import FeatureRegression, NormalEquations
 
 __all__ = ['FeatureKernel', 'FeatureGPR']
@@ -86,10 +87,8 @@ class FeatureKernel(gpflow.kernels.Kernel):
   def __init__(self, feature_map, get: str = 'nngp',
                name: Optional[str] = None):
     super().__init__(name=name)
-    if get not in ('nngp', 'ntk'):
-      raise ValueError(f'`get` must be "nngp" or "ntk", got {get!r}.')
     self.feature_map = feature_map
-    self.get = get
+    self.get = check_kernel_name(get)
 
   def features(self, X):
     return _features(self.feature_map, self.get, X)

@@ -14,6 +14,8 @@ the GP's distribution at `N` points as a
 Example:
   >>> import numpy as np
   >>> import tensorflow_probability as tfp
+
+from nt_gp.validation import check_kernel_name
   >>> from nt_gp import stax, features
   >>> from nt_gp.features.tfp import FeatureKernel
   >>> net = stax.serial(stax.Dense(1, b_std=0.1), stax.Relu(), stax.Dense(1))
@@ -31,9 +33,9 @@ Example:
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-__all__ = ['FeatureKernel']
+from nt_gp.validation import check_kernel_name
 
-_GETS = ('nngp', 'ntk')
+__all__ = ['FeatureKernel']
 
 
 class FeatureKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
@@ -54,8 +56,7 @@ class FeatureKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel):
   def __init__(self, feature_map, get: str = 'nngp', feature_ndims=None,
                name: str = 'FeatureKernel'):
     parameters = dict(locals())
-    if get not in _GETS:
-      raise ValueError(f'`get` must be "nngp" or "ntk", got {get!r}.')
+    check_kernel_name(get)
     if feature_ndims is None:
       feature_ndims = (1 if feature_map.input_shape is None else
                        len(feature_map.input_shape))
