@@ -299,3 +299,33 @@ def test_gp_log_marginal_likelihood_gradient(get):
   np.testing.assert_allclose(gW.numpy(), fd_W, rtol=RTOL)
   np.testing.assert_allclose(gb.numpy(), fd_b, rtol=RTOL)
   assert abs(fd_W) > 1e-2
+
+
+@pytest.mark.parametrize('n_spatial,diagonal_spatial', [(0, True), (1, True),
+                                                        (1, False)])
+def test_unpack_gradient_sums_every_copy_of_a_packed_entry(n_spatial,
+                                                            diagonal_spatial):
+  """The gradient of the symmetric unpacking (`nt_gp.ops.packing`) sends
+  each packed entry the sum of the upstream gradient over all the places the
+  unpacking copies it to (found by unpacking the entries' own indices)."""
+  from nt_gp.ops import packing  # pylint: disable=g-import-not-at-top
+  blocks, b, h = 4, 3, 2
+  spatial = {(0, True): (), (1, True): (h,), (1, False): (h, h)}[
+      (n_spatial, diagonal_spatial)]
+  shape = spatial + (blocks * (blocks + 1) // 2, b, b)
+  rng = np.random.RandomState(0)
+  p = tf.constant(rng.randn(*shape))
+  n = blocks * b
+  g = rng.randn(*(spatial + (n, n)))
+  index = packing.unpack(tf.constant(np.arange(p.shape.num_elements(),
+                                               dtype=np.float64)
+                                     .reshape(shape)), blocks, n_spatial,
+                         diagonal_spatial).numpy().astype(int)
+  expected = np.bincount(index.ravel(), weights=g.ravel(),
+                         minlength=p.shape.num_elements()).reshape(shape)
+  with tf.GradientTape() as tape:
+    tape.watch(p)
+    out = tf.reduce_sum(packing.unpack(p, blocks, n_spatial,
+                                       diagonal_spatial) * g)
+  np.testing.assert_allclose(tape.gradient(out, p).numpy(), expected,
+                             rtol=1e-12, atol=1e-12)

@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ['block_count', 'block_pairs', 'pack', 'unpack',
-           'pair_variances', 'swap_spatial_pairs', 'MAX_BLOCKS']
+           'unpack_adjoint', 'pair_variances', 'swap_spatial_pairs',
+           'MAX_BLOCKS']
 
 MAX_BLOCKS = 8
 
@@ -72,6 +73,11 @@ def unpack(t: tf.Tensor, blocks: int, n_spatial: int,
            diagonal_spatial: bool) -> tf.Tensor:
   """`(..., B (B + 1) / 2, b, b)` -> `(..., N, N)`; see the module docstring.
 
+  Its gradient is `unpack_adjoint`: two dense packings of the incoming
+  gradient. (Differentiated as written, each of the B² gathered blocks would
+  send back a gradient of the whole packed size; summed in graph mode they
+  kept gigabytes alive.)
+
   Example:
     >>> import numpy as np
     >>> full = np.arange(16.).reshape(4, 4); full = full + full.T
@@ -80,6 +86,40 @@ def unpack(t: tf.Tensor, blocks: int, n_spatial: int,
   """
   if t is None or t.shape.rank == 0:
     return t
+
+  @tf.custom_gradient
+  def unpack_op(t):
+    def grad(g):
+      return unpack_adjoint(g, blocks, n_spatial, diagonal_spatial)
+    return _unpack(t, blocks, n_spatial, diagonal_spatial), grad
+  return unpack_op(t)
+
+
+def unpack_adjoint(g: tf.Tensor, blocks: int, n_spatial: int,
+                   diagonal_spatial: bool) -> tf.Tensor:
+  """The transpose of the linear map `unpack`: `(..., N, N)` -> packed.
+
+  A packed block (I, J) appears in the unpacked matrix at (I, J) and, for
+  I < J, mirrored (batch axes transposed, spatial pairs swapped) at (J, I);
+  it receives the sum of `g` at both places.
+
+  Example:
+    >>> import numpy as np
+    >>> g = np.arange(16.).reshape(4, 4)
+    >>> unpack_adjoint(g, 2, 0, True).numpy()[1].tolist()   # block (0, 1)
+    [[10.0, 15.0], [15.0, 20.0]]
+  """
+  g = tf.convert_to_tensor(g)
+  rank = g.shape.rank
+  mirrored = tf.transpose(g, list(range(rank - 2)) + [rank - 1, rank - 2])
+  if n_spatial and not diagonal_spatial:
+    mirrored = swap_spatial_pairs(mirrored, n_spatial)
+  rows, cols = block_pairs(blocks)
+  off_diagonal = tf.constant((rows != cols)[:, None, None], g.dtype)
+  return pack(g, blocks) + off_diagonal * pack(mirrored, blocks)
+
+
+def _unpack(t, blocks, n_spatial, diagonal_spatial):
   swapped = (swap_spatial_pairs(t, n_spatial)
              if n_spatial and not diagonal_spatial else t)
   if t.shape.num_elements() is not None and (

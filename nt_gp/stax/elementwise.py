@@ -152,21 +152,93 @@ def _run_compiled(fn, diag_fn, args):
   The tensors that `fn`/`diag_fn` capture (hyperparameters of this trace) are
   passed as arguments, so the same nonlinearity in every layer, trace and
   network reuses one compiled function (TensorFlow never frees XLA
-  executables; one per closure would grow without bound).
+  executables; one per closure would grow without bound). The gradient of a
+  shared map recomputes it (see `_recomputing`).
   """
   fn_key, fn_rebuild, fn_tensors = compile_ops.lift_tensors(fn)
   diag_key, diag_rebuild, diag_tensors = compile_ops.lift_tensors(diag_fn)
   if fn_key is None or diag_key is None:
-    # Not shareable: compile for this call only (nothing is kept).
+    # Not shareable (e.g. a closure over variables, which a recomputing
+    # gradient would have to differentiate too): compile for this call only
+    # (nothing is kept) and differentiate it as it is.
     return compile_ops.xla(functools.partial(_map_impl, fn, diag_fn),
                            share=False)(*args)
   key = (fn_key, diag_key)
   if key not in _COMPILED:
     if len(_COMPILED) > 256:
       _COMPILED.clear()
-    _COMPILED[key] = compile_ops.xla(functools.partial(
-        _lifted_map_impl, fn_rebuild, diag_rebuild, len(fn_tensors)))
-  return _COMPILED[key](*args, fn_tensors + diag_tensors)
+    impl = functools.partial(_lifted_map_impl, fn_rebuild, diag_rebuild,
+                             len(fn_tensors))
+    _COMPILED[key] = (compile_ops.xla(impl, share=False),
+                      compile_ops.xla(functools.partial(_map_vjp, impl),
+                                      share=False))
+  forward, vjp = _COMPILED[key]
+  return _recomputing(forward, vjp, args + (fn_tensors + diag_tensors,))
+
+
+def _recomputing(forward, vjp, args):
+  """`forward(*args)`, whose gradient `vjp(args, output_gradients)` recomputes
+  the map from its inputs.
+
+  Differentiating the compiled map directly keeps every intermediate of it
+  (cosines, angles, square roots, broadcast products: each the size of the
+  covariance) alive from the forward to the backward pass; recomputing them
+  in the backward pass keeps only the inputs, which the layers around hold
+  anyway. `vjp` is written in differentiable operations of `args`, so higher
+  derivatives are those of the map itself. `args` may contain None and
+  nested tuples; the outputs may contain None.
+  """
+  flat = tf.nest.flatten(args)
+  present = [i for i, t in enumerate(flat) if t is not None]
+
+  def rebuild(tensors):
+    full = list(flat)
+    for i, t in zip(present, tensors):
+      full[i] = t
+    return tf.nest.pack_sequence_as(args, full)
+
+  shape = {}
+
+  @tf.custom_gradient
+  def op(*tensors):
+    outs = forward(*rebuild(tensors))
+    shape['outs'] = [None if o is None else (o.shape, o.dtype) for o in outs]
+
+    def grad(*dys, variables=None):
+      dys = iter(dys)
+      full_dys = [None if s is None else next(dys) for s in shape['outs']]
+      full_dys = [tf.zeros(s[0], s[1]) if d is None and s is not None else d
+                  for d, s in zip(full_dys, shape['outs'])]
+      if not variables:
+        return vjp(rebuild(tensors), tuple(full_dys))
+      # A map reading variables (a user's function closing over them):
+      # recompute it under a tape that also differentiates the variables.
+      with tf.GradientTape() as tape:
+        tape.watch(tensors)
+        again = forward(*rebuild(tensors))
+      pairs = [(o, d) for o, d in zip(again, full_dys) if o is not None]
+      grads = tape.gradient(
+          [o for o, _ in pairs], list(tensors) + list(variables),
+          output_gradients=[d for _, d in pairs],
+          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+      return grads[:len(tensors)], grads[len(tensors):]
+    return tuple(o for o in outs if o is not None), grad
+
+  outs = iter(op(*[flat[i] for i in present]))
+  return tuple(None if s is None else next(outs) for s in shape['outs'])
+
+
+def _map_vjp(impl, args, dys):
+  """The vector-Jacobian product of `impl(*args)` with `dys`, for every
+  tensor in `args` (zero where unconnected), recomputing `impl`."""
+  xs = [t for t in tf.nest.flatten(args) if t is not None]
+  with tf.GradientTape() as tape:
+    tape.watch(xs)
+    outs = impl(*args)
+  pairs = [(o, d) for o, d in zip(outs, dys) if o is not None]
+  return tape.gradient([o for o, _ in pairs], xs,
+                       output_gradients=[d for _, d in pairs],
+                       unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
 def _lifted_map_impl(fn_rebuild, diag_rebuild, n_fn, *args):
