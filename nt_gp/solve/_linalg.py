@@ -37,11 +37,32 @@ def _in_place(result, target):
     target[...] = result
 
 
-def cholesky_lower(a: np.ndarray):
+# Above this order `cholesky_lower` factors block by block: OpenBLAS's
+# multithreaded potrf crashes (SIGSEGV in its threaded syrk) on large
+# matrices on some CPUs -- here from n = 16000 with 2 threads -- while its
+# potrf on smaller blocks and its gemm do not.
+BLOCKED_ABOVE = 8192
+BLOCK = 2048
+
+
+def _potrf_in_place(a):
+  potrf, = lapack.get_lapack_funcs(('potrf',), (a,))
+  c, info = potrf(a.T, lower=0, overwrite_a=1, clean=0)
+  if info < 0:  # pragma: no cover
+    raise ValueError(f'potrf: illegal argument {-info}')
+  _in_place(c.T, a)
+  return info
+
+
+def cholesky_lower(a: np.ndarray, block: int = None):
   """Overwrites the lower triangle of square `a` with its Cholesky factor.
 
   Only the lower triangle of `a` is read; the strict upper triangle is left
-  as it was.
+  as it was. Matrices of order above `BLOCKED_ABOVE` (or any order, when
+  `block` is given) are factored by blocks of `block` (default `BLOCK`)
+  rows: LAPACK's potrf on each diagonal block, triangular solves for the
+  blocks below it and GEMM updates of the blocks to the right, each on
+  copies of at most ``block x block`` entries.
 
   Raises:
     NotPositiveDefiniteError: with the index of the first failing pivot.
@@ -54,14 +75,40 @@ def cholesky_lower(a: np.ndarray):
            [1., 2.]])
   """
   _check(a)
-  potrf, = lapack.get_lapack_funcs(('potrf',), (a,))
-  c, info = potrf(a.T, lower=0, overwrite_a=1, clean=0)
-  if info > 0:
-    raise NotPositiveDefiniteError(
-        f'not positive definite (pivot {info} of {a.shape[0]})')
-  if info < 0:  # pragma: no cover
-    raise ValueError(f'potrf: illegal argument {-info}')
-  _in_place(c.T, a)
+  n = a.shape[0]
+  if block is None:
+    if n <= BLOCKED_ABOVE:
+      info = _potrf_in_place(a)
+      if info > 0:
+        raise NotPositiveDefiniteError(
+            f'not positive definite (pivot {info} of {n})')
+      return
+    block = BLOCK
+  for j0 in range(0, n, block):
+    j1 = min(j0 + block, n)
+    d = np.ascontiguousarray(a[j0:j1, j0:j1])
+    info = _potrf_in_place(d)
+    if info > 0:
+      raise NotPositiveDefiniteError(
+          f'not positive definite (pivot {j0 + info} of {n})')
+    a[j0:j1, j0:j1] = d          # potrf left d's strict upper part as it was
+    for r0 in range(j1, n, block):
+      r1 = min(r0 + block, n)
+      panel = np.ascontiguousarray(a[r0:r1, j0:j1])
+      right_solve_lower_transposed(d, panel)
+      a[r0:r1, j0:j1] = panel
+    # The trailing lower triangle: A[r, c] -= L[r, j] L[c, j]^T, c <= r.
+    for r0 in range(j1, n, block):
+      r1 = min(r0 + block, n)
+      rows = np.ascontiguousarray(a[r0:r1, j0:j1])
+      for c0 in range(j1, r1, block):
+        c1 = min(c0 + block, r1)
+        update = rows @ a[c0:c1, j0:j1].T
+        if c0 == r0:        # a diagonal block: its lower triangle only
+          low = np.tril_indices(r1 - r0)
+          a[r0:r1, c0:c1][low] -= update[low]
+        else:
+          a[r0:r1, c0:c1] -= update
 
 
 def _trsm(a):
