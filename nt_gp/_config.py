@@ -39,7 +39,11 @@ class _Config:
       notebook cell) is often called only once. From the second call with
       that signature on, the XLA-compiled propagation runs (it is compiled
       then). 0 compiles on the first call. Only applies while `jit_compile`
-      is None.
+      is None, and not to networks that need full spatial covariances of
+      images (2+ spatial axes): derivatives of second order of those
+      broadcast tensors of rank > 8, which only XLA supports. Under
+      `jit_compile=False` the nonlinearities' gradients keep their forward
+      intermediates instead of recomputing them (more memory).
   """
 
   def __init__(self):

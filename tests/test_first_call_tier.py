@@ -44,15 +44,18 @@ def test_both_tiers_compute_the_closed_form(threshold, dtype):
     np.testing.assert_allclose(got.numpy(), want, rtol=rtol, atol=rtol)
 
 
-def _net():
-  return stax.serial(stax.Conv(4, (3, 3), padding='SAME', W_std=1.3, b_std=0.2),
-                     stax.Relu(), stax.AvgPool((2, 2)), stax.Flatten(),
+def _net(ndim=1):
+  """Conv + pooling: full spatial covariances, of sequences (ndim 1) or
+  images (ndim 2)."""
+  return stax.serial(stax.Conv(4, (3,) * ndim, padding='SAME', W_std=1.3,
+                               b_std=0.2),
+                     stax.Relu(), stax.AvgPool((2,) * ndim), stax.Flatten(),
                      stax.Dense(1, 1.1, 0.1))[2]
 
 
 def _kernels(threshold_value, threshold, x, calls):
   threshold(threshold_value)
-  kernel_fn = _net()
+  kernel_fn = _net(x.ndim - 2)
   return [kernel_fn(x, None, 'ntk').numpy() for _ in range(calls)]
 
 
@@ -60,7 +63,7 @@ def test_first_call_is_the_graph_and_later_calls_the_compiled_kernel(
     threshold):
   """Small input: the first call equals the kernel without XLA, the second
   the kernel compiled on the first call (bit for bit: same programs)."""
-  x = np.random.RandomState(1).randn(6, 6, 6, 2).astype(np.float32)
+  x = np.random.RandomState(1).randn(6, 6, 2).astype(np.float32)
   tiered = _kernels(10 ** 6, threshold, x, 3)
   compiled = _kernels(0, threshold, x, 1)[0]
   with nt_gp.compilation(jit_compile=False):
@@ -72,12 +75,26 @@ def test_first_call_is_the_graph_and_later_calls_the_compiled_kernel(
 
 
 def test_large_inputs_compile_on_the_first_call(threshold):
-  """Above the threshold (6 * 6 inputs * (6 * 6)² spatial entries = 46656)
-  the first call is already the compiled kernel."""
-  x = np.random.RandomState(2).randn(6, 6, 6, 2).astype(np.float32)
-  first = _kernels(46655, threshold, x, 1)[0]
+  """Above the threshold (6 * 6 inputs * 6² spatial entries = 1296) the
+  first call is already the compiled kernel."""
+  x = np.random.RandomState(2).randn(6, 6, 2).astype(np.float32)
+  first = _kernels(1295, threshold, x, 1)[0]
   compiled = _kernels(0, threshold, x, 1)[0]
   np.testing.assert_array_equal(first, compiled)
+
+
+def test_full_spatial_covariances_of_images_compile_on_the_first_call(
+    threshold):
+  """Their second derivatives need broadcasts of rank > 8, which only XLA
+  runs; so the first call is the compiled kernel even below the threshold
+  (6 * 6 inputs * (6 * 6)² spatial entries = 46656)."""
+  x = np.random.RandomState(2).randn(6, 6, 6, 2).astype(np.float32)
+  first = _kernels(10 ** 6, threshold, x, 1)[0]
+  compiled = _kernels(0, threshold, x, 1)[0]
+  with nt_gp.compilation(jit_compile=False):
+    plain = _kernels(10 ** 6, threshold, x, 1)[0]
+  np.testing.assert_array_equal(first, compiled)
+  assert not np.array_equal(first, plain)    # the check can tell them apart
 
 
 @pytest.mark.parametrize('gathered', [True, False])

@@ -173,6 +173,12 @@ def _run_compiled(fn, diag_fn, args):
                       compile_ops.xla(functools.partial(_map_vjp, impl),
                                       share=False))
   forward, vjp = _COMPILED[key]
+  if _config.config.jit_compile is False:
+    # Without XLA (a small input's first call, or by choice) the map is
+    # inlined into the caller's graph and differentiated as it is: a
+    # recomputing gradient built there would be called after that setting
+    # is gone, and its higher derivatives would reach into a finished graph.
+    return forward(*args, fn_tensors + diag_tensors)
   return _recomputing(forward, vjp, args + (fn_tensors + diag_tensors,))
 
 

@@ -99,6 +99,11 @@ def _graph_first_call(x1, x2, reqs) -> bool:
   """Whether a new input signature's first call runs without XLA (see
   `nt_gp.config.graph_first_call_max_entries`)."""
   cfg = _config.config
+  if not reqs.get('diagonal_spatial', True) and any(
+      len(a.shape) > 3 for a in tf.nest.flatten(x1)):
+    # Full covariances of images: their derivatives of second order broadcast
+    # tensors of rank > 8, which TensorFlow's CPU kernels (unlike XLA) refuse.
+    return False
   return (cfg.jit_compile is None and cfg.graph_first_call_max_entries > 0
           and _covariance_entries(x1, x2, reqs)
           <= cfg.graph_first_call_max_entries)
