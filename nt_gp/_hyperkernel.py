@@ -27,7 +27,6 @@ Two computations are provided:
 import collections
 import functools
 import inspect
-import numbers
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import numpy as np
@@ -36,28 +35,12 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp import _domains
 from nt_gp import _vectorized_grad
+from nt_gp.validation import check_kernel_name, is_number
 
-__all__ = ['ArchitectureKernel', 'GETS', 'check_get', 'check_names',
-           'is_number', 'cast_values']
+__all__ = ['ArchitectureKernel', 'check_names', 'cast_values']
 
-GETS = ('nngp', 'ntk')
 # Compiled functions kept per kernel (one per input signature).
 _MAX_COMPILED = 64
-
-
-def is_number(v) -> bool:
-  """True for Python / numpy real scalars (not bools)."""
-  return isinstance(v, (numbers.Real, np.number)) and not isinstance(
-      v, (bool, np.bool_))
-
-
-def check_get(get) -> str:
-  """Validates `get` ('nngp' or 'ntk') and returns it."""
-  if not isinstance(get, str):
-    raise TypeError(f'`get` must be "nngp" or "ntk", got {get!r}.')
-  if get not in GETS:
-    raise ValueError(f'`get` must be "nngp" or "ntk", got {get!r}.')
-  return get
 
 
 def check_names(architecture: Callable, names: Iterable[str],
@@ -136,7 +119,7 @@ class ArchitectureKernel:
   def __init__(self, architecture: Callable, get: str,
                owner: str = 'NeuralKernel'):
     self.architecture = architecture
-    self.get = check_get(get)
+    self.get = check_kernel_name(get)
     self.owner = owner
     self._compiled = collections.OrderedDict()
     self._checked_shapes = set()

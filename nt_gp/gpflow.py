@@ -36,6 +36,7 @@ from check_shapes import inherit_check_shapes
 
 from nt_gp import _domains
 from nt_gp import _hyperkernel
+from nt_gp import validation
 
 __all__ = ['NeuralKernel']
 
@@ -109,7 +110,7 @@ class NeuralKernel(gpflow.kernels.Kernel):
     owner = 'nt_gp.gpflow.NeuralKernel'
     _hyperkernel.check_names(architecture, hyperparameters, _RESERVED,
                              owner=owner)
-    _hyperkernel.check_get(get)
+    validation.check_kernel_name(get)
     super().__init__(active_dims=active_dims, name=name)
     self._input_shape = _check_input_shape(input_shape)
     priors = dict(priors or {})

@@ -50,6 +50,7 @@ from tensorflow_probability.python.math.psd_kernels.internal import (
 
 from nt_gp import _domains
 from nt_gp import _hyperkernel
+from nt_gp import validation
 from nt_gp._tfp_batch import evaluate as _evaluate
 
 __all__ = ['NeuralKernel']
@@ -289,7 +290,7 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel,
             f'hyperparameters listed by the class\'s parameter_properties: '
             f'pass it NeuralKernel.for_architecture(architecture).)') from None
       raise
-    _hyperkernel.check_get(get)
+    validation.check_kernel_name(get)
     if isinstance(feature_ndims, bool) or not isinstance(
         feature_ndims, (int, np.integer)) or feature_ndims < 1:
       raise ValueError(f'`feature_ndims` must be an int >= 1 (1 for vectors, '
