@@ -46,13 +46,12 @@ import pathlib
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-from machine import peak_rss_bytes  # pylint: disable=g-import-not-at-top,wrong-import-position
+from machine import peak_rss_bytes, timed_calls  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 W_STD, B_STD = 1.5, 0.1
 WORKLOADS = {
@@ -135,14 +134,7 @@ def child(lib, workload, dtype, get, mode, n, calls):
     step = _nt_gp_step(workload, dtype, get, mode, x)
   else:
     step = _nt_step(workload, dtype, get, x)
-  t = time.perf_counter()
-  out = step()
-  first = time.perf_counter() - t
-  times = []
-  for _ in range(calls):
-    t = time.perf_counter()
-    out = step()
-    times.append(time.perf_counter() - t)
+  first, times, out = timed_calls(step, calls)
   return dict(lib=lib, mode=mode, first_s=first, times_s=times,
               median_s=float(np.median(times)),
               peak_rss_gb=peak_rss_bytes() / 1e9, value=out[0],

@@ -25,6 +25,26 @@ def peak_rss_bytes():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def timed_calls(fn, repeats):
+  """Calls `fn` once (the first call, with its compile), then `repeats`
+  times; returns `(first_s, times_s, last result)`.
+
+  Example:
+    >>> first, times, out = timed_calls(lambda: 3, 2)
+    >>> len(times), out
+    (2, 3)
+  """
+  start = time.perf_counter()
+  out = fn()
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    out = fn()
+    times.append(time.perf_counter() - start)
+  return first, times, out
+
+
 def _best(fn, reps=5):
   best = float('inf')
   for _ in range(reps):

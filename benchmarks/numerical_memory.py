@@ -27,7 +27,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -46,7 +45,7 @@ def _network(stax, tanh, deg, layers):
 def child(lib, n, deg, layers, repeats):
   """Runs in the measured process; prints one JSON line."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from machine import peak_rss_bytes  # pylint: disable=g-import-not-at-top
+  from machine import peak_rss_bytes, timed_calls  # pylint: disable=g-import-not-at-top
   x = np.random.RandomState(0).randn(n, 16).astype(np.float32)
   if lib == 'neural_tangents':
     import jax  # pylint: disable=g-import-not-at-top
@@ -67,14 +66,7 @@ def child(lib, n, deg, layers, repeats):
     def run():
       k = kernel_fn(x, None, ('nngp', 'ntk'))
       return [k.nngp.numpy(), k.ntk.numpy()]
-  t = time.perf_counter()
-  k = run()
-  first = time.perf_counter() - t
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    k = run()
-    times.append(time.perf_counter() - t)
+  first, times, k = timed_calls(run, repeats)
   print(json.dumps(dict(
       first_s=first, median_s=float(np.median(times)), times_s=times,
       peak_rss_gb=peak_rss_bytes() / 1e9,
