@@ -190,10 +190,10 @@ def main(argv=None):
       f'residual, LayerNorm, ReLU MLP, GAP) on 64 sequences of 16 x 8; '
       f'`numerical_n500` = tanh by quadrature (ElementwiseNumerical, degree '
       f'25) on 500 x 16 (definitions in `benchmarks/workloads.py`). nt_gp '
-      f'runs the first call of a small input (at most '
-      f'`config.graph_first_call_max_entries` covariance entries) without '
-      f'XLA and compiles on the second call, whose time is printed below the '
-      f'table ("second call"). The last '
+      f'runs in its default configuration (XLA compiled on the first call; '
+      f'with the opt-in `config.graph_first_call_max_entries` a small '
+      f'input\'s first call runs without XLA and the second compiles); the '
+      f'second call is printed below the table ("second call"). The last '
       f'column is the share of the machine\'s measured limit (memory-copy '
       f'bandwidth or gemm rate) for the workload\'s dominant cost.')
   limits = machine_limits()

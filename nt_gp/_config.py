@@ -30,7 +30,9 @@ class _Config:
       other float32 ops. Set it before the first kernel: code XLA compiled
       earlier keeps the precision it was compiled with. Without such a GPU
       the setting changes nothing.
-    graph_first_call_max_entries: the first call of a `kernel_fn` on a new
+    graph_first_call_max_entries: opt-in (default 0: off; 2**22 is a good
+      value for notebooks and sweeps over many input sizes). The first call
+      of a `kernel_fn` on a new
       input signature (shapes, dtype, `get`) whose covariances have at most
       this many entries (N1 * N2 times the spatial size, squared where the
       network needs full spatial covariances) runs as a plain TensorFlow
@@ -43,14 +45,18 @@ class _Config:
       images (2+ spatial axes): derivatives of second order of those
       broadcast tensors of rank > 8, which only XLA supports. Under
       `jit_compile=False` the nonlinearities' gradients keep their forward
-      intermediates instead of recomputing them (more memory).
+      intermediates instead of recomputing them (more memory). Off by
+      default because the first and later calls then differ in rounding
+      (up to ~5e-9 relative in float64 for some activations): a resumed
+      kernel job or a multi-device run would no longer repeat a kernel bit
+      for bit.
   """
 
   def __init__(self):
     self.jit_compile = None
     self.pack_symmetric = True
     self.allow_tf32 = False
-    self.graph_first_call_max_entries = 2 ** 22
+    self.graph_first_call_max_entries = 0
 
   def resolve_jit(self) -> bool:
     """`jit_compile` for the `tf.function` around a whole propagation."""
