@@ -27,14 +27,13 @@ import os
 import pathlib
 import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
-from machine import machine_limits  # pylint: disable=wrong-import-position
+from machine import machine_limits, timed_calls  # pylint: disable=wrong-import-position
 from report import DOCS, Report  # pylint: disable=wrong-import-position
 from workloads import WORKLOADS  # pylint: disable=wrong-import-position
 
@@ -69,13 +68,8 @@ def layers_of(net_expr):
 
 
 def _median_time(fn, reps=3):
-  fn()
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  """Median of `reps` calls of `fn` after a warm-up call."""
+  return statistics.median(timed_calls(fn, reps)[1])
 
 
 def _acos_rate(dtype, size=2 ** 22):
