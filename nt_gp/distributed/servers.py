@@ -23,9 +23,23 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-__all__ = ['LocalCluster', 'run_server', 'main', 'free_port']
+__all__ = ['LocalCluster', 'run_server', 'main', 'free_port', 'free_ports']
 
 READY = 'nt_gp server ready'
+PORT_TAKEN = 3          # exit code of a server whose port was taken
+_START_ATTEMPTS = 5
+
+
+class _PortTaken(Exception):
+  """A server could not bind its port."""
+
+
+def _tail(path: str, n: int = 20) -> str:
+  try:
+    with open(path) as f:
+      return ''.join(f.readlines()[-n:])
+  except OSError:
+    return '(no log)'
 
 
 def free_port() -> int:
@@ -35,9 +49,28 @@ def free_port() -> int:
     >>> 0 < free_port() < 65536
     True
   """
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
+  return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list:
+  """`n` distinct TCP ports on 127.0.0.1 that were free a moment ago (all
+  held open together while choosing, so no two are the same).
+
+  Example:
+    >>> ports = free_ports(3)
+    >>> len(set(ports))
+    3
+  """
+  socks = []
+  try:
+    for _ in range(n):
+      s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+      socks.append(s)
+      s.bind(('127.0.0.1', 0))
+    return [s.getsockname()[1] for s in socks]
+  finally:
+    for s in socks:
+      s.close()
 
 
 def _exit_with(parent_pid: int):
@@ -88,9 +121,17 @@ def run_server(cluster_spec: Dict[str, List[str]], job: str, index: int,
   config = tf.compat.v1.ConfigProto(
       intra_op_parallelism_threads=threads or 0,
       inter_op_parallelism_threads=threads or 0)
-  server = tf.distribute.Server(tf.train.ClusterSpec(cluster_spec),
-                                job_name=job, task_index=index,
-                                protocol='grpc', config=config, start=True)
+  try:
+    server = tf.distribute.Server(tf.train.ClusterSpec(cluster_spec),
+                                  job_name=job, task_index=index,
+                                  protocol='grpc', config=config, start=True)
+  except tf.errors.UnknownError as e:
+    if 'Could not start gRPC server' not in str(e):
+      raise
+    address = cluster_spec[job][index]
+    print(f'error: could not listen on {address} (port taken?)',
+          file=sys.stderr, flush=True)
+    sys.exit(PORT_TAKEN)
   print(f'{READY}: {job} {index} pid {os.getpid()}', flush=True)
   server.join()
 
@@ -180,40 +221,56 @@ class LocalCluster:
                pin_cores: bool = False, startup_timeout: float = 180.):
     if not isinstance(n_workers, int) or n_workers < 1:
       raise ValueError(f'`n_workers` must be a positive int, got {n_workers!r}.')
-    self.spec = {'chief': [f'127.0.0.1:{free_port()}'],
-                 'worker': [f'127.0.0.1:{free_port()}' for _ in range(n_workers)],
-                 'ps': [f'127.0.0.1:{free_port()}']}
     _remove_stale_logs()
     self.log_dir = tempfile.mkdtemp(prefix=f'nt_gp_cluster_{os.getpid()}_')
     self.workers = []
     self.ps = []
+    # A port chosen free can be taken by another process before the server
+    # binds it (tests running in parallel, outgoing connections): such a
+    # server exits with PORT_TAKEN and the cluster starts again on new ports.
+    for attempt in range(_START_ATTEMPTS):
+      ports = free_ports(n_workers + 2)
+      self.spec = {'chief': [f'127.0.0.1:{ports[0]}'],
+                   'worker': [f'127.0.0.1:{p}' for p in ports[1:-1]],
+                   'ps': [f'127.0.0.1:{ports[-1]}']}
+      try:
+        self._start(n_workers, threads, pin_cores)
+        self._wait_ready(startup_timeout)
+        return
+      except _PortTaken:
+        self.close(keep_logs=True)
+        self.workers, self.ps = [], []
+        if attempt + 1 == _START_ATTEMPTS:
+          raise RuntimeError(
+              f'Could not start a local cluster: a port was taken by another '
+              f'process in each of {_START_ATTEMPTS} attempts; see the logs '
+              f'in {self.log_dir}.') from None
+      except BaseException:
+        self.close(keep_logs=True)
+        raise
+
+  def _start(self, n_workers, threads, pin_cores):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     env.pop('TF_CONFIG', None)
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') \
-        else (os.cpu_count() or 1)
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') \
-        else list(range(ncpu))
-    try:
-      for job, n in (('ps', 1), ('worker', n_workers)):
-        for i in range(n):
-          cmd = [sys.executable, '-m', 'nt_gp.distributed.servers',
-                 '--cluster-spec', json.dumps(self.spec), '--job', job,
-                 '--index', str(i), '--parent-pid', str(os.getpid())]
-          if job == 'worker' and threads:
-            cmd += ['--threads', str(threads)]
-          if job == 'ps':
-            cmd += ['--threads', '1']
-          if job == 'worker' and pin_cores:
-            cmd += ['--cpu', str(cpus[i % len(cpus)])]
-          log = open(os.path.join(self.log_dir, f'{job}{i}.log'), 'w')
-          proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
-                                  env=env, text=True)
-          log.close()
-          (self.ps if job == 'ps' else self.workers).append(proc)
-      self._wait_ready(startup_timeout)
-    except BaseException:
-      self.close(keep_logs=True)
-      raise
+        else list(range(os.cpu_count() or 1))
+    for job, n in (('ps', 1), ('worker', n_workers)):
+      for i in range(n):
+        cmd = [sys.executable, '-m', 'nt_gp.distributed.servers',
+               '--cluster-spec', json.dumps(self.spec), '--job', job,
+               '--index', str(i), '--parent-pid', str(os.getpid())]
+        if job == 'worker' and threads:
+          cmd += ['--threads', str(threads)]
+        if job == 'ps':
+          cmd += ['--threads', '1']
+        if job == 'worker' and pin_cores:
+          cmd += ['--cpu', str(cpus[i % len(cpus)])]
+        log = open(os.path.join(self.log_dir, f'{job}{i}.log'), 'w')
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
+                                env=env, text=True)
+        log.close()
+        proc.log_path = log.name
+        (self.ps if job == 'ps' else self.workers).append(proc)
 
   def _wait_ready(self, timeout):
     deadline = time.time() + timeout
@@ -221,9 +278,12 @@ class LocalCluster:
       line = ''
       while READY not in line:
         if proc.poll() is not None:
+          if proc.returncode == PORT_TAKEN:
+            raise _PortTaken()
           raise RuntimeError(f'A cluster server exited with code '
-                             f'{proc.returncode} while starting; see its log '
-                             f'in {self.log_dir}.')
+                             f'{proc.returncode} while starting; the end of '
+                             f'its log ({proc.log_path}):\n'
+                             f'{_tail(proc.log_path)}')
         if time.time() > deadline:
           raise TimeoutError(f'Cluster servers did not start within {timeout} '
                              f's; see {self.log_dir}.')
