@@ -14,7 +14,11 @@ measurement runs in its own process (peak RSS is that process's
 * ``scipy``: read the store into one float64 array, then
   ``scipy.linalg.cholesky(overwrite_a=True)``, ``cho_solve`` for ``alpha``
   and ``solve_triangular`` for the test means and variances. Reported with
-  and without the read.
+  and without the read. Where it crashes (OpenBLAS's threaded potrf, see
+  ``CORETYPE``), it is run again with one BLAS thread.
+* ``blocked``: the same in memory with nt_gp's blocked factorisation
+  (`nt_gp.solve._linalg.cholesky_lower`, LAPACK potrf on 2048-blocks, trsm
+  and gemm), which does not crash with two threads.
 * ``nt_gp``: `nt_gp.solve.exact_sweep` with ``memory_limit`` = 25% of the
   float32 kernel's bytes (the whole process, Python and TensorFlow
   included), which forces the out-of-core panel factorisation; the time
@@ -24,8 +28,12 @@ measurement runs in its own process (peak RSS is that process's
 * ``nt_gp, 1 BLAS thread`` vs 2: the factorisation is BLAS-3 bound, and BLAS
   threads are how it uses a machine's cores (see docs/scale_out.md).
 
-Targets (from the issue): wall time <= 1.5 x scipy's, peak RSS <= the limit
-+ 10%. The means of both are compared (relative difference).
+Every child runs with ``OPENBLAS_CORETYPE=Haswell`` (unless set): OpenBLAS's
+default kernels on this CPU crash scipy's Cholesky at N >= 16000 with two
+threads (see ``CORETYPE``).
+
+Targets (from the issue): wall time <= 1.5 x the faster in-memory run, peak
+RSS <= the limit + 10%. The means of both are compared (relative difference).
 """
 import argparse
 import json
@@ -46,6 +54,16 @@ from report import DOCS, Report  # pylint: disable=g-import-not-at-top,wrong-imp
 
 REG = 1e-2
 N_TEST = 1000
+# OpenBLAS's own choice of kernels here (SkylakeX) crashes LAPACK potrf with
+# two threads at order >= 16000 (nt_gp factors large matrices block by block
+# and is not affected; scipy and numpy are). Every child uses the Haswell
+# kernels, which do not crash and are within 3% of SkylakeX's dgemm and
+# dpotrf speed on this machine: the same BLAS for both sides.
+CORETYPE = 'Haswell'
+# ... but even with those scipy's potrf (and numpy's A @ A.T) crash at
+# N = 40000, with two threads and with one: where scipy's child crashes, it
+# runs again with one BLAS thread, and then the table says it crashed and
+# the baseline is nt_gp's in-memory blocked factorisation alone.
 
 
 def _block(n):
@@ -89,8 +107,9 @@ def child(args):
   diag = np.load(os.path.join(folder, 'diag.npy'))
   out = {'mode': args.child, 'threads': args.threads,
          'baseline_rss': current_rss()}
-  if args.child == 'scipy':
+  if args.child in ('scipy', 'blocked'):
     import scipy.linalg  # pylint: disable=g-import-not-at-top
+    from nt_gp.solve import _linalg  # pylint: disable=g-import-not-at-top
     t0 = time.perf_counter()
     arrays = []
     for name in ('train', 'test'):     # read straight into float64 arrays
@@ -104,11 +123,21 @@ def child(args):
     t1 = time.perf_counter()
     n = len(k)
     k[np.diag_indices(n)] += REG * np.mean(np.diag(k))
-    low = scipy.linalg.cholesky(k, lower=True, overwrite_a=True,
-                                check_finite=False)
-    alpha = scipy.linalg.cho_solve((low, True), y, check_finite=False)
-    v = scipy.linalg.solve_triangular(low, kt.T, lower=True,
-                                      check_finite=False)
+    if args.child == 'scipy':
+      # k is symmetric: its transpose is the same matrix in Fortran order,
+      # which LAPACK factors in place (k itself would be copied: 2x memory).
+      low = scipy.linalg.cholesky(k.T, lower=True, overwrite_a=True,
+                                  check_finite=False)
+      alpha = scipy.linalg.cho_solve((low, True), y, check_finite=False)
+      v = scipy.linalg.solve_triangular(low, kt.T, lower=True,
+                                        check_finite=False)
+    else:     # nt_gp's in-memory blocked factorisation, same BLAS
+      _linalg.cholesky_lower(k)
+      alpha = y.copy()
+      _linalg.solve_lower(k, alpha)
+      _linalg.solve_lower(k, alpha, transposed=True)
+      v = np.ascontiguousarray(kt.T)
+      _linalg.solve_lower(k, v)
     mean, var = kt @ alpha, diag - np.sum(v ** 2, 0)
     t2 = time.perf_counter()
     out.update(seconds=t2 - t0, solve_seconds=t2 - t1)
@@ -139,13 +168,20 @@ def child(args):
   print(json.dumps(out))
 
 
+class ChildCrashed(RuntimeError):
+  """A measurement's process died from a signal."""
+
+
 def run_child(folder, mode, tag, fraction, threads=None):
   cmd = [sys.executable, os.path.abspath(__file__), '--child', mode,
          '--folder', folder, '--tag', tag, '--fraction', str(fraction)]
   if threads:
     cmd += ['--threads', str(threads)]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  env.setdefault('OPENBLAS_CORETYPE', CORETYPE)
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+  if proc.returncode < 0:
+    raise ChildCrashed(f'crashed with signal {-proc.returncode}')
   if proc.returncode:
     raise RuntimeError(proc.stderr[-3000:])
   return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -178,41 +214,83 @@ def main(argv=None):
   r = Report(f'Exact solve out of core: N = {args.n}',
              f'NNGP of the `fcn` preset, float32 kernel store, float64 '
              f'solve, {N_TEST} test points (means and variances), '
-             f'`diag_reg` = {REG}. See `benchmarks/solve_exact.py`.')
+             f'`diag_reg` = {REG}. Each measurement in its own process, '
+             f'all with OpenBLAS\'s {os.environ.get("OPENBLAS_CORETYPE", CORETYPE)} '
+             f'kernels (with its default ones scipy\'s Cholesky crashes '
+             f'here from N = 16000 with two threads; at N = 40000 it crashes '
+             f'with these too, even with one thread). See '
+             f'`benchmarks/solve_exact.py`.')
   try:
     r.say(f'computing the kernels ({args.n} x {args.n} float32, '
           f'{args.n ** 2 * 4 / 2 ** 30:.2f} GiB) ...')
     r.say(f'  {make_stores(args.n, folder):.0f} s; load average '
           f'{os.getloadavg()[0]:.1f}')
-    runs = {'scipy': [], 'nt_gp': []}
+    scipy_threads = None
+    runs = {m: [] for m in ('scipy', 'blocked', 'nt_gp')}
+    crashed = []
     for rep in range(args.reps):
       for mode in runs:
-        res = run_child(folder, mode, f'{mode}{rep}', args.fraction)
+        if mode in crashed:
+          continue
+        threads = scipy_threads if mode == 'scipy' else None
+        try:
+          res = run_child(folder, mode, f'{mode}{rep}', args.fraction,
+                          threads=threads)
+        except ChildCrashed as e:
+          if mode != 'scipy':
+            raise
+          if threads == 1:
+            r.say(f'  {mode}: {e} again; no scipy baseline')
+            crashed.append(mode)
+            continue
+          r.say(f'  {mode}: {e}; again with 1 BLAS thread')
+          scipy_threads = 1
+          try:
+            res = run_child(folder, mode, f'{mode}{rep}', args.fraction,
+                            threads=1)
+          except ChildCrashed as e1:
+            r.say(f'  {mode}, 1 BLAS thread: {e1} too; no scipy baseline')
+            crashed.append(mode)
+            continue
         runs[mode].append(res)
         r.say(f'  {mode}: {res["seconds"]:.1f} s, peak RSS '
               f'{res["peak_rss"] / 2 ** 30:.2f} GiB' +
               (f', limit {res["limit"] / 2 ** 30:.2f} GiB ({res["limit_mode"]})'
                f', {res["plan"]}' if mode == 'nt_gp' else
                f', of which solve {res["solve_seconds"]:.1f} s'))
+    base = 'blocked' if crashed else 'scipy'
     ref, ours = (np.load(os.path.join(folder, f'{m}0.npz'))
-                 for m in ('scipy', 'nt_gp'))
+                 for m in (base, 'nt_gp'))
     diff = float(np.max(np.abs(ours['mean'] - ref['mean'])) /
                  np.max(np.abs(ref['mean'])))
     vdiff = float(np.max(np.abs(ours['var'] - ref['var'])) /
                   np.max(np.abs(ref['var'])))
-    t_ref = statistics.median(x['seconds'] for x in runs['scipy'])
-    t_ref_solve = statistics.median(x['solve_seconds'] for x in runs['scipy'])
-    t_ours = statistics.median(x['seconds'] for x in runs['nt_gp'])
+    med = {m: statistics.median(x['seconds'] for x in runs[m])
+           for m in runs if runs[m]}
+    med_solve = {m: statistics.median(x['solve_seconds'] for x in runs[m])
+                 for m in ('scipy', 'blocked') if runs[m]}
+    t_ref = min(med[m] for m in med_solve)      # the faster in memory
     o = runs['nt_gp'][0]
-    rows = [['scipy in memory (read + solve)', f'{t_ref:.1f} s', '1.00',
-             f'{runs["scipy"][0]["peak_rss"] / 2 ** 30:.2f} GiB', '—'],
-            ['scipy in memory (solve only)', f'{t_ref_solve:.1f} s',
-             f'{t_ref_solve / t_ref:.2f}', '—', '—'],
-            [f'nt_gp out of core ({o["method"]})', f'{t_ours:.1f} s',
-             f'{t_ours / t_ref:.2f} (target <= 1.5)',
-             f'{o["peak_rss"] / 2 ** 30:.2f} GiB',
-             f'{o["limit"] / 2 ** 30:.2f} GiB; peak / limit '
-             f'{o["peak_rss"] / o["limit"]:.2f} (target <= 1.10)']]
+    scipy_name = ('scipy in memory, 1 BLAS thread (2 threads crashed)'
+                  if scipy_threads else 'scipy in memory')
+    rows = []
+    if crashed:
+      rows.append(['scipy in memory', 'crashed (SIGSEGV in OpenBLAS potrf) '
+                   'with 2 and with 1 BLAS thread', '—', '—', '—'])
+    for mode, name in (('scipy', scipy_name),
+                       ('blocked', 'in memory, nt_gp blocked Cholesky')):
+      if not runs[mode]:
+        continue
+      rows.append([f'{name} (read + solve)', f'{med[mode]:.1f} s',
+                   f'{med[mode] / t_ref:.2f}',
+                   f'{runs[mode][0]["peak_rss"] / 2 ** 30:.2f} GiB', '—'])
+      rows.append([f'{name} (solve only)', f'{med_solve[mode]:.1f} s',
+                   f'{med_solve[mode] / t_ref:.2f}', '—', '—'])
+    rows.append([f'nt_gp out of core ({o["method"]})', f'{med["nt_gp"]:.1f} s',
+                 f'{med["nt_gp"] / t_ref:.2f} (target <= 1.5)',
+                 f'{o["peak_rss"] / 2 ** 30:.2f} GiB',
+                 f'{o["limit"] / 2 ** 30:.2f} GiB; peak / limit '
+                 f'{o["peak_rss"] / o["limit"]:.2f} (target <= 1.10)'])
     if not args.no_threads:
       t1 = run_child(folder, 'nt_gp', 'threads1', args.fraction, threads=1)
       t2 = run_child(folder, 'nt_gp', 'threads2', args.fraction, threads=2)
@@ -221,8 +299,10 @@ def main(argv=None):
       rows.append(['nt_gp out of core, 1 -> 2 BLAS threads',
                    f'{t1["seconds"]:.1f} -> {t2["seconds"]:.1f} s',
                    f'speed-up {t1["seconds"] / t2["seconds"]:.2f}', '—', '—'])
-    r.table(['run', 'wall time', 'ratio to scipy', 'peak RSS', 'memory limit'],
-            rows, f'N = {args.n}; means agree to {diff:.1e}, variances to '
+    r.table(['run', 'wall time', 'ratio to the faster in memory',
+             'peak RSS', 'memory limit'],
+            rows, f'N = {args.n}; means agree with {base}\'s to '
+            f'{diff:.1e}, variances to '
             f'{vdiff:.1e} (max relative difference); load average '
             f'{os.getloadavg()[0]:.1f} at the end.')
     r.say(f'means: max relative difference {diff:.2e}; variances {vdiff:.2e}')

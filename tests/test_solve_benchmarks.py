@@ -38,6 +38,7 @@ def test_reg_sweep_benchmark(tmp_path):
 def test_exact_benchmark(tmp_path):
   text, out = _run('solve_exact.py', tmp_path)
   assert 'nt_gp out of core (tiled)' in text
+  assert 'in memory, nt_gp blocked Cholesky (read + solve)' in text
   # The out-of-core solve and scipy agree on the same kernel.
   diff = float(re.search(r'means: max relative difference ([\d.e+-]+)',
                          out).group(1))
