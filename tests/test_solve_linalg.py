@@ -41,6 +41,54 @@ def test_cholesky_lower_names_the_failing_pivot(block):
     _linalg.cholesky_lower(k, block=block)
 
 
+@pytest.mark.parametrize('blocked', [False, True])
+def test_cholesky_returns_numpys_factor_and_leaves_its_input(monkeypatch,
+                                                             blocked):
+  if blocked:     # the block-by-block path, as for large matrices
+    monkeypatch.setattr(_linalg, 'BLOCKED_ABOVE', 8)
+    monkeypatch.setattr(_linalg, 'BLOCK', 7)
+  rs = np.random.RandomState(1)
+  x = rs.randn(50, 60)
+  k = x @ x.T
+  before = k.copy()
+  low = _linalg.cholesky(k)
+  np.testing.assert_allclose(low, np.linalg.cholesky(k), rtol=0, atol=1e-10)
+  assert np.all(np.triu(low, 1) == 0) and low.flags.c_contiguous
+  np.testing.assert_array_equal(k, before)
+  k[20, 20] = -1.
+  with pytest.raises(_linalg.NotPositiveDefiniteError, match='pivot 21'):
+    _linalg.cholesky(k)
+
+
+def test_falkon_leverage_and_noise_fit_factor_large_matrices_by_blocks(
+    monkeypatch):
+  """The M x M and m x m factorisations of Falkon's preconditioner, the
+  leverage-score centres and the feature GP's evidence go through the
+  blocked Cholesky above `BLOCKED_ABOVE` (OpenBLAS's threaded potrf crashes
+  at large orders): same numbers as the dense formulas."""
+  from nt_gp.features import noise_fit
+  from nt_gp.solve import falkon
+  monkeypatch.setattr(_linalg, 'BLOCKED_ABOVE', 8)
+  monkeypatch.setattr(_linalg, 'BLOCK', 5)
+  calls = []
+  real = _linalg.cholesky_lower
+  monkeypatch.setattr(_linalg, 'cholesky_lower',
+                      lambda a, block=None: calls.append(len(a)) or real(a))
+  rs = np.random.RandomState(2)
+  phi, y = rs.randn(40, 12), rs.randn(40, 1)
+  e = noise_fit.evaluate(phi.T @ phi, phi.T @ y, (y ** 2).sum(0), 40, 0.3)
+  k = phi @ phi.T + 0.3 * np.eye(40)
+  dense = -0.5 * (y[:, 0] @ np.linalg.solve(k, y[:, 0]) +
+                  np.linalg.slogdet(2 * np.pi * k)[1])
+  np.testing.assert_allclose(e.value, dense, rtol=1e-12)
+  kzz = phi @ phi.T     # rank 12 of 40: needs a jitter
+  low, jitter = falkon.cholesky_with_jitter(kzz, 'K(Z, Z)')
+  assert jitter > 0
+  np.testing.assert_allclose(low @ low.T, kzz + jitter * np.eye(40),
+                             atol=1e-10 * np.abs(kzz).max())
+  assert calls[0] == 12 and 40 in calls
+
+
 @pytest.mark.slow
 def test_cholesky_of_order_16000_does_not_crash():
   """OpenBLAS's multithreaded potrf crashes (SIGSEGV) on matrices of order

@@ -31,6 +31,8 @@ import numpy as np
 import scipy.linalg.lapack
 import scipy.optimize
 
+from nt_gp.solve import _linalg
+
 __all__ = ['Evaluation', 'evaluate', 'maximise']
 
 
@@ -83,20 +85,21 @@ def evaluate(gram: np.ndarray, rhs: np.ndarray, targets_sq: np.ndarray,
     True
   """
   m = gram.shape[0]
-  a = gram.copy()
+  a = np.array(gram, np.float64, order='C')
   a[np.diag_indices(m)] += noise
-  # `a` is symmetric: its transpose is the Fortran-ordered matrix LAPACK
-  # factorises in place.
-  chol, info = scipy.linalg.lapack.dpotrf(a.T, lower=1, overwrite_a=1,
-                                          clean=1)
-  if info != 0:
+  try:     # block by block for large m (OpenBLAS's threaded potrf crashes)
+    _linalg.cholesky_lower(a)
+  except _linalg.NotPositiveDefiniteError:
     raise NotPositiveDefinite(f'Φᵀ Φ + σ² I is not positive definite at '
-                              f'noise variance {noise:.3g}.')
-  logdet = 2 * float(np.sum(np.log(np.diagonal(chol))))
-  inv, info = scipy.linalg.lapack.dtrtri(chol, lower=1, overwrite_c=1)
+                              f'noise variance {noise:.3g}.') from None
+  logdet = 2 * float(np.sum(np.log(np.diagonal(a))))
+  # The C-ordered lower factor L is the Fortran-ordered upper Lᵀ: its
+  # inverse L⁻ᵀ in place, read back C-ordered as L⁻¹.
+  inv_t, info = scipy.linalg.lapack.dtrtri(a.T, lower=0, overwrite_c=1)
   if info != 0:
     raise NotPositiveDefinite(f'Φᵀ Φ + σ² I is singular at noise variance '
                               f'{noise:.3g}.')
+  inv = np.tril(inv_t.T)
   half = inv @ rhs                           # L⁻¹ b
   weights = inv.T @ half                     # A⁻¹ b
   trace = float(np.einsum('ij,ij->', inv, inv))   # tr(A⁻¹) = |L⁻¹|²_F

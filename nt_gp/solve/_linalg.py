@@ -11,7 +11,8 @@ the Fortran view.
 import numpy as np
 from scipy.linalg import blas, lapack
 
-__all__ = ['NotPositiveDefiniteError', 'cholesky_lower', 'solve_lower',
+__all__ = ['NotPositiveDefiniteError', 'cholesky', 'cholesky_lower',
+           'solve_lower',
            'solve_lower_transposed', 'right_solve_lower_transposed',
            'subtract_product', 'subtract_product_transposed',
            'restore_lower_from_upper']
@@ -109,6 +110,30 @@ def cholesky_lower(a: np.ndarray, block: int = None):
           a[r0:r1, c0:c1][low] -= update[low]
         else:
           a[r0:r1, c0:c1] -= update
+
+
+def cholesky(a: np.ndarray) -> np.ndarray:
+  """The lower Cholesky factor of symmetric `a`, as a new C-ordered array
+  with zeros above the diagonal (`a` is not changed).
+
+  What ``scipy.linalg.cholesky(a, lower=True)`` gives, but factored block by
+  block above order `BLOCKED_ABOVE` (see `cholesky_lower`), where OpenBLAS's
+  threaded potrf can crash.
+
+  Raises:
+    NotPositiveDefiniteError: with the index of the first failing pivot.
+
+  Example:
+    >>> cholesky(np.array([[4., 2.], [2., 5.]]))
+    array([[2., 0.],
+           [1., 2.]])
+  """
+  low = np.array(a, dtype=np.result_type(a.dtype, np.float32), order='C')
+  if low.ndim != 2 or low.shape[0] != low.shape[1]:
+    raise ValueError(f'expected a square matrix, got shape {low.shape}')
+  cholesky_lower(low)
+  low[np.triu_indices(len(low), 1)] = 0.
+  return low
 
 
 def _trsm(a):

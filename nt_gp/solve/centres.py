@@ -25,6 +25,8 @@ from typing import Callable
 import numpy as np
 import scipy.linalg
 
+from nt_gp.solve import _linalg
+
 __all__ = ['uniform_centres', 'leverage_centres', 'weighted_sample']
 
 
@@ -101,7 +103,7 @@ def leverage_centres(n: int, m: int, reg: float, diagonal: np.ndarray,
   subset = uniform_centres(n, s, seed)
   k_ss = np.asarray(k_subset(subset), np.float64)
   shift = (s / n) * reg
-  lower = scipy.linalg.cholesky(k_ss + shift * np.eye(s), lower=True)
+  lower = _linalg.cholesky(k_ss + shift * np.eye(s))
   r = scipy.linalg.solve_triangular(lower, np.eye(s), lower=True).T
   q = np.asarray(cross_quad(subset, r), np.float64)
   scores = np.maximum(np.asarray(diagonal, np.float64) - q, 0.) / reg

@@ -43,6 +43,8 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import scipy.linalg
 
+from nt_gp.solve import _linalg
+
 __all__ = ['FalkonPreconditioner', 'falkon_solve', 'FalkonResult',
            'cholesky_with_jitter']
 
@@ -67,9 +69,8 @@ def cholesky_with_jitter(a: np.ndarray, what: str):
   scale = max(float(np.mean(np.diagonal(a))), 1e-300)
   for eps in [0.] + [10. ** p for p in range(-14, -2)]:
     try:
-      return scipy.linalg.cholesky(a + eps * scale * np.eye(len(a)),
-                                   lower=True, check_finite=False), eps * scale
-    except np.linalg.LinAlgError:
+      return _linalg.cholesky(a + eps * scale * np.eye(len(a))), eps * scale
+    except _linalg.NotPositiveDefiniteError:
       continue
   raise ValueError(f'{what} is far from positive definite (it failed with a '
                    f'jitter of 1e-3 of its mean diagonal); check for '
