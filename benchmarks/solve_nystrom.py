@@ -280,8 +280,9 @@ def main(argv=None):
              '--memory-limit', a.memory_limit, '--cache-dir', cache]
   forward = [str(v) for v in forward]
   parts = a.parts.split(',')
-  r = Report(f'Nyström + preconditioned CG: {a.get.upper()} regression, '
-             f'N = {a.n:,}',
+  r = Report(f'Nyström + preconditioned CG: {a.get.upper()} regression' +
+             (f', N = {a.n:,}' if 'main' in parts else
+              f' ({", ".join(parts)})'),
              f'See `benchmarks/solve_nystrom.py` for the data and the parts. '
              f'`diag_reg` in {REGS} (relative to the mean of diag K), '
              f'uniform centres, float32 kernel blocks of {a.batch_size} rows, '
