@@ -131,9 +131,11 @@ class Kernel:
     """Returns a batch-last kernel with `nngp`/`ntk` over all pairs."""
     if not self.packed:
       return self
-    blocks = packing.block_count(self.shape1[self.batch_axis])
+    n = self.shape1[self.batch_axis]
+    blocks = packing.block_count(n)
     def unpack(t):
-      return packing.unpack(t, blocks, self.n_spatial, self.diagonal_spatial)
+      return packing.unpack(t, blocks, self.n_spatial, self.diagonal_spatial,
+                            n)
     return self.replace(nngp=unpack(self.nngp), ntk=unpack(self.ntk),
                         packed=False)
 

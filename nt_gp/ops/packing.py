@@ -4,7 +4,8 @@ When `x2` is `x1`, `nngp[..., a, b, i, j] = nngp[..., b, a, j, i]`: the
 entry for the input pair (j, i) is that of (i, j) with the spatial positions
 swapped. The batch is split into `B` blocks of `b = N / B` inputs and only
 the block pairs I <= J are propagated, as a trailing `(B (B + 1) / 2, b, b)`
-array instead of `(N, N)`: for B = 8 that is 56% of the entries. Blocks keep
+array instead of `(N, N)`: for B = 8 that is 56% of the entries. A batch
+size without a suitable divisor is padded to one (`block_count`). Blocks keep
 the computation free of per-entry index lookups (which XLA:CPU executes
 slowly when fused into elementwise loops); each block pair only needs the
 variances of its two blocks, a small gather. Convolutions, pooling and
@@ -13,27 +14,76 @@ readouts act on the spatial axes and commute with the swap.
 import numpy as np
 import tensorflow as tf
 
-__all__ = ['block_count', 'block_pairs', 'pack', 'unpack',
+__all__ = ['block_count', 'padded_size', 'pad_batch', 'block_pairs', 'pack',
+           'unpack',
            'unpack_adjoint', 'pair_variances', 'swap_spatial_pairs',
            'MAX_BLOCKS']
 
 MAX_BLOCKS = 8
 
 
-def block_count(n: int) -> int:
-  """Number of blocks B for a batch of `n` (1 means: do not pack).
-
-  The largest divisor of `n` that is at most `MAX_BLOCKS` and leaves blocks
-  of at least 2 inputs.
-
-  Example:
-    >>> block_count(32), block_count(100), block_count(31), block_count(4)
-    (8, 5, 1, 2)
-  """
+def _divisor_blocks(n: int) -> int:
+  """The largest divisor of `n` that is at most `MAX_BLOCKS` and leaves
+  blocks of at least 2 inputs (1 if none)."""
   for blocks in range(min(MAX_BLOCKS, n // 2), 1, -1):
     if n % blocks == 0:
       return blocks
   return 1
+
+
+def block_count(n: int) -> int:
+  """Number of blocks B for a batch of `n` (1 means: do not pack).
+
+  Packing `n` inputs in B blocks propagates ``n'² (B + 1) / (2B)`` entries,
+  where ``n' = padded_size(n, B)`` is `n` rounded up to a multiple of B (the
+  batch is padded with copies of its first input, and the padded pairs are
+  dropped when unpacking). B and n' minimise that count over the sizes
+  ``n <= n' <= n + n // 16`` whose largest divisor up to `MAX_BLOCKS`
+  leaves blocks of at least 2 inputs, against ``n²`` unpacked: a prime
+  batch size such as 257 is packed as 259 = 7 x 37 (0.58x the entries of
+  257²) instead of not at all.
+
+  Example:
+    >>> block_count(32), block_count(100), block_count(31), block_count(4)
+    (8, 5, 8, 2)
+    >>> block_count(257), padded_size(257, block_count(257))
+    (7, 259)
+  """
+  best_cost, best = n * n, 1
+  for size in range(n, n + n // 16 + 1):
+    blocks = _divisor_blocks(size)
+    cost = size * size * (blocks + 1) / (2 * blocks)
+    if blocks > 1 and cost < best_cost:
+      best_cost, best = cost, blocks
+  return best
+
+
+def padded_size(n: int, blocks: int) -> int:
+  """`n` rounded up to a multiple of `blocks`.
+
+  Example:
+    >>> padded_size(31, 8), padded_size(32, 8)
+    (32, 32)
+  """
+  return -(-n // blocks) * blocks
+
+
+def pad_batch(t: tf.Tensor, size: int, axis: int = 0) -> tf.Tensor:
+  """Pads `t` to `size` along `axis` with copies of its first entry.
+
+  Copies, not zeros: padded inputs give valid covariances (a zero input has
+  zero variance, and normalised maps would divide by it, sending NaNs into
+  the gradients even of entries that are dropped).
+
+  Example:
+    >>> pad_batch(tf.constant([[1., 2.], [3., 4.]]), 3).numpy().tolist()
+    [[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]]
+  """
+  n = t.shape[axis]
+  if size == n:
+    return t
+  first = tf.gather(t, [0] * (size - n), axis=axis)
+  return tf.concat([t, first], axis)
 
 
 def block_pairs(blocks: int):
@@ -47,8 +97,14 @@ def block_pairs(blocks: int):
 
 
 def pack(t: tf.Tensor, blocks: int) -> tf.Tensor:
-  """`(..., N, N)` -> `(..., B (B + 1) / 2, N / B, N / B)`."""
+  """`(..., N, N)` -> `(..., B (B + 1) / 2, N' / B, N' / B)` with
+  ``N' = padded_size(N, B)`` (padded with zeros)."""
   n = t.shape[-1]
+  size = padded_size(n, blocks)
+  if size > n:
+    rank = t.shape.rank
+    t = tf.pad(t, [[0, 0]] * (rank - 2) + [[0, size - n]] * 2)
+    n = size
   b = n // blocks
   lead = tf.shape(t)[:-2]
   t = tf.reshape(t, tf.concat([lead, [blocks, b, blocks, b]], 0))
@@ -70,8 +126,10 @@ def swap_spatial_pairs(t: tf.Tensor, n_spatial: int) -> tf.Tensor:
 
 
 def unpack(t: tf.Tensor, blocks: int, n_spatial: int,
-           diagonal_spatial: bool) -> tf.Tensor:
-  """`(..., B (B + 1) / 2, b, b)` -> `(..., N, N)`; see the module docstring.
+           diagonal_spatial: bool, n: int = None) -> tf.Tensor:
+  """`(..., B (B + 1) / 2, b, b)` -> `(..., n, n)`; see the module docstring.
+
+  `n` (default ``B b``) drops the pairs of padded inputs (see `block_count`).
 
   Its gradient is `unpack_adjoint`: two dense packings of the incoming
   gradient. (Differentiated as written, each of the B² gathered blocks would
@@ -87,11 +145,17 @@ def unpack(t: tf.Tensor, blocks: int, n_spatial: int,
   if t is None or t.shape.rank == 0:
     return t
 
+  size = blocks * t.shape[-1]
+  n = size if n is None else n
+
   @tf.custom_gradient
   def unpack_op(t):
-    def grad(g):
+    def grad(g):     # `pack` pads g with zeros: the adjoint of the slice
       return unpack_adjoint(g, blocks, n_spatial, diagonal_spatial)
-    return _unpack(t, blocks, n_spatial, diagonal_spatial), grad
+    out = _unpack(t, blocks, n_spatial, diagonal_spatial)
+    if n < size:
+      out = out[..., :n, :n]
+    return out, grad
   return unpack_op(t)
 
 
@@ -185,13 +249,14 @@ def pair_variances(v: tf.Tensor, blocks: int):
   """Per block pair, the variances of its row and column blocks.
 
   Args:
-    v: `(..., N)` variances.
+    v: `(..., N)` variances (padded like the batch, see `block_count`).
     blocks: B.
 
   Returns:
-    Two `(..., B (B + 1) / 2, N / B)` tensors.
+    Two `(..., B (B + 1) / 2, N' / B)` tensors, ``N' = padded_size(N, B)``.
   """
-  n = v.shape[-1]
+  n = padded_size(v.shape[-1], blocks)
+  v = pad_batch(v, n, axis=-1)
   v = tf.reshape(v, tf.concat([tf.shape(v)[:-1], [blocks, n // blocks]], 0))
   rows, cols = block_pairs(blocks)
   return tf.gather(v, rows, axis=-2), tf.gather(v, cols, axis=-2)

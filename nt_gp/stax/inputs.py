@@ -57,9 +57,11 @@ def packed_self_cov(a: tf.Tensor, diagonal_spatial: bool,
                     blocks: int) -> tf.Tensor:
   """Covariance of a canonical batch with itself over block pairs I <= J.
 
-  Returns `(*spatial, B (B + 1) / 2, N / B, N / B)` (see `nt_gp.ops.packing`).
+  Returns `(*spatial, B (B + 1) / 2, N' / B, N' / B)` with `N'` the batch
+  padded to a multiple of B (see `nt_gp.ops.packing.block_count`).
   """
-  n = a.shape[0]
+  n = packing.padded_size(a.shape[0], blocks)
+  a = packing.pad_batch(a, n)
   spatial = a.shape[1:-1]
   s = len(spatial)
   if s == 0:
