@@ -55,15 +55,30 @@ def test_padded_packing_equals_unpacked(name):
                                atol=1e-12 * np.abs(want).max())
 
 
-def test_block_count_minimises_the_propagated_entries():
-  for n in list(range(1, 80)) + [257, 1009, 4001]:
+def _entries(m, b):
+  return m * m * (b + 1) / (2 * b) if b > 1 else m * m
+
+
+def _plain_blocks(n):
+  return max([b for b in range(1, min(packing.MAX_BLOCKS, n // 2) + 1)
+              if n % b == 0] or [1])
+
+
+def test_block_count_pads_only_for_at_least_a_tenth_fewer_entries():
+  for n in list(range(1, 80)) + [257, 500, 1000, 1009, 4001]:
     blocks = packing.block_count(n)
     size = packing.padded_size(n, blocks)
-    cost = size * size * (blocks + 1) / (2 * blocks) if blocks > 1 else n * n
+    plain = _entries(n, _plain_blocks(n))
     assert size - n <= n // 16
+    if size == n:
+      assert blocks == _plain_blocks(n)
+    else:
+      assert _entries(size, blocks) < 0.9 * plain, n
     # no size within the allowed padding, packed by any B <= 8 that divides
-    # it with blocks of >= 2 inputs, propagates fewer entries
-    for m in range(n, n + n // 16 + 1):
+    # it with blocks of >= 2 inputs, gains 10% and propagates fewer entries
+    for m in range(n + 1, n + n // 16 + 1):
       for b in range(2, min(packing.MAX_BLOCKS, m // 2) + 1):
-        if m % b == 0:
-          assert m * m * (b + 1) / (2 * b) >= cost - 1e-9, (n, m, b)
+        if m % b == 0 and _entries(m, b) < 0.9 * plain:
+          assert _entries(m, b) >= _entries(size, blocks) - 1e-9, (n, m, b)
+  assert packing.padded_size(500, packing.block_count(500)) == 500
+  assert packing.padded_size(257, packing.block_count(257)) == 259
