@@ -188,4 +188,6 @@ def fuse_requirements(kernel_fn_reqs: Dict, default_reqs: Dict,
     reqs[key] = v_user
   for key, v in default_reqs.items():
     reqs.setdefault(key, v)
+    if key in ('batch_axis', 'channel_axis') and reqs[key] is None:
+      reqs[key] = v     # the first layer takes any (`Flatten`): the default
   return reqs
