@@ -11,6 +11,8 @@ slowly when fused into elementwise loops); each block pair only needs the
 variances of its two blocks, a small gather. Convolutions, pooling and
 readouts act on the spatial axes and commute with the swap.
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -43,6 +45,7 @@ def _entries(size: int, blocks: int) -> float:
 _PAD_GAIN = 0.9
 
 
+@functools.lru_cache(maxsize=256)
 def block_count(n: int) -> int:
   """Number of blocks B for a batch of `n` (1 means: do not pack).
 
