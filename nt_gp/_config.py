@@ -50,6 +50,16 @@ class _Config:
       (up to ~5e-9 relative in float64 for some activations): a resumed
       kernel job or a multi-device run would no longer repeat a kernel bit
       for bit.
+    bucket_max_entries: a top-level `kernel_fn` call whose covariances have
+      at most this many entries (counted as for
+      `graph_first_call_max_entries`; default 2**22) pads each batch to its
+      size bucket (the next multiple of 2^(⌊log2 N⌋ - 4): less than N/16
+      more inputs, copies of its first) and slices the kernel back, so
+      nearby sizes (a GP's test sets, a notebook, N = 1000..1024) share one
+      traced and compiled propagation instead of compiling per size (see
+      `nt_gp.stax.buckets`). The same size always runs the same program, so
+      repeated calls agree bit for bit. 0: every size exact. Larger inputs
+      never pad: their run time, not the compile, dominates.
   """
 
   def __init__(self):
@@ -57,6 +67,7 @@ class _Config:
     self.pack_symmetric = True
     self.allow_tf32 = False
     self.graph_first_call_max_entries = 0
+    self.bucket_max_entries = 2 ** 22
 
   def resolve_jit(self) -> bool:
     """`jit_compile` for the `tf.function` around a whole propagation."""

@@ -25,7 +25,8 @@ PACKAGE = ROOT / 'nt_gp'
 FOUNDATION = {'nt_gp._config', 'nt_gp.validation', 'nt_gp.nonfinite'}
 STAX_ENGINE = {f'nt_gp.stax.{m}' for m in (
     'layer', 'layer_call', 'rule_spec', 'requirements', 'masking', 'inputs',
-    'shapes', 'hparams', '_random', 'elementwise', 'dimension_numbers')}
+    'shapes', 'hparams', '_random', 'elementwise', 'dimension_numbers',
+    'buckets')}
 
 
 def _module_name(path: pathlib.Path) -> str:

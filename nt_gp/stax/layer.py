@@ -21,6 +21,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp import validation
 from nt_gp.kernel import Kernel, flatten_kernels, is_kernel_tree, map_kernels
+from nt_gp.stax import buckets
 from nt_gp.stax import inputs
 from nt_gp.stax import layer_call
 from nt_gp.stax import masking
@@ -203,6 +204,13 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
         diagonal_batch=diagonal_batch, diagonal_spatial=diagonal_spatial,
         mask_constant=mask_constant)
     compute_ntk = names is None or 'ntk' in names
+    padded = None
+    if pattern is None and not tf.inside_function():
+      padded = buckets.bucketed_sizes(x1, x2, reqs,
+                                      _covariance_entries(x1, x2, reqs))
+      if padded:
+        x1 = buckets.pad_batch(x1, padded[2])
+        x2 = None if x2 is None else buckets.pad_batch(x2, padded[3])
     reqs_key = tuple(sorted((k, v) for k, v in reqs.items()))
     kw_key = tuple(sorted(kwargs.items()))
     x2_key = (None if x2 is None else
@@ -237,6 +245,10 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
           out = fn(x1, x2, pattern)
       else:
         out = fn(x1, x2, pattern)
+      if padded:
+        n1, n2 = padded[0], padded[0] if x2 is None else padded[1]
+        out = map_kernels(
+            lambda k: k.slice(slice(0, n1), slice(0, n2)), out)
     from nt_gp import nonfinite  # pylint: disable=g-import-not-at-top
     return nonfinite.check_output(_select(out, single, names), single, names)
 
