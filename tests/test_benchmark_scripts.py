@@ -263,3 +263,24 @@ def test_hypergrad_measures_both_libraries_and_a_base_tree(tmp_path):
       [sys.executable, str(ROOT / 'benchmarks' / 'hypergrad.py'), '--tiny'],
       capture_output=True, text=True, timeout=300)
   assert refused.returncode == 2 and 'docs page' in refused.stderr
+
+
+def test_hypergrad_arbitrates_a_float32_disagreement_by_float64():
+  """Where the libraries' float32 gradients differ, the float64 run of the
+  same configuration (in which they agree) says which one is off; only an
+  nt_gp that is the closer one, within 1e-2, escapes the failure."""
+  import hypergrad  # pylint: disable=g-import-not-at-top
+
+  def res(dtype, ours, theirs, mode='eager'):
+    pack = lambda v: dict(value=1.0, d_W_std=v, d_b_std=2.0)
+    return dict(workload='myrtle5', get='ntk', mode=mode, dtype=dtype,
+                nt_gp=pack(ours), neural_tangents=pack(theirs))
+  ref = res('float64', 100.0, 100.0)
+  close, far = res('float32', 100.1, 95.0), res('float32', 90.0, 100.0)
+  assert hypergrad.arbitrate(close, [close, ref]).startswith(
+      'nt_gp closer to float64: 1.0e-03 vs 5.0e-02')
+  assert hypergrad.arbitrate(far, [far, ref]).startswith(
+      'neural-tangents closer')
+  # No float64 run of the same mode: no verdict.
+  assert hypergrad.arbitrate(close, [close, res('float64', 100., 100.,
+                                                'function')]) is None
