@@ -20,8 +20,10 @@ measures, in this order:
 * graph-mode optimise + run: the same with `nt_gp.config.jit_compile =
   False` (traced again; no XLA clusters), then a steady call;
 * `kernel_fn` first call and new shape: the public call in the default
-  configuration on N + 1 and N + 2 inputs (a small input's first call runs
-  without XLA, see `nt_gp.config.graph_first_call_max_entries`).
+  configuration on N + 1 and N + 2 inputs;
+* persistent XLA cache: the public first call on N inputs in two more fresh
+  processes sharing a new `--tf_xla_persistent_cache_directory` (cold: it
+  compiles and fills the cache; warm: it loads the compiled maps).
 
 Times in seconds; one process per row, so each row includes its own
 one-time costs.
@@ -32,6 +34,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -94,6 +97,44 @@ def child(name, dtype, n):
   print(json.dumps(out), flush=True)
 
 
+def cache_child(name, dtype, n):
+  """A fresh process's first call of the public `kernel_fn` (runtime started
+  first, as in `compare.py`); prints one JSON line. `main` runs it twice
+  with the same persistent XLA cache directory: cold, then warm."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from nt_gp import stax  # pylint: disable=g-import-not-at-top
+  tf.zeros(()).numpy()
+  spec = ALL_WORKLOADS[name]
+  shape = ((n or spec['shape'][0]),) + tuple(spec['shape'][1:])
+  x = np.random.RandomState(0).randn(*shape).astype(dtype)
+  kernel_fn = eval(spec['net'], {'stax': stax, 'tanh': tf.tanh})[2]  # pylint: disable=eval-used
+  first, _ = _clock(lambda: kernel_fn(x, None, ('nngp', 'ntk')).ntk.numpy())
+  print(json.dumps({'first_s': first}), flush=True)
+
+
+def with_xla_cache(env, directory):
+  """`env` with TensorFlow's persistent XLA cache in `directory`."""
+  flags = env.get('TF_XLA_FLAGS', '')
+  return dict(env, TF_XLA_FLAGS=(
+      f'{flags} --tf_xla_persistent_cache_directory={directory}').strip())
+
+
+def _cache_pair(name, dtype, n, env):
+  """`(cold, warm)` first-call seconds with a new persistent cache."""
+  out = []
+  with tempfile.TemporaryDirectory() as cache:
+    for _ in range(2):
+      proc = subprocess.run(
+          [sys.executable, __file__, '--cache-child', name, dtype, str(n)],
+          capture_output=True, text=True, env=with_xla_cache(env, cache),
+          check=False)
+      if proc.returncode:
+        return None
+      out.append(json.loads(proc.stdout.strip().splitlines()[-1])['first_s'])
+  return tuple(out)
+
+
 COLUMNS = [('start_eager_s', 'TF start: eager / tf.function / XLA'),
            ('trace_s', 'trace'), ('ops', 'graph ops / XLA clusters'),
            ('xla_first_s', 'XLA: compile + run'), ('xla_steady_s', 'XLA: run'),
@@ -101,7 +142,8 @@ COLUMNS = [('start_eager_s', 'TF start: eager / tf.function / XLA'),
            ('graph_first_s', 'graph: optimise + run'),
            ('graph_steady_s', 'graph: run'),
            ('public_first_s', 'kernel_fn on N+1'),
-           ('public_new_shape_s', 'kernel_fn on N+2')]
+           ('public_new_shape_s', 'kernel_fn on N+2'),
+           ('cache_cold_s', 'first call, XLA cache: cold / warm')]
 
 INTRO = (
     'One fresh process per row measures, in this order: TensorFlow\'s '
@@ -112,16 +154,22 @@ INTRO = (
     '(TensorFlow\'s graph optimisation, the XLA compilation of each cluster, '
     'the run) and a second call; the same traced again with '
     '`nt_gp.config.jit_compile = False` (graph mode, no XLA); then the public '
-    '`kernel_fn` in the default configuration on N+1 and N+2 inputs (a new '
-    'input size: a small one runs without XLA on its first call, see '
-    '`nt_gp.config.graph_first_call_max_entries`). Times in seconds.')
+    '`kernel_fn` in the default configuration on N+1 and N+2 inputs (new '
+    'input sizes). The last column is the '
+    'first call of `kernel_fn` on N inputs in two more fresh processes that '
+    'share a new persistent XLA cache directory (`TF_XLA_FLAGS='
+    '--tf_xla_persistent_cache_directory=DIR`, see docs/performance.md): '
+    'the first process compiles and fills it, the second loads the compiled '
+    'maps from it. Times in seconds.')
 
 
 def _cells(r):
   cells = [f'{r["start_eager_s"]:.2f} / {r["start_function_s"]:.2f} / '
            f'{r["start_xla_s"]:.2f}', f'{r["trace_s"]:.2f}',
            f'{r["ops"]} / {r["xla_clusters"]}']
-  return cells + [f'{r[k]:.3f}' for k, _ in COLUMNS[3:]]
+  cells += [f'{r[k]:.3f}' for k, _ in COLUMNS[3:-1]]
+  return cells + ([f'{r["cache_cold_s"]:.3f} / {r["cache_warm_s"]:.3f}']
+                  if 'cache_cold_s' in r else ['failed'])
 
 
 def main(argv=None):
@@ -133,10 +181,11 @@ def main(argv=None):
   parser.add_argument('--out', default=str(DOCS / 'first_call.md'),
                       help='Markdown page ("" to skip)')
   parser.add_argument('--child', nargs=3, help=argparse.SUPPRESS)
+  parser.add_argument('--cache-child', nargs=3, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
-  if args.child:
-    name, dtype, n = args.child
-    child(name, dtype, int(n))
+  if args.child or args.cache_child:
+    name, dtype, n = args.child or args.cache_child
+    (child if args.child else cache_child)(name, dtype, int(n))
     return 0
   unknown = [w for w in args.workloads if w not in ALL_WORKLOADS]
   if unknown:
@@ -157,6 +206,9 @@ def main(argv=None):
         report.say(f'{name} {dtype}: failed\n{proc.stderr[-1500:]}')
         continue
       r = json.loads(proc.stdout.strip().splitlines()[-1])
+      pair = _cache_pair(name, dtype, args.n or 0, env)
+      if pair:
+        r['cache_cold_s'], r['cache_warm_s'] = pair
       rows.append([name, dtype] + _cells(r))
       report.say(f'{name} {dtype}: ' + json.dumps(
           {k: round(v, 3) for k, v in r.items()}))

@@ -20,9 +20,12 @@ def test_first_call_breakdown_writes_a_row_per_workload_and_dtype(tmp_path):
   assert [r.split('|')[2].strip() for r in rows] == ['float32', 'float64']
   for row in rows:
     cells = [c.strip() for c in row.strip('|').split('|')]
-    assert len(cells) == 12 and 'failed' not in row
+    assert len(cells) == 13 and 'failed' not in row
     ops, clusters = (int(v) for v in cells[4].split(' / '))
     assert ops > 0 and clusters == 3    # one compiled map per ReLU layer
+    # The persistent-cache pair: a cold and a warm first call (times only).
+    cold, warm = (float(v) for v in cells[12].split(' / '))
+    assert cold > 0 and warm > 0
 
 
 def test_first_call_refuses_smoke_runs_into_the_docs():
