@@ -192,8 +192,12 @@ def main(argv=None):
       f'25) on 500 x 16 (definitions in `benchmarks/workloads.py`). nt_gp '
       f'runs in its default configuration (XLA compiled on the first call; '
       f'with the opt-in `config.graph_first_call_max_entries` a small '
-      f'input\'s first call runs without XLA and the second compiles); the '
-      f'second call is printed below the table ("second call"). The last '
+      f'input\'s first call runs without XLA and the second compiles). '
+      f'Small inputs run in size buckets (`config.bucket_max_entries`): '
+      f'N+1, N+2, ... pad to the size of their bucket, so where they share '
+      f'one, the first of them compiles and the others reuse it; each '
+      f'new-shape call and the second call are printed below the table. '
+      f'The last '
       f'column is the share of the machine\'s measured limit (memory-copy '
       f'bandwidth or gemm rate) for the workload\'s dominant cost.')
   limits = machine_limits()
@@ -303,8 +307,15 @@ def _first_and_new_shape(report, ours, theirs):
     if a is None:
       cells += [] if key == 'second_s' else ['', '']
       continue
+    each = ''
+    if key == 'new_shape_median_s':
+      each = ' (each: nt_gp {}{})'.format(
+          ', '.join(f'{t:.2f}' for t in ours.get('new_shape_times_s', [])),
+          '' if not b else '; neural-tangents ' + ', '.join(
+              f'{t:.2f}' for t in theirs.get('new_shape_times_s', [])))
     report.say(f'    {what}: nt_gp {a:.2f} s' + (
-        '' if not b else f', neural-tangents {b:.2f} s, ratio {a / b:.2f}'))
+        '' if not b else f', neural-tangents {b:.2f} s, ratio {a / b:.2f}')
+               + each)
     if key == 'second_s':
       continue    # printed only
     cells.append(f'{a:.2f}' + ('' if b is None else f' / {b:.2f}'))
