@@ -35,6 +35,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp import _domains
 from nt_gp import _vectorized_grad
+from nt_gp.ops import watching
 from nt_gp.validation import check_kernel_name, is_number
 
 __all__ = ['ArchitectureKernel', 'check_names', 'cast_values']
@@ -96,6 +97,12 @@ def _signature(value):
   if tf.is_tensor(value) or isinstance(value, (tf.Variable, np.ndarray)):
     return (tuple(value.shape), tf.as_dtype(value.dtype).name)
   return (type(value).__name__, value)
+
+
+def _stopping(impl: Callable, watched: tuple, x1, *args):
+  """`impl(x1, *args)` with the gradients of unwatched inputs stopped."""
+  x1, args = watching.stop_unwatched((x1, args), watched)
+  return impl(x1, *args)
 
 
 class ArchitectureKernel:
@@ -202,18 +209,21 @@ class ArchitectureKernel:
     if tf.inside_function():
       return impl(x1, *args)
     jit = _config.config.resolve_jit()
+    # Inputs no tape watches (usually the data) get no gradient from the
+    # compiled call (see `nt_gp.ops.watching`).
+    watched = watching.watched_mask((x1, args))
     try:
       signature = tuple(_signature(v) for v in tf.nest.flatten((x1, args)))
-      full_key = (key, jit, signature)
+      full_key = (key, jit, watched, signature)
       hash(full_key)
     except TypeError:
-      full_key = (key, jit)
+      full_key = (key, jit, watched)
     fn = self._compiled.pop(full_key, None)
     if fn is None:
       # A new callable each time (a partial: TensorFlow counts traces per
       # code object of a function, across `tf.function` objects).
-      fn = tf.function(functools.partial(impl), autograph=False,
-                       jit_compile=jit)
+      fn = tf.function(functools.partial(_stopping, impl, watched),
+                       autograph=False, jit_compile=jit)
       if len(self._compiled) >= _MAX_COMPILED:
         self._compiled.popitem(last=False)
     self._compiled[full_key] = fn

@@ -21,6 +21,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp import validation
 from nt_gp.kernel import Kernel, flatten_kernels, is_kernel_tree, map_kernels
+from nt_gp.ops import watching
 from nt_gp.stax import buckets
 from nt_gp.stax import inputs
 from nt_gp.stax import layer_call
@@ -215,10 +216,17 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
     kw_key = tuple(sorted(kwargs.items()))
     x2_key = (None if x2 is None else
               tuple(x is None for x in tf.nest.flatten(x2)))
+    watched = (None if tf.inside_function() else
+               watching.watched_mask((x1, x2)))
     key = (compute_ntk, reqs_key, kw_key, x2_key, pattern is None,
-           _config.config.allow_tf32, _input_signature((x1, x2, pattern)))
+           _config.config.allow_tf32, watched,
+           _input_signature((x1, x2, pattern)))
 
     def run(x1, x2, pattern):
+      if watched is not None:
+        # Only the inputs a tape watches get gradients from the compiled
+        # call (see `nt_gp.ops.watching`).
+        x1, x2 = watching.stop_unwatched((x1, x2), watched)
       ks = inputs.inputs_to_kernels(x1, x2, reqs, compute_ntk)
       out = apply_rule(ks, pattern=pattern, **kwargs)
       return map_kernels(Kernel.to_batch_first, out)
