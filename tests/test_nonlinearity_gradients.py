@@ -32,6 +32,7 @@ def _elementwise(v):
 
 # name: (layer from a dict of variables, initial hyperparameters)
 LAYERS = {
+    'abrelu': (lambda v: stax.ABRelu(v['a'], v['b']), dict(a=-0.3, b=1.2)),
     'gelu': (lambda v: stax.Gelu(), {}),
     'sign': (lambda v: stax.Sign(), {}),
     'sin': (lambda v: stax.Sin(v['a'], v['b'], v['c']),

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from nt_gp.ops import fast_math
 
-__all__ = ['acos_and_sqrt', 'clip_cos', 'safe_rsqrt', 'safe_sqrt']
+__all__ = ['acos_and_sqrt', 'arc_terms', 'clip_cos', 'safe_rsqrt', 'safe_sqrt']
 
 
 def clip_cos(c: tf.Tensor) -> tf.Tensor:
@@ -88,3 +88,64 @@ def acos_and_sqrt(c):
     d_s = tf.zeros_like(c) if d_s is None else d_s
     return -(d_theta + c * d_s) * safe_rsqrt(1 - c * c)
   return (theta, s), grad
+
+
+def _unbroadcast(grad, like):
+  """Sums `grad` over the axes along which `like` was broadcast to it."""
+  if grad.shape == like.shape:
+    return grad
+  _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(grad),
+                                             s1=tf.shape(like))
+  return tf.reshape(tf.reduce_sum(grad, axes), tf.shape(like))
+
+
+def _arc_parts(q12, q11, q22):
+  """The cosine, angle, sine and variance factors of `arc_terms`."""
+  r11, r22 = safe_rsqrt(q11), safe_rsqrt(q22)
+  c = clip_cos(q12 * (r11 * r22))
+  theta, s = acos_and_sqrt(c)
+  return c, theta, s, r11, r22
+
+
+@tf.custom_gradient
+def arc_terms(q12, q11, q22):
+  """Returns `(sqrt(q11 q22) J(c), θ)` with c = q12/sqrt(q11 q22), θ = arccos c.
+
+  J(c) = sqrt(1 - c²) - θ c is the arc-cosine term of the (AB)ReLU kernels
+  (`nngp' = F sqrt(q11 q22) J(c) + M q12`, `ntk' = ntk (M - F θ)`). The
+  arguments broadcast against each other (`q11`, `q22` are usually variance
+  vectors with singleton axes).
+
+  Its gradient is written in closed form: with s = sqrt(1 - c²),
+  ∂j/∂q12 = -θ, ∂j/∂q11 = s sqrt(q22) / (2 sqrt(q11)), ∂θ/∂q12 =
+  -1/(s sqrt(q11 q22)) and ∂θ/∂q11 = c / (2 s q11) (and the same for q22),
+  with 1/s taken as zero where s = 0 (the cosine of an input with itself,
+  whose derivatives are zero). Differentiating the forward operations
+  instead, through the clipping, the reciprocal square roots and the
+  broadcast products, costs several times the map itself. The gradient is
+  computed from the arguments in differentiable operations, so second and
+  higher derivatives are those of these formulas.
+
+  Example:
+    >>> import numpy as np
+    >>> j, theta = arc_terms(np.float64(0.), np.float64(4.), np.float64(1.))
+    >>> float(j), round(float(theta), 6)
+    (2.0, 1.570796)
+  """
+  q12, q11, q22 = (tf.convert_to_tensor(t) for t in (q12, q11, q22))
+  c, theta, s, _, _ = _arc_parts(q12, q11, q22)
+  norm = safe_sqrt(q11) * safe_sqrt(q22)
+  j = norm * (s - theta * c)
+
+  def grad(d_j, d_theta):
+    c, theta, s, r11, r22 = _arc_parts(q12, q11, q22)
+    d_j = tf.zeros_like(j) if d_j is None else d_j
+    d_theta = tf.zeros_like(theta) if d_theta is None else d_theta
+    inv_s = safe_rsqrt(1 - c * c)
+    t = d_theta * c * inv_s
+    d12 = -d_j * theta - d_theta * inv_s * (r11 * r22)
+    d11 = 0.5 * r11 * (d_j * s * safe_sqrt(q22) + t * r11)
+    d22 = 0.5 * r22 * (d_j * s * safe_sqrt(q11) + t * r22)
+    return (_unbroadcast(d12, q12), _unbroadcast(d11, q11),
+            _unbroadcast(d22, q22))
+  return (j, theta), grad

@@ -19,8 +19,9 @@ import types
 import tensorflow as tf
 
 from nt_gp import _config
+from nt_gp.ops import watching
 
-__all__ = ['xla', 'static_key', 'lift_tensors']
+__all__ = ['xla', 'static_key', 'lift_tensors', 'constant', 'gradient_mask']
 
 _SHARED = {}
 _MAX_SHARED = 1024
@@ -153,6 +154,48 @@ def lift_tensors(fn):
   except (TypeError, ValueError):
     return None, keep, ()
   return key, _Rebuild(fn, slots), tuple(values[i] for i in slots)
+
+
+_CONSTANT_NAME = 'nt_gp_constant'
+
+
+def constant(value, dtype) -> tf.Tensor:
+  """A tensor of a plain number, for a hyperparameter nothing differentiates.
+
+  Rules build the hyperparameters of their maps with it when the user gave
+  plain numbers. The compiled maps still take it as an argument (so one
+  compiled map serves every value, see `lift_tensors`), but their gradient
+  computes nothing for it: in a traced graph nothing outside the rule can
+  reach the tensor, so only a tape watching it could ask (`gradient_mask`).
+
+  Example:
+    >>> float(constant(0.5, tf.float64))
+    0.5
+  """
+  return tf.constant(value, dtype, name=_CONSTANT_NAME)
+
+
+def gradient_mask(tensors) -> tuple:
+  """One bool per tensor: whether a gradient may be asked for it.
+
+  False for a graph tensor made by `constant` and for an eager tensor,
+  unless a tape or forward accumulator watches it; True for every other
+  graph tensor (which `tf.gradients` could differentiate later).
+
+  Example:
+    >>> gradient_mask([tf.constant(1.)])
+    (False,)
+  """
+  watched = watching.watched_mask(list(tensors))
+  out = []
+  for t, w in zip(tensors, watched):
+    if w or not hasattr(t, 'op') or tf.executing_eagerly() and hasattr(
+        t, 'numpy'):
+      out.append(bool(w))
+    else:
+      out.append(not (t.op.type == 'Const' and t.op.name.rsplit('/', 1)[-1]
+                      .startswith(_CONSTANT_NAME)))
+  return tuple(out)
 
 
 def xla(fn, share=True):

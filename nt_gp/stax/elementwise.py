@@ -169,17 +169,24 @@ def _run_compiled(fn, diag_fn, args):
       _COMPILED.clear()
     impl = functools.partial(_lifted_map_impl, fn_rebuild, diag_rebuild,
                              len(fn_tensors))
-    _COMPILED[key] = (compile_ops.xla(impl, share=False),
-                      compile_ops.xla(functools.partial(_map_vjp, impl),
-                                      share=False))
-  forward, vjp = _COMPILED[key]
+    _COMPILED[key] = (compile_ops.xla(impl, share=False), impl, {})
+  forward, impl, vjps = _COMPILED[key]
+  lifted = fn_tensors + diag_tensors
+  # Gradients of the hyperparameter arguments are full reductions over the
+  # covariances; the compiled gradient computes only those that can be
+  # asked for (not of a plain number's `compile_ops.constant`).
+  mask = compile_ops.gradient_mask(lifted)
+  if mask not in vjps:
+    vjps[mask] = compile_ops.xla(functools.partial(_map_vjp, impl, mask),
+                                 share=False)
+  vjp = vjps[mask]
   if _config.config.jit_compile is False:
     # Without XLA (a small input's first call, or by choice) the map is
     # inlined into the caller's graph and differentiated as it is: a
     # recomputing gradient built there would be called after that setting
     # is gone, and its higher derivatives would reach into a finished graph.
-    return forward(*args, fn_tensors + diag_tensors)
-  return _recomputing(forward, vjp, args + (fn_tensors + diag_tensors,))
+    return forward(*args, lifted)
+  return _recomputing(forward, vjp, args + (lifted,))
 
 
 def _recomputing(forward, vjp, args):
@@ -234,17 +241,27 @@ def _recomputing(forward, vjp, args):
   return tuple(None if s is None else next(outs) for s in shape['outs'])
 
 
-def _map_vjp(impl, args, dys):
+def _map_vjp(impl, mask, args, dys):
   """The vector-Jacobian product of `impl(*args)` with `dys`, for every
-  tensor in `args` (zero where unconnected), recomputing `impl`."""
-  xs = [t for t in tf.nest.flatten(args) if t is not None]
+  tensor in `args` (zero where unconnected), recomputing `impl`.
+
+  `args` ends with the tuple of lifted hyperparameter tensors; those whose
+  `mask` entry is False get a zero gradient without computing it."""
+  *head, lifted = args
+  xs = [t for t in tf.nest.flatten(head) if t is not None]
+  wanted = [t for t, m in zip(lifted, mask) if m]
   with tf.GradientTape() as tape:
-    tape.watch(xs)
+    tape.watch(xs + wanted)
     outs = impl(*args)
   pairs = [(o, d) for o, d in zip(outs, dys) if o is not None]
-  return tape.gradient([o for o, _ in pairs], xs,
-                       output_gradients=[d for _, d in pairs],
-                       unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  grads = tape.gradient(
+      [o for o, _ in pairs], xs + wanted,
+      output_gradients=[d for _, d in pairs],
+      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  wanted_grads = iter(grads[len(xs):])
+  return list(grads[:len(xs)]) + [
+      next(wanted_grads) if m else tf.zeros_like(t)
+      for t, m in zip(lifted, mask)]
 
 
 def _lifted_map_impl(fn_rebuild, diag_rebuild, n_fn, *args):

@@ -12,6 +12,7 @@ import math
 import tensorflow as tf
 
 from nt_gp.ops import arccos
+from nt_gp.ops import compile as compile_ops
 from nt_gp.stax import hparams
 from nt_gp.stax.elementwise import elementwise, map_covariances
 from nt_gp.stax.layer import layer
@@ -92,9 +93,15 @@ def _ab_relu(a, b, do_stabilize):
 
   def rule(k):
     dtype = k.dtype
-    a_, b_ = hparams.cast(a, dtype), hparams.cast(b, dtype)
-    factor = tf.square(a_ - b_) / (2 * math.pi)
-    mean_sq = (tf.square(a_) + tf.square(b_)) / 2
+    if hparams.is_number(a) and hparams.is_number(b):
+      # Plain numbers: the compiled map's gradient computes no sums for them.
+      factor = compile_ops.constant(float(a - b) ** 2 / (2 * math.pi), dtype)
+      mean_sq = compile_ops.constant((float(a) ** 2 + float(b) ** 2) / 2,
+                                     dtype)
+    else:
+      a_, b_ = hparams.cast(a, dtype), hparams.cast(b, dtype)
+      factor = tf.square(a_ - b_) / (2 * math.pi)
+      mean_sq = (tf.square(a_) + tf.square(b_)) / 2
     scale = None
     if do_stabilize:
       scale = tf.maximum(tf.reduce_max(tf.abs(k.nngp)),
@@ -102,11 +109,8 @@ def _ab_relu(a, b, do_stabilize):
       k = k.map_covs(lambda t, _: t / scale, ntk=False)
 
     def q_map(q12, q11, q22, ntk):
-      r = arccos.safe_rsqrt(q11) * arccos.safe_rsqrt(q22)
-      c = arccos.clip_cos(q12 * r)
-      theta, sin = arccos.acos_and_sqrt(c)
-      norm = arccos.safe_sqrt(q11) * arccos.safe_sqrt(q22)
-      out = factor * norm * (sin - theta * c) + mean_sq * q12
+      j, theta = arccos.arc_terms(q12, q11, q22)
+      out = factor * j + mean_sq * q12
       if ntk is not None:
         ntk = ntk * (mean_sq - factor * theta)
       return out, ntk
