@@ -21,7 +21,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp.ops import watching
 
-__all__ = ['xla', 'static_key', 'lift_tensors', 'constant', 'gradient_mask']
+__all__ = ['xla', 'static_key', 'lift_tensors', 'rule_scope', 'gradient_mask']
 
 _SHARED = {}
 _MAX_SHARED = 1024
@@ -156,31 +156,50 @@ def lift_tensors(fn):
   return key, _Rebuild(fn, slots), tuple(values[i] for i in slots)
 
 
-_CONSTANT_NAME = 'nt_gp_constant'
+RULE_SCOPE = 'nt_gp_rule'
+_MAX_WALK = 64
 
 
-def constant(value, dtype) -> tf.Tensor:
-  """A tensor of a plain number, for a hyperparameter nothing differentiates.
+def rule_scope():
+  """The name scope layer rules run in (`tf.name_scope`).
 
-  Rules build the hyperparameters of their maps with it when the user gave
-  plain numbers. The compiled maps still take it as an argument (so one
-  compiled map serves every value, see `lift_tensors`), but their gradient
-  computes nothing for it: in a traced graph nothing outside the rule can
-  reach the tensor, so only a tape watching it could ask (`gradient_mask`).
+  A constant created in it — a plain-number hyperparameter cast to the
+  kernel's dtype, a literal of the rule's formulas — is the library's own:
+  no user code holds it, so nothing can ask for its gradient
+  (`gradient_mask`).
 
   Example:
-    >>> float(constant(0.5, tf.float64))
-    0.5
+    >>> with rule_scope():
+    ...   pass
   """
-  return tf.constant(value, dtype, name=_CONSTANT_NAME)
+  return tf.name_scope(RULE_SCOPE)
+
+
+def _library_constant(t) -> bool:
+  """Whether graph tensor `t` is computed only from constants created in
+  `rule_scope` (walking at most `_MAX_WALK` ops back; False beyond)."""
+  ops, seen = [t.op], set()
+  while ops:
+    op = ops.pop()
+    if op.name in seen:
+      continue
+    seen.add(op.name)
+    if len(seen) > _MAX_WALK:
+      return False
+    if not op.inputs and (op.type != 'Const' or RULE_SCOPE not in {
+        part.rstrip('_0123456789') for part in op.name.split('/')[:-1]}):
+      return False
+    ops.extend(i.op for i in op.inputs)
+  return True
 
 
 def gradient_mask(tensors) -> tuple:
   """One bool per tensor: whether a gradient may be asked for it.
 
-  False for a graph tensor made by `constant` and for an eager tensor,
-  unless a tape or forward accumulator watches it; True for every other
-  graph tensor (which `tf.gradients` could differentiate later).
+  An eager tensor: whether a tape or forward accumulator watches it. A graph
+  tensor: True unless it is computed only from constants of `rule_scope`
+  (any other graph tensor could be differentiated with `tf.gradients`
+  later, e.g. a user's `tf.constant` passed as a hyperparameter).
 
   Example:
     >>> gradient_mask([tf.constant(1.)])
@@ -193,8 +212,7 @@ def gradient_mask(tensors) -> tuple:
         t, 'numpy'):
       out.append(bool(w))
     else:
-      out.append(not (t.op.type == 'Const' and t.op.name.rsplit('/', 1)[-1]
-                      .startswith(_CONSTANT_NAME)))
+      out.append(not _library_constant(t))
   return tuple(out)
 
 

@@ -77,7 +77,9 @@ def elementwise(fn, name: str, rule, packed: bool = False):
       raise ValueError(
           f'The input to {name} must be Gaussian: put an affine layer (Dense, '
           f'Conv, ...) before the nonlinearity.')
-    return rule(k).replace(is_gaussian=False)
+    # Constants the rule creates are its own (see `compile_ops.gradient_mask`).
+    with compile_ops.rule_scope():
+      return rule(k).replace(is_gaussian=False)
   kernel_rule.__qualname__ = name
   return make_init_fn(lambda shape: shape), apply_fn, kernel_rule
 
@@ -174,7 +176,7 @@ def _run_compiled(fn, diag_fn, args):
   lifted = fn_tensors + diag_tensors
   # Gradients of the hyperparameter arguments are full reductions over the
   # covariances; the compiled gradient computes only those that can be
-  # asked for (not of a plain number's `compile_ops.constant`).
+  # asked for (not of hyperparameters derived from plain numbers).
   mask = compile_ops.gradient_mask(lifted)
   if mask not in vjps:
     vjps[mask] = compile_ops.xla(functools.partial(_map_vjp, impl, mask),

@@ -12,7 +12,6 @@ import math
 import tensorflow as tf
 
 from nt_gp.ops import arccos
-from nt_gp.ops import compile as compile_ops
 from nt_gp.stax import hparams
 from nt_gp.stax.elementwise import elementwise, map_covariances
 from nt_gp.stax.layer import layer
@@ -93,15 +92,9 @@ def _ab_relu(a, b, do_stabilize):
 
   def rule(k):
     dtype = k.dtype
-    if hparams.is_number(a) and hparams.is_number(b):
-      # Plain numbers: the compiled map's gradient computes no sums for them.
-      factor = compile_ops.constant(float(a - b) ** 2 / (2 * math.pi), dtype)
-      mean_sq = compile_ops.constant((float(a) ** 2 + float(b) ** 2) / 2,
-                                     dtype)
-    else:
-      a_, b_ = hparams.cast(a, dtype), hparams.cast(b, dtype)
-      factor = tf.square(a_ - b_) / (2 * math.pi)
-      mean_sq = (tf.square(a_) + tf.square(b_)) / 2
+    a_, b_ = hparams.cast(a, dtype), hparams.cast(b, dtype)
+    factor = tf.square(a_ - b_) / (2 * math.pi)
+    mean_sq = (tf.square(a_) + tf.square(b_)) / 2
     scale = None
     if do_stabilize:
       scale = tf.maximum(tf.reduce_max(tf.abs(k.nngp)),
