@@ -182,7 +182,8 @@ def unpack_adjoint(g: tf.Tensor, blocks: int, n_spatial: int,
 
   A packed block (I, J) appears in the unpacked matrix at (I, J) and, for
   I < J, mirrored (batch axes transposed, spatial pairs swapped) at (J, I);
-  it receives the sum of `g` at both places.
+  it receives the sum of `g` at both places. `g` is laid out by blocks once;
+  only the gathered mirror blocks (half of `g`) are transposed.
 
   Example:
     >>> import numpy as np
@@ -191,13 +192,27 @@ def unpack_adjoint(g: tf.Tensor, blocks: int, n_spatial: int,
     [[10.0, 15.0], [15.0, 20.0]]
   """
   g = tf.convert_to_tensor(g)
+  n = g.shape[-1]
+  size = padded_size(n, blocks)
   rank = g.shape.rank
-  mirrored = tf.transpose(g, list(range(rank - 2)) + [rank - 1, rank - 2])
+  if size > n:
+    g = tf.pad(g, [[0, 0]] * (rank - 2) + [[0, size - n]] * 2)
+  b = size // blocks
+  lead = tf.shape(g)[:-2]
+  g = tf.reshape(g, tf.concat([lead, [blocks, b, blocks, b]], 0))
+  g = tf.transpose(g, list(range(rank - 2)) + [rank - 2, rank, rank - 1,
+                                               rank + 1])
+  g = tf.reshape(g, tf.concat([lead, [blocks * blocks, b, b]], 0))
+  rows, cols = block_pairs(blocks)
+  direct = tf.gather(g, rows * blocks + cols, axis=-3)
+  if blocks == 1:
+    return direct
+  mirrored = tf.gather(g, cols * blocks + rows, axis=-3)
+  mirrored = tf.transpose(mirrored, list(range(rank - 1)) + [rank, rank - 1])
   if n_spatial and not diagonal_spatial:
     mirrored = swap_spatial_pairs(mirrored, n_spatial)
-  rows, cols = block_pairs(blocks)
   off_diagonal = tf.constant((rows != cols)[:, None, None], g.dtype)
-  return pack(g, blocks) + off_diagonal * pack(mirrored, blocks)
+  return direct + off_diagonal * mirrored
 
 
 def _unpack(t, blocks, n_spatial, diagonal_spatial):
