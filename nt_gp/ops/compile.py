@@ -208,8 +208,7 @@ def gradient_mask(tensors) -> tuple:
   watched = watching.watched_mask(list(tensors))
   out = []
   for t, w in zip(tensors, watched):
-    if w or not hasattr(t, 'op') or tf.executing_eagerly() and hasattr(
-        t, 'numpy'):
+    if w or not hasattr(t, 'op'):  # eager tensors have no `op`
       out.append(bool(w))
     else:
       out.append(not _library_constant(t))

@@ -113,24 +113,28 @@ def block_pairs(blocks: int):
   return np.triu_indices(blocks)
 
 
+def _by_blocks(t: tf.Tensor, blocks: int) -> tf.Tensor:
+  """`(..., N, N)` -> `(..., B², N' / B, N' / B)`: every block (I, J) at
+  index I B + J, with ``N' = padded_size(N, B)`` (padded with zeros)."""
+  t = tf.convert_to_tensor(t)
+  n = t.shape[-1]
+  size = padded_size(n, blocks)
+  rank = t.shape.rank
+  if size > n:
+    t = tf.pad(t, [[0, 0]] * (rank - 2) + [[0, size - n]] * 2)
+  b = size // blocks
+  lead = tf.shape(t)[:-2]
+  t = tf.reshape(t, tf.concat([lead, [blocks, b, blocks, b]], 0))
+  t = tf.transpose(t, list(range(rank - 2)) + [rank - 2, rank, rank - 1,
+                                               rank + 1])
+  return tf.reshape(t, tf.concat([lead, [blocks * blocks, b, b]], 0))
+
+
 def pack(t: tf.Tensor, blocks: int) -> tf.Tensor:
   """`(..., N, N)` -> `(..., B (B + 1) / 2, N' / B, N' / B)` with
   ``N' = padded_size(N, B)`` (padded with zeros)."""
-  n = t.shape[-1]
-  size = padded_size(n, blocks)
-  if size > n:
-    rank = t.shape.rank
-    t = tf.pad(t, [[0, 0]] * (rank - 2) + [[0, size - n]] * 2)
-    n = size
-  b = n // blocks
-  lead = tf.shape(t)[:-2]
-  t = tf.reshape(t, tf.concat([lead, [blocks, b, blocks, b]], 0))
-  rank = t.shape.rank
-  t = tf.transpose(t, list(range(rank - 4)) + [rank - 4, rank - 2, rank - 3,
-                                                rank - 1])
   rows, cols = block_pairs(blocks)
-  t = tf.reshape(t, tf.concat([lead, [blocks * blocks, b, b]], 0))
-  return tf.gather(t, rows * blocks + cols, axis=-3)
+  return tf.gather(_by_blocks(t, blocks), rows * blocks + cols, axis=-3)
 
 
 def swap_spatial_pairs(t: tf.Tensor, n_spatial: int) -> tf.Tensor:
@@ -191,24 +195,15 @@ def unpack_adjoint(g: tf.Tensor, blocks: int, n_spatial: int,
     >>> unpack_adjoint(g, 2, 0, True).numpy()[1].tolist()   # block (0, 1)
     [[10.0, 15.0], [15.0, 20.0]]
   """
-  g = tf.convert_to_tensor(g)
-  n = g.shape[-1]
-  size = padded_size(n, blocks)
+  g = _by_blocks(g, blocks)
   rank = g.shape.rank
-  if size > n:
-    g = tf.pad(g, [[0, 0]] * (rank - 2) + [[0, size - n]] * 2)
-  b = size // blocks
-  lead = tf.shape(g)[:-2]
-  g = tf.reshape(g, tf.concat([lead, [blocks, b, blocks, b]], 0))
-  g = tf.transpose(g, list(range(rank - 2)) + [rank - 2, rank, rank - 1,
-                                               rank + 1])
-  g = tf.reshape(g, tf.concat([lead, [blocks * blocks, b, b]], 0))
   rows, cols = block_pairs(blocks)
   direct = tf.gather(g, rows * blocks + cols, axis=-3)
   if blocks == 1:
     return direct
   mirrored = tf.gather(g, cols * blocks + rows, axis=-3)
-  mirrored = tf.transpose(mirrored, list(range(rank - 1)) + [rank, rank - 1])
+  mirrored = tf.transpose(mirrored, list(range(rank - 2)) + [rank - 1,
+                                                             rank - 2])
   if n_spatial and not diagonal_spatial:
     mirrored = swap_spatial_pairs(mirrored, n_spatial)
   off_diagonal = tf.constant((rows != cols)[:, None, None], g.dtype)
