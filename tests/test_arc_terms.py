@@ -127,3 +127,41 @@ def test_float32_follows_input_dtype():
     value = tf.reduce_sum(j) + tf.reduce_sum(theta)
   assert j.dtype == theta.dtype == tf.float32
   assert all(g.dtype == tf.float32 for g in tape.gradient(value, args))
+
+
+def test_given_roots_change_nothing():
+  """Roots computed beforehand (as the ReLU maps pass them, from the same
+  watched variances) give the same values and first and second derivatives
+  as roots computed inside: no derivative flows through them twice."""
+  rng = np.random.default_rng(4)
+  q12, q11, q22 = (tf.constant(a) for a in _inputs(rng))
+  w_j, w_t = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+  direction = [tf.constant(rng.normal(size=a.shape)) for a in (q12, q11, q22)]
+
+  def derivatives(given):
+    args = [q12, q11, q22]
+    with tf.GradientTape() as outer:
+      outer.watch(args)
+      with tf.GradientTape() as inner:
+        inner.watch(args)
+        roots = None
+        if given:
+          roots = arccos.variance_roots(args[1]) + arccos.variance_roots(
+              args[2])
+        j, theta = arccos.arc_terms(*args, roots=roots)
+        value = tf.reduce_sum(w_j * j) + tf.reduce_sum(w_t * theta)
+      grads = inner.gradient(value, args)
+      dot = tf.add_n([tf.reduce_sum(g * d) for g, d in zip(grads, direction)])
+    return [value] + grads + outer.gradient(dot, args)
+
+  for got, want in zip(derivatives(True), derivatives(False)):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-13,
+                               atol=1e-13)
+
+
+def test_variance_roots_of_zero_and_bad_roots():
+  s, r = arccos.variance_roots(tf.constant([0., 4.], tf.float64))
+  np.testing.assert_array_equal(s.numpy(), [0., 2.])
+  np.testing.assert_array_equal(r.numpy(), [0., 0.5])
+  with pytest.raises(ValueError, match='roots'):
+    arccos.arc_terms(1., 1., 1., roots=(1., 1.))

@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from nt_gp.ops import fast_math
 
-__all__ = ['acos_and_sqrt', 'arc_terms', 'clip_cos', 'safe_rsqrt', 'safe_sqrt']
+__all__ = ['acos_and_sqrt', 'arc_terms', 'clip_cos', 'safe_rsqrt', 'safe_sqrt',
+           'variance_roots']
 
 
 def clip_cos(c: tf.Tensor) -> tf.Tensor:
@@ -49,6 +50,26 @@ def safe_sqrt(v: tf.Tensor) -> tf.Tensor:
   positive = v > 0
   return tf.where(positive, tf.sqrt(tf.where(positive, v, tf.ones_like(v))),
                   tf.zeros_like(v))
+
+
+def variance_roots(v: tf.Tensor) -> tuple:
+  """`(safe_sqrt(v), safe_rsqrt(v))`: the variance factors `arc_terms` needs.
+
+  Computing them once per variance vector, outside an XLA cluster, keeps
+  the cluster to the loops over the covariance: XLA does not duplicate a
+  square root into the several loops that read it, so each factor computed
+  inside would be a loop (and a compiled kernel) of its own.
+
+  Example:
+    >>> [float(t) for t in variance_roots(4.)]
+    [2.0, 0.5]
+  """
+  v = tf.convert_to_tensor(v)
+  positive = v > 0
+  safe = tf.where(positive, v, tf.cast(1, v.dtype))
+  zero = tf.cast(0, v.dtype)
+  return (tf.where(positive, tf.sqrt(safe), zero),
+          tf.where(positive, tf.math.rsqrt(safe), zero))
 
 
 # In graph mode `tf.custom_gradient` registers a gradient function per trace
@@ -99,22 +120,25 @@ def _unbroadcast(grad, like):
   return tf.reshape(tf.reduce_sum(grad, axes), tf.shape(like))
 
 
-def _arc_parts(q12, q11, q22):
+def _arc_parts(q12, q11, q22, r11=None, r22=None):
   """The cosine, angle, sine and variance factors of `arc_terms`."""
-  r11, r22 = safe_rsqrt(q11), safe_rsqrt(q22)
+  if r11 is None:
+    r11, r22 = safe_rsqrt(q11), safe_rsqrt(q22)
   c = clip_cos(q12 * (r11 * r22))
   theta, s = acos_and_sqrt(c)
   return c, theta, s, r11, r22
 
 
-@tf.custom_gradient
-def arc_terms(q12, q11, q22):
+def arc_terms(q12, q11, q22, roots=None):
   """Returns `(sqrt(q11 q22) J(c), θ)` with c = q12/sqrt(q11 q22), θ = arccos c.
 
   J(c) = sqrt(1 - c²) - θ c is the arc-cosine term of the (AB)ReLU kernels
   (`nngp' = F sqrt(q11 q22) J(c) + M q12`, `ntk' = ntk (M - F θ)`). The
   arguments broadcast against each other (`q11`, `q22` are usually variance
-  vectors with singleton axes).
+  vectors with singleton axes). `roots`, if given, is
+  `variance_roots(q11) + variance_roots(q22)` computed beforehand (values
+  only: derivatives are taken with respect to `q11` and `q22` as if the
+  roots were computed here).
 
   Its gradient is written in closed form: with s = sqrt(1 - c²),
   ∂j/∂q12 = -θ, ∂j/∂q11 = s sqrt(q22) / (2 sqrt(q11)), ∂θ/∂q12 =
@@ -133,11 +157,23 @@ def arc_terms(q12, q11, q22):
     (2.0, 1.570796)
   """
   q12, q11, q22 = (tf.convert_to_tensor(t) for t in (q12, q11, q22))
-  c, theta, s, _, _ = _arc_parts(q12, q11, q22)
-  norm = safe_sqrt(q11) * safe_sqrt(q22)
-  j = norm * (s - theta * c)
+  if roots is None:
+    roots = variance_roots(q11) + variance_roots(q22)
+  if len(roots) != 4:
+    raise ValueError('`roots` must be variance_roots(q11) + '
+                     f'variance_roots(q22) (4 tensors), got {len(roots)}.')
+  return _arc_terms(q12, q11, q22, *roots)
+
+
+@tf.custom_gradient
+def _arc_terms(q12, q11, q22, s11, r11, s22, r22):
+  """`arc_terms` with the variance roots given (see there)."""
+  c, theta, s, _, _ = _arc_parts(q12, q11, q22, r11, r22)
+  j = (s11 * s22) * (s - theta * c)
 
   def grad(d_j, d_theta):
+    # From the arguments only (never the given roots), so that derivatives
+    # of this gradient are those of the formulas in q12, q11, q22.
     c, theta, s, r11, r22 = _arc_parts(q12, q11, q22)
     d_j = tf.zeros_like(j) if d_j is None else d_j
     d_theta = tf.zeros_like(theta) if d_theta is None else d_theta
@@ -146,6 +182,8 @@ def arc_terms(q12, q11, q22):
     d12 = -d_j * theta - d_theta * inv_s * (r11 * r22)
     d11 = 0.5 * r11 * (d_j * s * safe_sqrt(q22) + t * r11)
     d22 = 0.5 * r22 * (d_j * s * safe_sqrt(q11) + t * r22)
+    # The roots are functions of q11 and q22, whose whole derivative is in
+    # d11 and d22: none flows through the roots themselves.
     return (_unbroadcast(d12, q12), _unbroadcast(d11, q11),
-            _unbroadcast(d22, q22))
+            _unbroadcast(d22, q22), None, None, None, None)
   return (j, theta), grad

@@ -84,7 +84,7 @@ def elementwise(fn, name: str, rule, packed: bool = False):
   return make_init_fn(lambda shape: shape), apply_fn, kernel_rule
 
 
-def map_covariances(k, fn, diag_fn=None):
+def map_covariances(k, fn, diag_fn=None, factors=None):
   """Applies `fn(q12, q11, q22, ntk) -> (q12', ntk')` to a kernel.
 
   The maps run as one XLA cluster (fusing their elementwise steps), shared
@@ -98,6 +98,12 @@ def map_covariances(k, fn, diag_fn=None):
       against `q12`; `ntk` is None for `cov1`/`cov2`.
     diag_fn: optional cheaper map `q11 -> q11'` for variances (used when
       `cov1`/`cov2` hold only variances).
+    factors: optional `v -> tuple of tensors` computed from each variance
+      tensor outside the XLA cluster (e.g. its square roots: XLA would
+      otherwise compile a separate loop for each such factor that several
+      loops read, and compile time grows with the loops). `fn` then
+      receives `(q11, *factors(q11))` and `(q22, *factors(q22))` as tuples
+      instead of `q11`, `q22`. Requires `diag_fn`.
 
   Returns:
     `k` with `nngp`, `ntk`, `cov1`, `cov2` replaced.
@@ -134,6 +140,15 @@ def map_covariances(k, fn, diag_fn=None):
 
   args = (k.nngp, q11, q22, k.ntk, k.cov1, *self_args(k.cov1, v1), k.cov2,
           *self_args(k.cov2, v2))
+  if factors is not None:
+    if diag_fn is None:
+      raise ValueError('map_covariances: `factors` needs a `diag_fn`.')
+    args = args[:1] + tuple(
+        None if q is None else (q,) + tuple(factors(q)) for q in args[1:3]
+    ) + args[3:5] + tuple(
+        None if q is None else (q,) + tuple(factors(q)) for q in args[5:7]
+    ) + args[7:8] + tuple(
+        None if q is None else (q,) + tuple(factors(q)) for q in args[8:10])
   nngp, ntk, cov1, cov2 = _run_compiled(fn, diag_fn, args)
   return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
 

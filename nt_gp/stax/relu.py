@@ -102,13 +102,16 @@ def _ab_relu(a, b, do_stabilize):
       k = k.map_covs(lambda t, _: t / scale, ntk=False)
 
     def q_map(q12, q11, q22, ntk):
-      j, theta = arccos.arc_terms(q12, q11, q22)
+      # q11, q22: (variance, sqrt, rsqrt), see `arccos.variance_roots`.
+      j, theta = arccos.arc_terms(q12, q11[0], q22[0],
+                                  roots=q11[1:] + q22[1:])
       out = factor * j + mean_sq * q12
       if ntk is not None:
         ntk = ntk * (mean_sq - factor * theta)
       return out, ntk
 
-    k = map_covariances(k, q_map, diag_fn=lambda q: mean_sq * q)
+    k = map_covariances(k, q_map, diag_fn=lambda q: mean_sq * q,
+                        factors=arccos.variance_roots)
     if do_stabilize:
       k = k.map_covs(lambda t, _: t * scale, ntk=False)
     return k
