@@ -19,6 +19,7 @@ import types
 import tensorflow as tf
 
 from nt_gp import _config
+from nt_gp.ops import prime
 from nt_gp.ops import watching
 
 __all__ = ['xla', 'static_key', 'lift_tensors', 'rule_scope', 'gradient_mask']
@@ -240,5 +241,7 @@ def xla(fn, share=True):
   def run(*args, **kwargs):
     if _config.config.jit_compile is False:
       return fn(*args, **kwargs)
+    if not kwargs:
+      prime.maybe_prime(compiled, args)
     return compiled(*args, **kwargs)
   return run

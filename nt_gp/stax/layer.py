@@ -21,6 +21,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp import validation
 from nt_gp.kernel import Kernel, flatten_kernels, is_kernel_tree, map_kernels
+from nt_gp.ops import prime
 from nt_gp.ops import watching
 from nt_gp.stax import buckets
 from nt_gp.stax import inputs
@@ -236,7 +237,8 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
       out = run(x1, x2, pattern)
     else:
       fn, graph_tier = compiled.pop(key, (None, False))
-      if fn is None or graph_tier:
+      fn_is_new = fn is None or graph_tier
+      if fn_is_new:
         # One `tf.function` per input signature (the engine needs static
         # shapes), each around its own partial: TensorFlow counts traces per
         # function, and new input sizes are ordinary use (GP test sets,
@@ -250,6 +252,10 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
       compiled[key] = (fn, graph_tier)
       if graph_tier:
         with _config.compilation(jit_compile=False):
+          out = fn(x1, x2, pattern)
+      elif fn_is_new and not _config.config.resolve_jit():
+        # Its XLA clusters compile on a second thread while it is traced.
+        with prime.priming():
           out = fn(x1, x2, pattern)
       else:
         out = fn(x1, x2, pattern)

@@ -1,0 +1,114 @@
+"""Compiling XLA clusters on a second thread while the network is traced.
+
+A new input signature's first `kernel_fn` call traces the whole propagation
+in Python and then runs it; the XLA clusters in it (the nonlinearities'
+covariance maps) compile when the graph first reaches them. Both take about
+as long on small inputs, one after the other. Inside `priming()`, a compiled
+function called while being traced also starts its compilation on a
+background thread, by running it once on placeholder inputs of the traced
+shapes inside a graph of its own: TensorFlow keys compiled clusters by
+function and shapes, so the real run finds the executable ready (or waits
+for the compilation under way) instead of starting it then. The Python
+tracing of the rest of the network goes on meanwhile.
+
+Only inputs of at most `MAX_ENTRIES` elements are primed: for larger ones
+the run on placeholder inputs would cost more time and memory than the
+compilation it hides. Failures on the background thread (e.g. a map that
+rejects its placeholder values) are ignored: the real call compiles then.
+"""
+import concurrent.futures
+import contextlib
+import threading
+
+import tensorflow as tf
+
+__all__ = ['priming', 'maybe_prime', 'MAX_ENTRIES']
+
+MAX_ENTRIES = 2 ** 22
+
+_STATE = threading.local()
+_LOCK = threading.Lock()
+_POOL = None
+_DONE = set()
+_MAX_DONE = 4096
+
+
+@contextlib.contextmanager
+def priming():
+  """Within (this thread only): `maybe_prime` starts compilations.
+
+  Example:
+    >>> with priming():
+    ...   pass
+  """
+  old = getattr(_STATE, 'on', False)
+  _STATE.on = True
+  try:
+    yield
+  finally:
+    _STATE.on = old
+
+
+def _pool():
+  global _POOL
+  with _LOCK:
+    if _POOL is None:
+      _POOL = concurrent.futures.ThreadPoolExecutor(
+          1, thread_name_prefix='nt_gp_xla_prime')
+    return _POOL
+
+
+def maybe_prime(compiled, args) -> bool:
+  """Starts compiling `compiled(*args)` in the background if worthwhile.
+
+  Called with the symbolic `args` of a trace, inside `priming()`: gets the
+  concrete function here (the trace would next), then on a worker thread
+  runs it once, inside a graph, on ones of the same shapes and dtypes.
+
+  Args:
+    compiled: a `tf.function(jit_compile=True)`.
+    args: its positional arguments (nested tuples of tensors and None).
+
+  Returns:
+    Whether a compilation was started.
+
+  Example:
+    >>> f = tf.function(lambda x: 2 * x, jit_compile=True)
+    >>> maybe_prime(f, (tf.constant(1.),))   # not inside priming()
+    False
+  """
+  if not getattr(_STATE, 'on', False) or not tf.inside_function():
+    return False
+  flat = tf.nest.flatten(args)
+  if not all(t is None or isinstance(t, tf.Tensor) for t in flat):
+    return False
+  specs = [None if t is None else (tuple(t.shape), t.dtype) for t in flat]
+  if any(s is not None and None in s[0] for s in specs):
+    return False
+  entries = 0
+  for s in specs:
+    if s is not None:
+      n = 1
+      for d in s[0]:
+        n *= d
+      entries += n
+  if entries > MAX_ENTRIES:
+    return False
+  key = (id(compiled), tuple(specs))
+  with _LOCK:
+    if key in _DONE:
+      return False
+    if len(_DONE) >= _MAX_DONE:
+      _DONE.clear()
+    _DONE.add(key)
+  compiled.get_concrete_function(*args)
+
+  def work():
+    try:
+      ones = [None if s is None else tf.ones(s[0], s[1]) for s in specs]
+      run = tf.function(lambda *a: compiled(*a), autograph=False)
+      run(*tf.nest.pack_sequence_as(args, ones))
+    except Exception:  # pylint: disable=broad-except
+      pass   # only a head start: the real call compiles (and reports) then
+  _pool().submit(work)
+  return True
