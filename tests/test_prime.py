@@ -81,3 +81,14 @@ def test_primed_first_call_equals_later_calls(dtype):
   for a, b in zip(first, plain):
     assert a.dtype == dtype
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=tol, atol=tol)
+
+
+def test_priming_records_the_callers_device_scope():
+  """The background compilation runs under the device the call runs on."""
+  with tf.device('/CPU:0'):
+    with prime.priming():
+      assert prime._STATE.device.endswith('CPU:0')
+      started, out = _traced_starts(lambda x: x * 5., tf.ones((2, 9)))
+  assert started == [True]
+  np.testing.assert_allclose(out.numpy(), 5.)
+  assert not getattr(prime._STATE, 'on', False)

@@ -13,7 +13,9 @@ tracing of the rest of the network goes on meanwhile.
 
 Only inputs of at most `MAX_ENTRIES` elements are primed: for larger ones
 the run on placeholder inputs would cost more time and memory than the
-compilation it hides. Failures on the background thread (e.g. a map that
+compilation it hides. The compilation runs under the device scope that
+`priming()` was entered in (the caller's `tf.device`), so it compiles for
+the device the real call runs on. Failures on the background thread (e.g. a map that
 rejects its placeholder values) are ignored: the real call compiles then.
 """
 import concurrent.futures
@@ -21,6 +23,7 @@ import contextlib
 import threading
 
 import tensorflow as tf
+from tensorflow.python.eager import context  # pylint: disable=g-direct-tensorflow-import
 
 __all__ = ['priming', 'maybe_prime', 'MAX_ENTRIES']
 
@@ -41,12 +44,13 @@ def priming():
     >>> with priming():
     ...   pass
   """
-  old = getattr(_STATE, 'on', False)
+  old = getattr(_STATE, 'on', False), getattr(_STATE, 'device', '')
   _STATE.on = True
+  _STATE.device = context.context().device_name or ''
   try:
     yield
   finally:
-    _STATE.on = old
+    _STATE.on, _STATE.device = old
 
 
 def _pool():
@@ -102,12 +106,14 @@ def maybe_prime(compiled, args) -> bool:
       _DONE.clear()
     _DONE.add(key)
   compiled.get_concrete_function(*args)
+  device = _STATE.device
 
   def work():
     try:
-      ones = [None if s is None else tf.ones(s[0], s[1]) for s in specs]
-      run = tf.function(lambda *a: compiled(*a), autograph=False)
-      run(*tf.nest.pack_sequence_as(args, ones))
+      with tf.device(device):
+        ones = [None if s is None else tf.ones(s[0], s[1]) for s in specs]
+        run = tf.function(lambda *a: compiled(*a), autograph=False)
+        run(*tf.nest.pack_sequence_as(args, ones))
     except Exception:  # pylint: disable=broad-except
       pass   # only a head start: the real call compiles (and reports) then
   _pool().submit(work)
