@@ -20,6 +20,7 @@ rejects its placeholder values) are ignored: the real call compiles then.
 """
 import concurrent.futures
 import contextlib
+import os
 import threading
 
 import tensorflow as tf
@@ -51,6 +52,14 @@ def priming():
     yield
   finally:
     _STATE.on, _STATE.device = old
+
+
+def _forget_pool():
+  global _POOL
+  _POOL = None    # a forked child has none of the parent's threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _pool():
