@@ -165,3 +165,15 @@ def test_variance_roots_of_zero_and_bad_roots():
   np.testing.assert_array_equal(r.numpy(), [0., 0.5])
   with pytest.raises(ValueError, match='roots'):
     arccos.arc_terms(1., 1., 1., roots=(1., 1.))
+
+
+def test_variance_roots_of_rank_nine():
+  """Full spatial covariances of 3-D images have rank 9, beyond what
+  TensorFlow's CPU `where` broadcasts; the roots are taken elementwise."""
+  v = np.random.default_rng(5).uniform(0.5, 2., size=(1, 2, 1, 2, 1, 2, 3, 1, 2))
+  v[0, 0, 0, 0, 0, 0, 0, 0, 0] = 0.
+  s, r = arccos.variance_roots(tf.constant(v))
+  assert s.shape == r.shape == v.shape
+  np.testing.assert_allclose(s.numpy(), np.sqrt(v))
+  np.testing.assert_allclose(r.numpy(), np.where(v > 0, 1 / np.sqrt(
+      np.where(v > 0, v, 1.)), 0.))

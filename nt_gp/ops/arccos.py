@@ -65,11 +65,15 @@ def variance_roots(v: tf.Tensor) -> tuple:
     [2.0, 0.5]
   """
   v = tf.convert_to_tensor(v)
-  positive = v > 0
-  safe = tf.where(positive, v, tf.cast(1, v.dtype))
+  shape = tf.shape(v)
+  # Elementwise: on a flat view, since TensorFlow's CPU `where` refuses
+  # operands of rank above 8 (full spatial covariances of 3-D images).
+  flat = tf.reshape(v, [-1])
+  positive = flat > 0
+  safe = tf.where(positive, flat, tf.cast(1, v.dtype))
   zero = tf.cast(0, v.dtype)
-  return (tf.where(positive, tf.sqrt(safe), zero),
-          tf.where(positive, tf.math.rsqrt(safe), zero))
+  return (tf.reshape(tf.where(positive, tf.sqrt(safe), zero), shape),
+          tf.reshape(tf.where(positive, tf.math.rsqrt(safe), zero), shape))
 
 
 # In graph mode `tf.custom_gradient` registers a gradient function per trace
