@@ -95,18 +95,11 @@ def maybe_prime(compiled, args) -> bool:
   flat = tf.nest.flatten(args)
   if not all(t is None or isinstance(t, tf.Tensor) for t in flat):
     return False
+  present = [t for t in flat if t is not None]
+  if not all(t.shape.is_fully_defined() for t in present) or sum(
+      t.shape.num_elements() for t in present) > MAX_ENTRIES:
+    return False
   specs = [None if t is None else (tuple(t.shape), t.dtype) for t in flat]
-  if any(s is not None and None in s[0] for s in specs):
-    return False
-  entries = 0
-  for s in specs:
-    if s is not None:
-      n = 1
-      for d in s[0]:
-        n *= d
-      entries += n
-  if entries > MAX_ENTRIES:
-    return False
   key = (id(compiled), tuple(specs))
   with _LOCK:
     if key in _DONE:

@@ -138,17 +138,15 @@ def map_covariances(k, fn, diag_fn=None, factors=None):
       a, b = _plain(cov, v)
       return (None, None) if a is None else (_tile_to(a, cov), _tile_to(b, cov))
 
-  args = (k.nngp, q11, q22, k.ntk, k.cov1, *self_args(k.cov1, v1), k.cov2,
-          *self_args(k.cov2, v2))
-  if factors is not None:
-    if diag_fn is None:
-      raise ValueError('map_covariances: `factors` needs a `diag_fn`.')
-    args = args[:1] + tuple(
-        None if q is None else (q,) + tuple(factors(q)) for q in args[1:3]
-    ) + args[3:5] + tuple(
-        None if q is None else (q,) + tuple(factors(q)) for q in args[5:7]
-    ) + args[7:8] + tuple(
-        None if q is None else (q,) + tuple(factors(q)) for q in args[8:10])
+  if factors is None:
+    var = lambda q: q
+  elif diag_fn is None:
+    raise ValueError('map_covariances: `factors` needs a `diag_fn`.')
+  else:
+    var = lambda q: None if q is None else (q,) + tuple(factors(q))
+  args = (k.nngp, var(q11), var(q22), k.ntk,
+          k.cov1, *map(var, self_args(k.cov1, v1)),
+          k.cov2, *map(var, self_args(k.cov2, v2)))
   nngp, ntk, cov1, cov2 = _run_compiled(fn, diag_fn, args)
   return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2)
 
