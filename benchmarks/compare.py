@@ -11,7 +11,9 @@ tools/reference_env.sh or $NT_REFERENCE_PYTHON), see `_run_one.py`: after a
 first (compiling) call, reported separately, the timed calls of
 `kernel_fn(x, None, ('nngp', 'ntk'))` alternate between the two processes
 (ABBA order, `--repeats` each, at least 5 for the docs), so drifts of the
-machine's load affect both alike; the medians are compared. The peak RSS
+machine's load affect both alike; the medians are compared. Before each
+call both processes are left idle for `PAUSE_S`, so that neither runs while
+the other is still winding down. The peak RSS
 of each process is reported too.
 
 What users feel before the steady state is reported beside it: the first
@@ -38,6 +40,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -53,6 +56,11 @@ from workloads import ALL_WORKLOADS as WORKLOADS  # pylint: disable=g-import-not
 # different network or a dropped term changes the sums by far more.
 CHECKSUM_RTOL = {'float32': 1e-3, 'float64': 1e-7}
 MIN_REPEATS = 5
+# Seconds each process is left idle before a call: the other library's
+# process can still be busy for a moment after it answers (freeing buffers,
+# worker threads winding down), and on 2 cores a 30 ms call then runs at
+# half speed or worse (measured: numerical_n500 float32, 0.03 -> 0.09 s).
+PAUSE_S = 0.05
 
 
 def reference_python():
@@ -99,6 +107,7 @@ class Runner:
 
   def call(self):
     """One timed call."""
+    time.sleep(PAUSE_S)
     self._send('run')
     t = self._read().get('t')
     if t is not None:
@@ -106,6 +115,7 @@ class Runner:
 
   def new_shape(self):
     """One call on an input size this process has not seen."""
+    time.sleep(PAUSE_S)
     self._send('new')
     t = self._read().get('t_new')
     if t is not None:
@@ -174,7 +184,8 @@ def main(argv=None):
       'Kernel computation: nt_gp vs neural-tangents 0.6.5',
       f'Time of `kernel_fn(x, None, (\'nngp\', \'ntk\'))` after a first '
       f'(compiling) call: median of {args.repeats} calls per library, the two '
-      f'libraries\' calls interleaved (ABBA), each library in its own process '
+      f'libraries\' calls interleaved (ABBA, each after {PAUSE_S} s of '
+      f'idleness), each library in its own process '
       f'(neural-tangents with `jax.jit`, CPU); peak resident memory of that '
       f'process. "first call" is the fresh process\'s first call (trace, '
       f'compile and run); "new shape" the median of {args.new_shapes} calls '
