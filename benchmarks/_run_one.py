@@ -1,13 +1,17 @@
 """Times one workload in this process with nt_gp or neural-tangents.
 
 Usage:
-  python _run_one.py {nt_gp|neural_tangents} WORKLOAD DTYPE [N] [--serve]
+  python _run_one.py {nt_gp|neural_tangents} WORKLOAD DTYPE [N]
+      [--serve | --first-only]
 
 Builds the inputs (`N` overrides the workload's number of inputs), makes a
 first (compiling) call of ``kernel_fn(x, None, ('nngp', 'ntk'))`` and a
 second one and prints one JSON line ``{"compile_s": ..., "second_s": ...}``.
 Then:
 
+* with ``--first-only``, exits after the first call, printing only
+  ``{"compile_s": ...}`` (`compare.py` repeats the first call in fresh
+  processes this way);
 * by default, times 3 calls and prints one JSON line with compile_s,
   times_s, median_s, cpu_times_s (CPU time of all the process's
   threads), peak_rss_gb and the checksums;
@@ -119,9 +123,13 @@ def upper_sum(kernel) -> float:
 
 def main(argv):
   serve = '--serve' in argv
-  lib, name, dtype, *rest = [a for a in argv if a != '--serve']
+  lib, name, dtype, *rest = [a for a in argv
+                             if a not in ('--serve', '--first-only')]
   run, shape, run_on = build(lib, name, dtype, rest[0] if rest else None)
   compile_s, _, k = _timed(run)
+  if '--first-only' in argv:
+    print(json.dumps({'compile_s': compile_s}), flush=True)
+    return
   # The second call with the same inputs: nt_gp runs a small input's first
   # call without XLA and compiles on the second (config.
   # graph_first_call_max_entries); neural-tangents compiled on the first.

@@ -2,8 +2,8 @@
 
 Usage:
   python benchmarks/compare.py [WORKLOAD ...] [--dtypes float32,float64]
-      [--repeats 5] [--new-shapes 3] [--n N] [--out docs/benchmarks/kernels.md]
-      [--json F]
+      [--repeats 5] [--first-calls 5] [--new-shapes 3] [--n N]
+      [--out docs/benchmarks/kernels.md] [--json F]
 
 For each workload and dtype both libraries run at the same time, each in its
 own process (nt_gp in this python, neural-tangents in the reference env of
@@ -17,7 +17,10 @@ the other is still winding down. The peak RSS
 of each process is reported too.
 
 What users feel before the steady state is reported beside it: the first
-call (trace + compile + run, in a fresh process) and the new-shape call
+call (trace + compile + run, in a fresh process: the median over
+`--first-calls` fresh processes per library, started one at a time, the
+libraries alternating, since one first call swings by +-15% with the
+machine's state) and the new-shape call
 (after the timed calls, the same kernel function on N+1, N+2, ... inputs,
 `--new-shapes` sizes, each a size it has not seen: what every new test-set
 size of a GP costs), interleaved like the timed calls; the table gives the
@@ -37,6 +40,7 @@ import argparse
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,6 +73,21 @@ def reference_python():
     return env
   default = pathlib.Path.home() / '.cache' / 'nt-reference' / 'bin' / 'python'
   return str(default) if default.exists() else None
+
+
+def first_call(python, lib, name, dtype, n=None):
+  """Seconds of one first call in a fresh `_run_one.py --first-only`
+  process, or None where it failed (the serving process reports why)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', JAX_PLATFORMS='cpu')
+  cmd = [python, str(HERE / '_run_one.py'), lib, name, dtype, '--first-only']
+  if n:
+    cmd.insert(-1, str(n))
+  time.sleep(PAUSE_S)
+  proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                        text=True, env=env, check=False)
+  if proc.returncode:
+    return None
+  return json.loads(proc.stdout.strip().splitlines()[-1])['compile_s']
 
 
 class Runner:
@@ -132,9 +151,12 @@ class Runner:
 
 
 def measure(ours_python, ref_python, name, dtype, repeats, n=None,
-            new_shapes=0):
+            new_shapes=0, first_calls=1):
   """`(ours, theirs)` summaries; timed calls, then `new_shapes` new-shape
-  calls, interleaved ABBA."""
+  calls, interleaved ABBA; then `first_calls - 1` more fresh processes per
+  library for the first call (alternating which library starts), whose
+  times and median join the summaries as `first_call_times_s` and
+  `first_call_median_s`."""
   ours = Runner(ours_python, 'nt_gp', name, dtype, n)
   theirs = (Runner(ref_python, 'neural_tangents', name, dtype, n)
             if ref_python else None)
@@ -145,8 +167,21 @@ def measure(ours_python, ref_python, name, dtype, repeats, n=None,
   for r in range(new_shapes):
     for runner in (pair if r % 2 == 0 else pair[::-1]):
       runner.new_shape()
-  return ours.finish(), (theirs.finish() if theirs else
-                         {'error': 'reference env not found'})
+  summaries = [ours.finish(), (theirs.finish() if theirs else
+                               {'error': 'reference env not found'})]
+  pythons = [(ours_python, 'nt_gp'), (ref_python, 'neural_tangents')]
+  live = [i for i in (0, 1) if 'error' not in summaries[i]]
+  for i in live:
+    summaries[i]['first_call_times_s'] = [summaries[i]['compile_s']]
+  for r in range(first_calls - 1):
+    for i in (live if r % 2 else live[::-1]):
+      t = first_call(*pythons[i], name, dtype, n)
+      if t is not None:
+        summaries[i]['first_call_times_s'].append(t)
+  for i in live:
+    summaries[i]['first_call_median_s'] = float(statistics.median(
+        summaries[i]['first_call_times_s']))
+  return tuple(summaries)
 
 
 def checksum_difference(ours, theirs) -> float:
@@ -165,6 +200,10 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=MIN_REPEATS,
                       help=f'timed calls per library (default and minimum '
                            f'for the docs: {MIN_REPEATS})')
+  parser.add_argument('--first-calls', type=int, default=MIN_REPEATS,
+                      help=f'fresh processes per library whose first call '
+                           f'is timed (default and minimum for the docs: '
+                           f'{MIN_REPEATS})')
   parser.add_argument('--new-shapes', type=int, default=3,
                       help='new-shape calls per library, each on an input '
                            'size not seen before (default 3)')
@@ -176,9 +215,10 @@ def main(argv=None):
                       help='Markdown page for the docs ("" to skip)')
   args = parser.parse_args(argv)
   if args.out and pathlib.Path(args.out).resolve().parent == DOCS and (
-      args.repeats < MIN_REPEATS or args.n):
+      min(args.repeats, args.first_calls) < MIN_REPEATS or args.n):
     parser.error(f'the docs page needs full-size workloads and at least '
-                 f'{MIN_REPEATS} repeats; pass --out elsewhere (or "")')
+                 f'{MIN_REPEATS} repeats and first calls; pass --out '
+                 f'elsewhere (or "")')
   ref = reference_python()
   report = Report(
       'Kernel computation: nt_gp vs neural-tangents 0.6.5',
@@ -187,8 +227,10 @@ def main(argv=None):
       f'libraries\' calls interleaved (ABBA, each after {PAUSE_S} s of '
       f'idleness), each library in its own process '
       f'(neural-tangents with `jax.jit`, CPU); peak resident memory of that '
-      f'process. "first call" is the fresh process\'s first call (trace, '
-      f'compile and run); "new shape" the median of {args.new_shapes} calls '
+      f'process. "first call" is the median over {args.first_calls} fresh '
+      f'processes per library (started one at a time, the libraries '
+      f'alternating) of their first call (trace, compile and run); "new '
+      f'shape" the median of {args.new_shapes} calls '
       f'of the same kernel function on N+1, N+2, ... inputs after the timed '
       f'calls (a new input size compiles again: always in neural-tangents, in '
       f'nt_gp when it starts a new size bucket, see below); times in '
@@ -221,7 +263,7 @@ def main(argv=None):
   for name in args.workloads:
     for dtype in args.dtypes.split(','):
       ours, theirs = measure(sys.executable, ref, name, dtype, args.repeats,
-                             args.n, args.new_shapes)
+                             args.n, args.new_shapes, args.first_calls)
       rows.append((name, dtype, ours, theirs))
       row = _print_row(report, name, dtype, ours, theirs, limits,
                        full_size=not args.n)
@@ -309,22 +351,26 @@ def _print_row(report, name, dtype, ours, theirs, limits, full_size=True):
 
 def _first_and_new_shape(report, ours, theirs):
   """Cells 'first call (s)', 'first-call ratio', 'new shape (s)',
-  'new-shape ratio' (times nt_gp / neural-tangents), printed too."""
+  'new-shape ratio' (times nt_gp / neural-tangents; medians where there
+  are several), printed too."""
   cells = []
-  for key, what in (('compile_s', 'first call'),
-                    ('second_s', 'second call'),
-                    ('new_shape_median_s', 'new shape')):
-    a = ours.get(key)
-    b = None if 'error' in theirs else theirs.get(key)
+  for key, what, times in (
+      ('first_call_median_s', 'first call', 'first_call_times_s'),
+      ('second_s', 'second call', None),
+      ('new_shape_median_s', 'new shape', 'new_shape_times_s')):
+    # A summary without first-call repeats has its one first call only.
+    fallback = 'compile_s' if key == 'first_call_median_s' else key
+    a = ours.get(key, ours.get(fallback))
+    b = None if 'error' in theirs else theirs.get(key, theirs.get(fallback))
     if a is None:
       cells += [] if key == 'second_s' else ['', '']
       continue
     each = ''
-    if key == 'new_shape_median_s':
+    if len(ours.get(times, ())) > 1:
       each = ' (each: nt_gp {}{})'.format(
-          ', '.join(f'{t:.2f}' for t in ours.get('new_shape_times_s', [])),
+          ', '.join(f'{t:.2f}' for t in ours[times]),
           '' if not b else '; neural-tangents ' + ', '.join(
-              f'{t:.2f}' for t in theirs.get('new_shape_times_s', [])))
+              f'{t:.2f}' for t in theirs.get(times, [])))
     report.say(f'    {what}: nt_gp {a:.2f} s' + (
         '' if not b else f', neural-tangents {b:.2f} s, ratio {a / b:.2f}')
                + each)

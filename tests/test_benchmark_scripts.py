@@ -7,6 +7,7 @@ these checks keep the scripts working as the library changes.
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -69,7 +70,8 @@ def test_compare_interleaves_and_checks_checksums(tmp_path):
   proc = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / 'compare.py'), 'myrtle5',
        '--dtypes', 'float32', '--n', '4', '--repeats', '1', '--new-shapes',
-       '1', '--out', str(page)], capture_output=True, text=True, timeout=900)
+       '1', '--first-calls', '2', '--out', str(page)], capture_output=True,
+      text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
   text = page.read_text()
   assert '| checksums |' in text and 'median of 1 calls' in text
@@ -77,6 +79,10 @@ def test_compare_interleaves_and_checks_checksums(tmp_path):
   row = next(l for l in text.splitlines() if l.startswith('| myrtle5 |'))
   assert len(row.strip('|').split('|')) == 15
   assert 'new shape: nt_gp' in text
+  # The first call is timed in two fresh processes per library.
+  line = next(l for l in text.splitlines() if 'first call: nt_gp' in l)
+  each = re.search(r'\(each: nt_gp ([0-9., ]+)[;)]', line)
+  assert each and len(each.group(1).split(', ')) == 2, line
   assert 'MISMATCH' not in text
   import compare  # pylint: disable=g-import-not-at-top
   ours = dict(median_s=1., peak_rss_gb=1., nngp_checksum=10.,
