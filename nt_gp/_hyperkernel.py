@@ -35,6 +35,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp import _domains
 from nt_gp import _vectorized_grad
+from nt_gp import nonfinite
 from nt_gp.ops import watching
 from nt_gp.validation import check_kernel_name, is_number
 
@@ -222,12 +223,17 @@ class ArchitectureKernel:
     if fn is None:
       # A new callable each time (a partial: TensorFlow counts traces per
       # code object of a function, across `tf.function` objects).
-      fn = tf.function(functools.partial(_stopping, impl, watched),
-                       autograph=False, jit_compile=jit)
+      fn = tf.function(
+          nonfinite.checked_after(functools.partial(_stopping, impl, watched)),
+          autograph=False, jit_compile=jit)
       if len(self._compiled) >= _MAX_COMPILED:
         self._compiled.popitem(last=False)
     self._compiled[full_key] = fn
-    return fn(x1, *args)
+    out = fn(x1, *args)
+    if jit:
+      # XLA drops the kernel's own finiteness assertion inside `fn`.
+      out = nonfinite.check_values((out,), (self.get,))[0]
+    return out
 
   def gram(self, x1, x2: Optional[tf.Tensor], values: Dict) -> tf.Tensor:
     """Kernel matrix `(N1, N2)` between `x1: (N1, *F)` and `x2: (N2, *F)`.

@@ -65,3 +65,42 @@ def test_the_check_can_be_turned_off():
   assert not np.all(np.isfinite(k))
   with pytest.raises(NonFiniteKernelError):
     relu_net()(x, None, 'nngp')
+
+
+def test_under_xla_of_nt_gp_itself_the_result_is_checked_after_the_call():
+  """XLA drops assertions; with `jit_compile=True` nt_gp checks the compiled
+  call's result instead (kernel_fn and the TFP/GPflow adapters), and says
+  nothing about its own compiled functions."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  import nt_gp  # pylint: disable=g-import-not-at-top
+  from nt_gp.nonfinite import NonFiniteCheckWarning  # pylint: disable=g-import-not-at-top
+  from nt_gp.tfp import NeuralKernel  # pylint: disable=g-import-not-at-top
+
+  def mlp(W_std, b_std):
+    return stax.serial(stax.Dense(1, W_std, b_std), stax.Relu(),
+                       stax.Dense(1, W_std, b_std))
+  big = np.full((3, 2), 1e30, np.float32)
+  ok = np.random.RandomState(1).randn(3, 2).astype(np.float32)
+  with nt_gp.compilation(jit_compile=True), warnings.catch_warnings():
+    warnings.simplefilter('error', NonFiniteCheckWarning)
+    with pytest.raises(NonFiniteKernelError, match='non-finite'):
+      relu_net()(big, None, 'nngp')
+    kernel = NeuralKernel(mlp, W_std=1.0, b_std=0.1)
+    with pytest.raises(NonFiniteKernelError, match='non-finite'):
+      kernel.matrix(big, big)
+    np.testing.assert_allclose(
+        kernel.matrix(ok, ok), mlp(1.0, 0.1)[2](ok, None, 'nngp'), rtol=1e-5)
+    from nt_gp.gpflow import NeuralKernel as GPflowKernel  # pylint: disable=g-import-not-at-top
+    with pytest.raises(NonFiniteKernelError, match='non-finite'):
+      GPflowKernel(mlp, W_std=1.0, b_std=0.1).K(np.full((3, 2), 1e200))
+
+
+def test_inside_a_users_xla_function_it_warns():
+  from nt_gp.nonfinite import NonFiniteCheckWarning  # pylint: disable=g-import-not-at-top
+  kernel_fn = relu_net()
+  f = tf.function(lambda x: kernel_fn(x, None, 'nngp'), jit_compile=True,
+                  autograph=False)
+  with pytest.warns(NonFiniteCheckWarning, match='check_numerics outside'):
+    out = f(tf.fill((2, 3), 1e30))
+  # What the warning is about: XLA returns the non-finite kernel.
+  assert not np.all(np.isfinite(out))

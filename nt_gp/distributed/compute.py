@@ -20,7 +20,7 @@ from nt_gp import _config
 from nt_gp.blocks import BlockGrid, Task, mirror_perm
 from nt_gp.devices import DeviceRunner, local_devices
 from nt_gp.input_checks import check_kernel_inputs
-from nt_gp.nonfinite import NonFiniteKernelError, non_finite_message
+from nt_gp.nonfinite import NonFiniteKernelError, checked_after, non_finite_message
 from nt_gp.store import KernelStore, StoreExistsError, fingerprint
 from nt_gp.store_fingerprint import compare_probes, make_probe
 from nt_gp.store_lock import WriterLock
@@ -121,10 +121,11 @@ class BlockComputer:
     """``(pair_fn(a, b), diag_fn(a))`` as `tf.function`s (for remote use)."""
     if self._fns is None:
       jit = _config.config.resolve_jit()
-      pair = tf.function(lambda a, b: self.call(a, b), autograph=False,
-                         jit_compile=jit)
-      diag = tf.function(lambda a: self.call(a, None), autograph=False,
-                         jit_compile=jit)
+      # Their blocks are checked to be finite where they arrive.
+      pair = tf.function(checked_after(lambda a, b: self.call(a, b)),
+                         autograph=False, jit_compile=jit)
+      diag = tf.function(checked_after(lambda a: self.call(a, None)),
+                         autograph=False, jit_compile=jit)
       self._fns = pair, diag
     return self._fns
 

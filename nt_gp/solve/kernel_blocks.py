@@ -194,6 +194,7 @@ class FunctionBlocks(KernelBlocks):
                cache_dir: Optional[str] = None):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from nt_gp import _config  # pylint: disable=g-import-not-at-top
+    from nt_gp import nonfinite  # pylint: disable=g-import-not-at-top
     if get not in ('nngp', 'ntk'):
       raise ValueError(f'`get` must be "nngp" or "ntk", got {get!r}.')
     self.kernel_fn = kernel_fn
@@ -209,13 +210,16 @@ class FunctionBlocks(KernelBlocks):
     self.dtype = self.x.dtype
     jit = _config.config.resolve_jit()
     z_value = self.z
+    # Their results are checked to be finite on the host (`_host`).
     self._cross = tf.function(
-        lambda a: kernel_fn(a, tf.constant(z_value), get), autograph=False,
-        jit_compile=jit)
+        nonfinite.checked_after(
+            lambda a: kernel_fn(a, tf.constant(z_value), get)),
+        autograph=False, jit_compile=jit)
     # Shapes stay static (the kernel's layers need them): one trace for the
     # full blocks, one for a smaller last block.
-    self._self = tf.function(lambda a: kernel_fn(a, None, get),
-                             autograph=False, jit_compile=jit)
+    self._self = tf.function(
+        nonfinite.checked_after(lambda a: kernel_fn(a, None, get)),
+        autograph=False, jit_compile=jit)
     row_bytes = self.m * self.dtype.itemsize     # cached in the kernel's dtype
     self._cache = {}
     self._cache_rows = int(cache_bytes) // row_bytes if cache_bytes else 0
