@@ -75,13 +75,17 @@ def reference_python():
   return str(default) if default.exists() else None
 
 
+def _command(python, lib, name, dtype, n, mode):
+  """`(command, environment)` of a `_run_one.py` process in `mode`."""
+  cmd = [python, str(HERE / '_run_one.py'), lib, name, dtype] + (
+      [str(n)] if n else []) + [mode]
+  return cmd, dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', JAX_PLATFORMS='cpu')
+
+
 def first_call(python, lib, name, dtype, n=None):
   """Seconds of one first call in a fresh `_run_one.py --first-only`
   process, or None where it failed (the serving process reports why)."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', JAX_PLATFORMS='cpu')
-  cmd = [python, str(HERE / '_run_one.py'), lib, name, dtype, '--first-only']
-  if n:
-    cmd.insert(-1, str(n))
+  cmd, env = _command(python, lib, name, dtype, n, '--first-only')
   time.sleep(PAUSE_S)
   proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                         text=True, env=env, check=False)
@@ -94,10 +98,7 @@ class Runner:
   """One library's `_run_one.py --serve` process for one workload."""
 
   def __init__(self, python, lib, name, dtype, n=None):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', JAX_PLATFORMS='cpu')
-    cmd = [python, str(HERE / '_run_one.py'), lib, name, dtype, '--serve']
-    if n:
-      cmd.insert(-1, str(n))
+    cmd, env = _command(python, lib, name, dtype, n, '--serve')
     self.log = tempfile.TemporaryFile('w+')   # a pipe could fill and block
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=self.log,
