@@ -5,8 +5,8 @@ functions):
 
 * no import cycle between nt_gp modules;
 * `nt_gp.ops` imports only `nt_gp.ops` and `nt_gp._config`; `nt_gp.kernel`
-  only `nt_gp.ops`; `nt_gp.validation`, `nt_gp.nonfinite` and
-  `nt_gp._config` nothing of nt_gp;
+  only `nt_gp.ops`; `nt_gp.validation`, `nt_gp.nonfinite`, `nt_gp._config`
+  and `nt_gp._callsite` nothing of nt_gp but `nt_gp._callsite`;
 * the stax engine imports only the layers below it and itself, never a
   layer module;
 * a layer module (one file per layer family in `nt_gp/stax/`) imports only
@@ -22,7 +22,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / 'nt_gp'
 
-FOUNDATION = {'nt_gp._config', 'nt_gp.validation', 'nt_gp.nonfinite'}
+FOUNDATION = {'nt_gp._config', 'nt_gp.validation', 'nt_gp.nonfinite',
+              'nt_gp._callsite'}
 STAX_ENGINE = {f'nt_gp.stax.{m}' for m in (
     'layer', 'layer_call', 'rule_spec', 'requirements', 'masking', 'inputs',
     'shapes', 'hparams', '_random', 'elementwise', 'dimension_numbers',
@@ -135,7 +136,8 @@ def test_ops_import_only_ops(name):
 
 def test_foundation_and_kernel():
   for name in FOUNDATION:
-    assert not _deps(name), name
+    assert _deps(name) <= {'nt_gp._callsite'}, name
+  assert not _deps('nt_gp._callsite')
   assert not _offending('nt_gp.kernel', lambda d: d.startswith('nt_gp.ops.'))
 
 

@@ -100,7 +100,10 @@ def test_inside_a_users_xla_function_it_warns():
   kernel_fn = relu_net()
   f = tf.function(lambda x: kernel_fn(x, None, 'nngp'), jit_compile=True,
                   autograph=False)
-  with pytest.warns(NonFiniteCheckWarning, match='check_numerics outside'):
+  with pytest.warns(NonFiniteCheckWarning, match='check_numerics outside') as rec:
     out = f(tf.fill((2, 3), 1e30))
+  # It names the user's line that computes the kernel (so Python's default
+  # filter shows it once per such line), not a line inside nt_gp.
+  assert {w.filename for w in rec} == {__file__}, [w.filename for w in rec]
   # What the warning is about: XLA returns the non-finite kernel.
   assert not np.all(np.isfinite(out))

@@ -1,6 +1,5 @@
 """Finite-width functions, dtypes and argument checks of the nonlinearities,
 LayerNorm and Dropout."""
-import math
 
 import numpy as np
 import pytest
@@ -115,6 +114,15 @@ def test_float32_follows_float64(name):
     assert a.dtype == tf.float32 and b.dtype == tf.float64
     assert a.shape == (2, 2, 3, 3)
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5 * np.abs(b).max())
+
+
+def test_hermite_warning_names_the_callers_line():
+  """Its unit-variance warning points at the line calling the kernel (so
+  Python's default filter shows it once per such line), not into nt_gp."""
+  _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Hermite(2))
+  with pytest.warns(UserWarning, match='Hermite') as rec:
+    kernel_fn(np.ones((2, 3)), None, 'nngp')
+  assert {w.filename for w in rec} == {__file__}, [w.filename for w in rec]
 
 
 def test_hyperparameters_as_variables_of_another_dtype():

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import _callsite
 from nt_gp import validation
 from nt_gp.ops.safe_math import int_power, safe_atan2, sqrt_gram_det
 from nt_gp.stax import hparams
@@ -290,7 +291,7 @@ def Hermite(degree: int):
   def rule(k):
     warnings.warn('Hermite: the kernel assumes inputs of unit variance across '
                   'channels/features (std(x, axis=channel_axis) == 1).',
-                  stacklevel=2)
+                  stacklevel=_callsite.user_stacklevel())
 
     ntk = k.ntk
     if ntk is not None:
