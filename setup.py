@@ -13,6 +13,10 @@ VERSION = re.search(r"__version__ = '([^']+)'",
 # * tensorflow-probability 0.24-0.25 needs tf-keras beside Keras 3.
 # * gpflow 2.9.x: the newest release that installs beside numpy 2
 #   (gpflow 2.11 pins numpy<2).
+# scikit-learn and matplotlib are extras (`demo`, `plots`), not requirements:
+# Keras 3 imports both whenever they are installed, so every
+# `import tensorflow` of the environment would take about 1 s and 90 MB more
+# (docs/performance.md), and the kernels need neither.
 INSTALL_REQUIRES = [
     'numpy>=1.26',
     'scipy>=1.11',
@@ -22,16 +26,19 @@ INSTALL_REQUIRES = [
     'gpflow>=2.9.2,<2.10',
     'h5py>=3.9',
     'tqdm>=4.60',
-    'scikit-learn>=1.3',
-    'matplotlib>=3.7',
 ]
+PLOTS = ['matplotlib>=3.7']
+# `nt-gp demo` and examples/: scikit-learn's bundled data sets and figures.
+DEMO = ['scikit-learn>=1.3'] + PLOTS
 
 DOCS = ['mkdocs>=1.6,<2', 'mkdocs-material>=9.5,<10',
         'mkdocstrings[python]>=0.26']
 EXTRAS = {
     # The tests build the documentation (tests/test_docs_build.py).
-    'test': ['pytest>=7.4', 'pytest-xdist>=3.3'] + DOCS,
+    'test': ['pytest>=7.4', 'pytest-xdist>=3.3'] + DOCS + DEMO,
     'docs': DOCS,
+    'demo': DEMO,
+    'plots': PLOTS,
 }
 EXTRAS['dev'] = sorted({r for v in EXTRAS.values() for r in v})
 

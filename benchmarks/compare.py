@@ -6,8 +6,12 @@ Usage:
       [--out docs/benchmarks/kernels.md] [--json F]
 
 For each workload and dtype both libraries run at the same time, each in its
-own process (nt_gp in this python, neural-tangents in the reference env of
-tools/reference_env.sh or $NT_REFERENCE_PYTHON), see `_run_one.py`: after a
+own process, each library in an environment with only its own requirements:
+nt_gp in that of tools/lean_env.sh (what `pip install nt_gp` gives, without
+the scikit-learn and matplotlib of the test extras, which Keras 3 would
+import with TensorFlow) or `--nt-gp-python` / $NT_GP_PYTHON, else in this
+python; neural-tangents in the reference env of tools/reference_env.sh or
+$NT_REFERENCE_PYTHON. See `_run_one.py`: after a
 first (compiling) call, reported separately, the timed calls of
 `kernel_fn(x, None, ('nngp', 'ntk'))` alternate between the two processes
 (ABBA order, `--repeats` each, at least 5 for the docs), so drifts of the
@@ -73,6 +77,18 @@ def reference_python():
     return env
   default = pathlib.Path.home() / '.cache' / 'nt-reference' / 'bin' / 'python'
   return str(default) if default.exists() else None
+
+
+def nt_gp_python():
+  """`(python, description)` of the environment nt_gp runs in."""
+  env = os.environ.get('NT_GP_PYTHON')
+  if env:
+    return env, f'$NT_GP_PYTHON ({env})'
+  lean = pathlib.Path.home() / '.cache' / 'nt_gp-lean' / 'bin' / 'python'
+  if lean.exists():
+    return str(lean), ('an environment with only its requirements '
+                       '(tools/lean_env.sh)')
+  return sys.executable, 'the python running this script (with its extras)'
 
 
 def _command(python, lib, name, dtype, n, mode):
@@ -212,6 +228,10 @@ def main(argv=None):
                       help='number of inputs instead of the workload\'s '
                            '(smoke runs)')
   parser.add_argument('--json', help='also write results to this file')
+  parser.add_argument('--nt-gp-python', default=None,
+                      help='python to run nt_gp with (default: $NT_GP_PYTHON, '
+                           'else the environment of tools/lean_env.sh if '
+                           'built, else this python)')
   parser.add_argument('--out', default=str(DOCS / 'kernels.md'),
                       help='Markdown page for the docs ("" to skip)')
   args = parser.parse_args(argv)
@@ -221,13 +241,16 @@ def main(argv=None):
                  f'{MIN_REPEATS} repeats and first calls; pass --out '
                  f'elsewhere (or "")')
   ref = reference_python()
+  ours_python, ours_env = ((args.nt_gp_python, args.nt_gp_python)
+                           if args.nt_gp_python else nt_gp_python())
   report = Report(
       'Kernel computation: nt_gp vs neural-tangents 0.6.5',
       f'Time of `kernel_fn(x, None, (\'nngp\', \'ntk\'))` after a first '
       f'(compiling) call: median of {args.repeats} calls per library, the two '
       f'libraries\' calls interleaved (ABBA, each after {PAUSE_S} s of '
       f'idleness), each library in its own process '
-      f'(neural-tangents with `jax.jit`, CPU); peak resident memory of that '
+      f'(neural-tangents with `jax.jit`, CPU, in an environment with only its '
+      f'requirements; nt_gp in {ours_env}); peak resident memory of that '
       f'process. "first call" is the median over {args.first_calls} fresh '
       f'processes per library (started one at a time, the libraries '
       f'alternating) of their first call (trace, compile and run); "new '
@@ -263,7 +286,7 @@ def main(argv=None):
   rows, table, mismatches = [], [], []
   for name in args.workloads:
     for dtype in args.dtypes.split(','):
-      ours, theirs = measure(sys.executable, ref, name, dtype, args.repeats,
+      ours, theirs = measure(ours_python, ref, name, dtype, args.repeats,
                              args.n, args.new_shapes, args.first_calls)
       rows.append((name, dtype, ours, theirs))
       row = _print_row(report, name, dtype, ours, theirs, limits,

@@ -12,6 +12,7 @@ while it starts are kept off the terminal (see `nt_gp.cli_supervisor` for
 """
 import argparse
 import contextlib
+import importlib.util
 import os
 import sys
 
@@ -56,6 +57,14 @@ def native_stderr_hidden(hidden: bool = True):
 
 
 def _demo(args):
+  missing = [name for module, name in (('sklearn', 'scikit-learn'),
+                                       ('matplotlib', 'matplotlib'))
+             if importlib.util.find_spec(module) is None]
+  if missing:
+    print(f'nt-gp demo: error: the demo needs {" and ".join(missing)} (its '
+          f'data sets and figures); install them with: pip install '
+          f'"nt_gp[demo]"', file=sys.stderr)
+    return 1
   if not args.verbose:
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   with native_stderr_hidden(not args.verbose):

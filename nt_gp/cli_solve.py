@@ -506,8 +506,15 @@ def _write(args, targets, labels, result, say):
   report.write_csv(os.path.join(out, 'sweep.csv'), rows)
   with open(os.path.join(out, 'sweep.md'), 'x') as f:
     f.write(report.markdown_table(rows) + '\n')
-  report.plot_sweep(os.path.join(out, 'sweep.png'), rows, targets.metric,
-                    f'nt-gp solve --method {args.method} --get {args.get}')
+  written = list(_OUTPUTS)
+  if report.can_plot():
+    report.plot_sweep(os.path.join(out, 'sweep.png'), rows, targets.metric,
+                      f'nt-gp solve --method {args.method} --get {args.get}')
+  else:
+    written.remove('sweep.png')
   best = report.best_index(rows, targets.metric)
   print(report.text_table(rows, best))
-  print(f'wrote {out}: {", ".join(_OUTPUTS)}')
+  print(f'wrote {out}: {", ".join(written)}')
+  if 'sweep.png' not in written:
+    print('sweep.png not written: matplotlib is not installed (pip install '
+          '"nt_gp[plots]")')

@@ -65,3 +65,20 @@ def test_demo_quick(tmp_path):
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
     assert image.std() > 0.01, f'{name}.png is blank'
     assert f'figure: {png}' in proc.stdout
+
+
+def test_demo_without_its_extras_says_what_to_install(monkeypatch, capsys):
+  """Without scikit-learn or matplotlib (extras, not requirements) the
+  command ends in one `error:` line naming what to install, before any
+  work."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from nt_gp import cli  # pylint: disable=g-import-not-at-top
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: (
+      None if name == 'sklearn' else real(name, *a)))
+  assert cli.main(['demo', '--quick', '--out', 'unused']) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith('nt-gp demo: error:'), err
+  assert 'scikit-learn' in err[0] and 'nt_gp[demo]' in err[0]
+  assert 'matplotlib' not in err[0]
+  assert not os.path.exists('unused')

@@ -120,6 +120,26 @@ def test_exact_from_stores(digits, capsys, tmp_path):
       'likelihood |')
 
 
+def test_without_matplotlib_the_tables_are_written_and_the_plot_is_not(
+    digits, capsys, tmp_path, monkeypatch):
+  """matplotlib is an extra (`nt_gp[plots]`): without it the sweep's tables
+  and predictions are written, sweep.png is not, and the output says how to
+  get it."""
+  from nt_gp.solve import report  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(report, 'can_plot', lambda: False)
+  out = tmp_path / 'out'
+  code, stdout, stderr = _solve([
+      '--train-kernel', digits['train'], '--test-kernel', digits['test'],
+      '--y-train', digits['y_train'], '--y-test', digits['y_test'],
+      '--reg', '1e-2', '--out', str(out)], capsys)
+  assert code == 0, stderr
+  assert sorted(os.listdir(out)) == ['predictions.npz', 'sweep.csv',
+                                     'sweep.md']
+  assert 'predictions.npz, sweep.csv, sweep.md\n' in stdout
+  assert 'sweep.png not written: matplotlib is not installed' in stdout
+  assert 'nt_gp[plots]' in stdout
+
+
 def test_nystrom_from_inputs(digits, capsys, tmp_path):
   out = tmp_path / 'out'
   code, stdout, stderr = _solve([

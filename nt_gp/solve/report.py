@@ -7,10 +7,11 @@ Example:
   | 0.001 | 0.01 | 0.9000 | -10 |
 """
 import csv
+import importlib.util
 from typing import Dict, List, Optional, Sequence
 
 __all__ = ['sweep_rows', 'markdown_table', 'text_table', 'write_csv',
-           'plot_sweep', 'best_index']
+           'plot_sweep', 'can_plot', 'best_index']
 
 
 def sweep_rows(diag_reg: Sequence[float], reg: Sequence[float],
@@ -106,9 +107,20 @@ def best_index(rows: List[dict], metric: str) -> Optional[int]:
   return None
 
 
+def can_plot() -> bool:
+  """Whether matplotlib (an optional dependency: ``pip install
+  "nt_gp[plots]"``) is installed, so `plot_sweep` can draw.
+
+  Example:
+    >>> isinstance(can_plot(), bool)
+    True
+  """
+  return importlib.util.find_spec('matplotlib') is not None
+
+
 def plot_sweep(path: str, rows: List[dict], metric: str, title: str = ''):
   """Writes a PNG: the metric of each set (and the log marginal likelihood
-  on a second axis) against ``diag_reg``."""
+  on a second axis) against ``diag_reg`` (needs matplotlib: `can_plot`)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
