@@ -4,8 +4,9 @@ Usage:
   python _run_one.py {nt_gp|neural_tangents} WORKLOAD DTYPE [N]
       [--serve | --first-only]
 
-Builds the inputs (`N` overrides the workload's number of inputs), makes a
-first (compiling) call of ``kernel_fn(x, None, ('nngp', 'ntk'))`` and a
+Builds the inputs (`N` overrides the workload's number of inputs), runs a
+full garbage collection (so that no collection left pending by the imports
+lands in the first call), makes a first (compiling) call of ``kernel_fn(x, None, ('nngp', 'ntk'))`` and a
 second one and prints one JSON line ``{"compile_s": ..., "second_s": ...}``.
 Then:
 
@@ -32,6 +33,7 @@ relative at degree 25 on the `numerical_n500` inputs), while nt_gp computes
 the pairs ``i <= j`` as neural-tangents does and mirrors them. Runs under either library's
 python; imports only that library.
 """
+import gc
 import json
 import os
 import sys
@@ -126,6 +128,13 @@ def main(argv):
   lib, name, dtype, *rest = [a for a in argv
                              if a not in ('--serve', '--first-only')]
   run, shape, run_on = build(lib, name, dtype, rest[0] if rest else None)
+  # Python's full (generation-2) collection becomes due at a moment set by
+  # the process's import history: in a process whose imports left it
+  # pending, the first call's allocations trigger it (0.15 s for
+  # TensorFlow's or JAX's heap of ~300,000 objects, docs/performance.md).
+  # Both libraries collect here, after their imports and set-up, so their
+  # first calls measure the kernel, not a collection owed by the imports.
+  gc.collect()
   compile_s, _, k = _timed(run)
   if '--first-only' in argv:
     print(json.dumps({'compile_s': compile_s}), flush=True)
