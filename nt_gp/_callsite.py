@@ -10,9 +10,9 @@ import sys
 
 __all__ = ['user_stacklevel']
 
-# Frames in these packages are skipped when a warning names the line that
-# caused it: the user's line that called the kernel, directly or through
-# TensorFlow Probability, GPflow or Keras.
+# Frames in these packages (and AutoGraph's generated code) are skipped when
+# a warning names the line that caused it: the user's line that called the
+# kernel, directly or through TensorFlow Probability, GPflow or Keras.
 _LIBRARY_PACKAGES = ('nt_gp', 'tensorflow', 'tensorflow_probability', 'gpflow',
                      'keras', 'tf_keras')
 
@@ -41,8 +41,14 @@ def user_stacklevel() -> int:
   dirs = _library_dirs()
   frame = sys._getframe(1)  # pylint: disable=protected-access
   level = 1
-  while frame is not None and os.path.abspath(
-      frame.f_code.co_filename).startswith(dirs):
+  while frame is not None and _in_libraries(frame.f_code.co_filename, dirs):
     frame = frame.f_back
     level += 1
   return level if frame is not None else 2
+
+
+def _in_libraries(filename: str, dirs: tuple) -> bool:
+  # AutoGraph runs converted functions (e.g. TensorFlow's own `pfor` loops)
+  # from generated temporary files: never the user's line either.
+  return (os.path.abspath(filename).startswith(dirs) or
+          os.path.basename(filename).startswith('__autograph_generated_file'))
