@@ -79,12 +79,15 @@ def reference_python():
   return str(default) if default.exists() else None
 
 
-def nt_gp_python():
-  """`(python, description)` of the environment nt_gp runs in."""
-  env = os.environ.get('NT_GP_PYTHON')
-  if env:
-    return env, f'$NT_GP_PYTHON ({env})'
-  lean = pathlib.Path.home() / '.cache' / 'nt_gp-lean' / 'bin' / 'python'
+def nt_gp_python(explicit=None):
+  """`(python, description)` of the environment nt_gp runs in: `explicit`
+  (`--nt-gp-python`), else $NT_GP_PYTHON, else tools/lean_env.sh's
+  environment ($NT_GP_LEAN_DIR or its default) if built, else this python."""
+  chosen = explicit or os.environ.get('NT_GP_PYTHON')
+  if chosen:
+    return chosen, chosen
+  lean = pathlib.Path(os.environ.get('NT_GP_LEAN_DIR') or (
+      pathlib.Path.home() / '.cache' / 'nt_gp-lean')) / 'bin' / 'python'
   if lean.exists():
     return str(lean), ('an environment with only its requirements '
                        '(tools/lean_env.sh)')
@@ -241,8 +244,7 @@ def main(argv=None):
                  f'{MIN_REPEATS} repeats and first calls; pass --out '
                  f'elsewhere (or "")')
   ref = reference_python()
-  ours_python, ours_env = ((args.nt_gp_python, args.nt_gp_python)
-                           if args.nt_gp_python else nt_gp_python())
+  ours_python, ours_env = nt_gp_python(args.nt_gp_python)
   report = Report(
       'Kernel computation: nt_gp vs neural-tangents 0.6.5',
       f'Time of `kernel_fn(x, None, (\'nngp\', \'ntk\'))` after a first '

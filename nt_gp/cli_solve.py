@@ -506,15 +506,14 @@ def _write(args, targets, labels, result, say):
   report.write_csv(os.path.join(out, 'sweep.csv'), rows)
   with open(os.path.join(out, 'sweep.md'), 'x') as f:
     f.write(report.markdown_table(rows) + '\n')
-  written = list(_OUTPUTS)
-  if report.can_plot():
+  plotted = report.can_plot()
+  if plotted:
     report.plot_sweep(os.path.join(out, 'sweep.png'), rows, targets.metric,
                       f'nt-gp solve --method {args.method} --get {args.get}')
-  else:
-    written.remove('sweep.png')
   best = report.best_index(rows, targets.metric)
   print(report.text_table(rows, best))
+  written = [f for f in _OUTPUTS if plotted or f != 'sweep.png']
   print(f'wrote {out}: {", ".join(written)}')
-  if 'sweep.png' not in written:
+  if not plotted:
     print('sweep.png not written: matplotlib is not installed (pip install '
           '"nt_gp[plots]")')
