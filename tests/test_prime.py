@@ -38,6 +38,26 @@ def test_starts_only_inside_priming_and_once_per_shape():
   assert started == [True]
 
 
+def test_a_function_gone_leaves_no_record():
+  """The record of started signatures goes with its function: a later
+  function that reuses a gone one's address (`id`) is still primed."""
+  import gc
+  before = len(prime._DONE)
+  compiled = tf.function(lambda x: x - 1., jit_compile=True, autograph=False)
+
+  @tf.function(autograph=False)
+  def outer(x):
+    assert prime.maybe_prime(compiled, (x,))
+    return compiled(x)
+  with prime.priming():
+    outer(tf.ones((2, 9)))
+  assert len(prime._DONE) == before + 1
+  prime._pool().submit(lambda: None).result()   # the background run is done
+  del compiled, outer
+  gc.collect()
+  assert len(prime._DONE) == before
+
+
 def test_same_function_and_shape_starts_once():
   compiled = tf.function(lambda x: 2. * x, jit_compile=True, autograph=False)
   starts = []

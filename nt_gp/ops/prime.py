@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import os
 import threading
+import weakref
 
 import tensorflow as tf
 from tensorflow.python.eager import context  # pylint: disable=g-direct-tensorflow-import
@@ -33,8 +34,11 @@ MAX_ENTRIES = 2 ** 22
 _STATE = threading.local()
 _LOCK = threading.Lock()
 _POOL = None
-_DONE = set()
-_MAX_DONE = 4096
+# Signatures started, per compiled function. Weak keys: a function that is
+# gone takes its entries with it (an `id()` key could be reused by a later
+# function, which would then never be primed).
+_DONE = weakref.WeakKeyDictionary()
+_MAX_DONE = 4096   # signatures kept per function
 
 
 @contextlib.contextmanager
@@ -100,13 +104,14 @@ def maybe_prime(compiled, args) -> bool:
       t.shape.num_elements() for t in present) > MAX_ENTRIES:
     return False
   specs = [None if t is None else (tuple(t.shape), t.dtype) for t in flat]
-  key = (id(compiled), tuple(specs))
+  key = tuple(specs)
   with _LOCK:
-    if key in _DONE:
+    done = _DONE.setdefault(compiled, set())
+    if key in done:
       return False
-    if len(_DONE) >= _MAX_DONE:
-      _DONE.clear()
-    _DONE.add(key)
+    if len(done) >= _MAX_DONE:
+      done.clear()
+    done.add(key)
   compiled.get_concrete_function(*args)
   device = _STATE.device
 
