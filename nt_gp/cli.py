@@ -12,11 +12,10 @@ while it starts are kept off the terminal (see `nt_gp.cli_supervisor` for
 """
 import argparse
 import contextlib
-import importlib.util
 import os
 import sys
 
-from nt_gp import cli_kernel, cli_solve
+from nt_gp import cli_kernel, cli_solve, extras
 
 __all__ = ['main', 'build_parser']
 
@@ -57,9 +56,7 @@ def native_stderr_hidden(hidden: bool = True):
 
 
 def _demo(args):
-  missing = [name for module, name in (('sklearn', 'scikit-learn'),
-                                       ('matplotlib', 'matplotlib'))
-             if importlib.util.find_spec(module) is None]
+  missing = extras.missing('demo')
   if missing:
     print(f'nt-gp demo: error: the demo needs {" and ".join(missing)} (its '
           f'data sets and figures); install them with: pip install '

@@ -82,3 +82,30 @@ def test_demo_without_its_extras_says_what_to_install(monkeypatch, capsys):
   assert 'scikit-learn' in err[0] and 'nt_gp[demo]' in err[0]
   assert 'matplotlib' not in err[0]
   assert not os.path.exists('unused')
+
+
+def test_demo_from_python_without_its_extras_says_what_to_install(
+    monkeypatch, tmp_path):
+  """`nt_gp.demo.run()` and the data loaders called from Python without the
+  extras raise an ImportError naming the packages and the extra, before any
+  work (not a bare `No module named 'sklearn'` minutes in)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import pytest  # pylint: disable=g-import-not-at-top
+  from nt_gp import demo, extras  # pylint: disable=g-import-not-at-top
+  real = importlib.util.find_spec
+  hidden = {'matplotlib'}
+  monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: (
+      None if name in hidden else real(name, *a)))
+  with pytest.raises(ImportError, match=r'matplotlib.*pip install "nt_gp\[demo\]"'):
+    demo.run(quick=True, out_dir=str(tmp_path / 'out'), progress=False)
+  assert not (tmp_path / 'out').exists()
+  with pytest.raises(ImportError, match=r'pip install "nt_gp\[plots\]"'):
+    demo.plots._pyplot()  # pylint: disable=protected-access
+  hidden = {'sklearn'}
+  with pytest.raises(ImportError, match=r'scikit-learn.*"nt_gp\[demo\]"'):
+    demo.load_digits_images(10, 10)
+  with pytest.raises(ImportError, match=r'scikit-learn'):
+    demo.load_diabetes_split()
+  assert extras.missing('plots') == []
+  with pytest.raises(ValueError, match='unknown extra'):
+    extras.missing('gpu')

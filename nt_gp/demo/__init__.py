@@ -25,6 +25,7 @@ from typing import Dict
 
 import numpy as np
 
+from nt_gp import extras
 from nt_gp.demo import data, kernels, models, plots
 from nt_gp.demo.data import load_diabetes_split, load_digits_images
 from nt_gp.demo.kernels import blockwise_kernel, mlp, myrtle_cnn
@@ -82,11 +83,17 @@ def run(quick: bool = False, out_dir: str = 'demo-output',
   Returns:
     0 (the command's exit status).
 
+  Raises:
+    ImportError: scikit-learn or matplotlib is not installed (they are the
+      extra `nt_gp[demo]`), before any work.
+
   Example (what `nt-gp demo --quick` runs; tests/test_demo.py checks it):
     >>> from nt_gp.demo import run
     >>> run(quick=True, out_dir='demo-output')  # doctest: +SKIP
     0
   """
+  # Before minutes of kernels: the data sets and figures need the extras.
+  extras.require('demo', 'nt_gp.demo.run')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.get_logger().setLevel('ERROR')
   t_start = time.time()

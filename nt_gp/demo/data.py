@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nt_gp import extras
+
 __all__ = ['Split', 'load_digits_images', 'load_diabetes_split']
 
 
@@ -49,6 +51,7 @@ def load_digits_images(n_train: int, n_test: int, seed: int = 0) -> Split:
     >>> float(abs(s.y_train.sum(1) - 0.).max()) < 1e-12
     True
   """
+  extras.require('demo', 'load_digits_images (scikit-learn\'s bundled data)')
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   x, labels = load_digits(return_X_y=True)
   if n_train + n_test > len(x):
@@ -76,6 +79,7 @@ def load_diabetes_split(n_train: int = 330, n_test: int = 112,
     >>> bool(abs(s.x_train.mean(0)).max() < 1e-12)
     True
   """
+  extras.require('demo', 'load_diabetes_split (scikit-learn\'s bundled data)')
   from sklearn.datasets import load_diabetes  # pylint: disable=g-import-not-at-top
   x, y = load_diabetes(return_X_y=True)
   if n_train + n_test > len(x):

@@ -12,11 +12,14 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from nt_gp import extras
+
 __all__ = ['bar_chart', 'kernel_heatmaps', 'predicted_vs_true',
            'likelihood_curves']
 
 
 def _pyplot():
+  extras.require('plots', 'The demo\'s figures')
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -7,8 +7,9 @@ Example:
   | 0.001 | 0.01 | 0.9000 | -10 |
 """
 import csv
-import importlib.util
 from typing import Dict, List, Optional, Sequence
+
+from nt_gp import extras
 
 __all__ = ['sweep_rows', 'markdown_table', 'text_table', 'write_csv',
            'plot_sweep', 'can_plot', 'best_index']
@@ -115,12 +116,13 @@ def can_plot() -> bool:
     >>> isinstance(can_plot(), bool)
     True
   """
-  return importlib.util.find_spec('matplotlib') is not None
+  return not extras.missing('plots')
 
 
 def plot_sweep(path: str, rows: List[dict], metric: str, title: str = ''):
   """Writes a PNG: the metric of each set (and the log marginal likelihood
   on a second axis) against ``diag_reg`` (needs matplotlib: `can_plot`)."""
+  extras.require('plots', 'plot_sweep')
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
