@@ -39,10 +39,11 @@ def test_starts_only_inside_priming_and_once_per_shape():
 
 
 def test_a_function_gone_leaves_no_record():
-  """The record of started signatures goes with its function: a later
-  function that reuses a gone one's address (`id`) is still primed."""
+  """The record of started signatures is kept per function object, and goes
+  with it: a later function that reuses a gone one's address (`id`) is
+  still primed, and the record keeps no function alive."""
   import gc
-  before = len(prime._DONE)
+  import weakref
   compiled = tf.function(lambda x: x - 1., jit_compile=True, autograph=False)
 
   @tf.function(autograph=False)
@@ -51,11 +52,12 @@ def test_a_function_gone_leaves_no_record():
     return compiled(x)
   with prime.priming():
     outer(tf.ones((2, 9)))
-  assert len(prime._DONE) == before + 1
+  assert compiled in prime._DONE
   prime._pool().submit(lambda: None).result()   # the background run is done
+  gone = weakref.ref(compiled)
   del compiled, outer
   gc.collect()
-  assert len(prime._DONE) == before
+  assert gone() is None
 
 
 def test_same_function_and_shape_starts_once():
