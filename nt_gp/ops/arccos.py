@@ -65,15 +65,19 @@ def variance_roots(v: tf.Tensor) -> tuple:
     [2.0, 0.5]
   """
   v = tf.convert_to_tensor(v)
+  # TensorFlow's CPU `where` refuses operands of rank above 8 (full spatial
+  # covariances of 3-D images): those go through a flat view.
+  flat = v if v.shape.rank is not None and v.shape.rank <= 8 else tf.reshape(
+      v, [-1])
+  zero = tf.constant(0, v.dtype)
+  positive = flat > zero
+  safe = tf.where(positive, flat, tf.constant(1, v.dtype))
+  roots = (tf.where(positive, tf.sqrt(safe), zero),
+           tf.where(positive, tf.math.rsqrt(safe), zero))
+  if flat is v:
+    return roots
   shape = tf.shape(v)
-  # Elementwise: on a flat view, since TensorFlow's CPU `where` refuses
-  # operands of rank above 8 (full spatial covariances of 3-D images).
-  flat = tf.reshape(v, [-1])
-  positive = flat > 0
-  safe = tf.where(positive, flat, tf.cast(1, v.dtype))
-  zero = tf.cast(0, v.dtype)
-  return (tf.reshape(tf.where(positive, tf.sqrt(safe), zero), shape),
-          tf.reshape(tf.where(positive, tf.math.rsqrt(safe), zero), shape))
+  return tuple(tf.reshape(r, shape) for r in roots)
 
 
 # In graph mode `tf.custom_gradient` registers a gradient function per trace

@@ -55,9 +55,13 @@ def _acos64(x):
 
 
 def _horner(coefs, x):
-  out = tf.cast(coefs[-1], x.dtype)
-  for c in reversed(coefs[:-1]):
-    out = out * x + c
+  # The coefficients as one constant, unstacked: a traced graph gets two
+  # operations for them instead of one per coefficient (XLA folds the
+  # slices back into scalars).
+  c = tf.unstack(tf.constant(coefs, x.dtype))
+  out = c[-1]
+  for ci in reversed(c[:-1]):
+    out = out * x + ci
   return out
 
 

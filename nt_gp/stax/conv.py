@@ -338,8 +338,8 @@ def _conv_layer(out_chan, filter_shape, strides, padding, W_std, b_std,
     shape_fn(k.shape1)     # layer-specific errors (e.g. filter > image)
     dtype = k.dtype
     ds = k.diagonal_spatial
-    w_var = tf.square(hparams.cast(W_std, dtype, 'W_std', positive=True))
-    b_var = None if b_std is None else tf.square(hparams.cast(b_std, dtype))
+    w_var = hparams.squared(W_std, dtype, 'W_std', positive=True)
+    b_var = hparams.squared(b_std, dtype)
     fan_in = k.shape1[spec.channel_axis] * int(np.prod(filter_shape))
     zero_ntk = (parameterization == 'ntk' and k.ntk is not None and
                 k.ntk.shape.rank == 0)

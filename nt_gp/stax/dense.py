@@ -106,8 +106,8 @@ def Dense(out_dim: int,
   @capabilities(packed=True)
   def rule(k, **kwargs):
     dtype = k.dtype
-    w_var = tf.square(hparams.cast(W_std, dtype, 'W_std', positive=True))
-    b_var = None if b_std is None else tf.square(hparams.cast(b_std, dtype))
+    w_var = hparams.squared(W_std, dtype, 'W_std', positive=True)
+    b_var = hparams.squared(b_std, dtype)
     cov1, nngp, cov2, ntk = k.cov1, k.nngp, k.cov2, k.ntk
     if parameterization == 'ntk':
       cov1, nngp, cov2 = (affine(c, w_var, b_var) for c in (cov1, nngp, cov2))

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from nt_gp.validation import is_number
 
-__all__ = ['check_std', 'check_hparam', 'cast', 'fmt']
+__all__ = ['check_std', 'check_hparam', 'cast', 'squared', 'fmt']
 
 
 def check_std(name: str, value, allow_none: bool = False,
@@ -120,6 +120,24 @@ def cast(value, dtype, name: str = 'hyperparameter', positive: bool = False):
           t, message=f'`{name}` must be positive.')]):
         t = tf.identity(t)
   return t
+
+
+def squared(value, dtype, name: str = 'hyperparameter',
+            positive: bool = False):
+  """`tf.square(cast(value, dtype, name, positive))` (None stays None).
+
+  A plain number is squared in Python (float64), as neural-tangents does,
+  and becomes one constant: fewer operations in a traced graph.
+
+  Example:
+    >>> float(squared(1.5, tf.float64))
+    2.25
+  """
+  if value is None:
+    return None
+  if is_number(value):
+    return tf.constant(float(value) ** 2, dtype)
+  return tf.square(cast(value, dtype, name, positive))
 
 
 def fmt(value) -> str:

@@ -35,13 +35,15 @@ def _interleave_perm(n_spatial: int) -> list:
 
 def cross_cov(a: tf.Tensor, b: tf.Tensor, diagonal_spatial: bool) -> tf.Tensor:
   """Covariance between two canonical batches `(N, *spatial, C)`, batch-last."""
-  n1, n2 = tf.shape(a)[0], tf.shape(b)[0]
   spatial = a.shape[1:-1]
   c = a.shape[-1]
   s = len(spatial)
   if s == 0:
     return tf.matmul(a, b, transpose_b=True) / c
   p = spatial.num_elements()
+  # Batch sizes: static where known (fewer operations to trace).
+  n1, n2 = (t.shape[0] if t.shape[0] is not None else tf.shape(t)[0]
+            for t in (a, b))
   if diagonal_spatial:
     a_p = tf.transpose(tf.reshape(a, [-1, p, c]), [1, 0, 2])
     b_p = tf.transpose(tf.reshape(b, [-1, p, c]), [1, 0, 2])

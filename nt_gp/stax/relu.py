@@ -92,9 +92,15 @@ def _ab_relu(a, b, do_stabilize):
 
   def rule(k):
     dtype = k.dtype
-    a_, b_ = hparams.cast(a, dtype), hparams.cast(b, dtype)
-    factor = tf.square(a_ - b_) / (2 * math.pi)
-    mean_sq = (tf.square(a_) + tf.square(b_)) / 2
+    if hparams.is_number(a) and hparams.is_number(b):
+      # Plain numbers: two constants, not a dozen operations to trace.
+      a_, b_ = float(a), float(b)
+      factor = tf.constant((a_ - b_) ** 2 / (2 * math.pi), dtype)
+      mean_sq = tf.constant((a_ ** 2 + b_ ** 2) / 2, dtype)
+    else:
+      a_, b_ = hparams.cast(a, dtype), hparams.cast(b, dtype)
+      factor = tf.square(a_ - b_) / (2 * math.pi)
+      mean_sq = (tf.square(a_) + tf.square(b_)) / 2
     scale = None
     if do_stabilize:
       scale = tf.maximum(tf.reduce_max(tf.abs(k.nngp)),
