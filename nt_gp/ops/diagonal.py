@@ -4,6 +4,7 @@ Shapes (S spatial dimensions, batch-last):
   full spatial:     (X, X', Y, Y', ..., N1[, N2])
   diagonal spatial: (X, Y, ..., N1[, N2])
 """
+import numpy as np
 import tensorflow as tf
 
 __all__ = ['variances', 'expand_variance', 'expand_block_variance',
@@ -30,12 +31,15 @@ def spatial_diagonal(cov: tf.Tensor, n_spatial: int,
   """
   if n_spatial == 0:
     return cov
-  shape = tf.shape(cov)
+  cov = tf.convert_to_tensor(cov)
   sizes = [cov.shape[2 * i] for i in range(n_spatial)]
-  merged = tf.reshape(cov, [s * s for s in sizes] +
-                      [shape[2 * n_spatial + j] for j in range(batch_ndim)])
+  batch = cov.shape[2 * n_spatial:2 * n_spatial + batch_ndim].as_list()
+  if None in batch:
+    shape = tf.shape(cov)
+    batch = [shape[2 * n_spatial + j] for j in range(batch_ndim)]
+  merged = tf.reshape(cov, [s * s for s in sizes] + batch)
   for i, s in enumerate(sizes):
-    merged = tf.gather(merged, tf.range(s) * (s + 1), axis=i)
+    merged = tf.gather(merged, np.arange(s) * (s + 1), axis=i)
   return merged
 
 

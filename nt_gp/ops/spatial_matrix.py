@@ -92,7 +92,7 @@ def to_matrix(t: tf.Tensor, sizes: Sequence[int], batch_ndim: int):
     (5, 4, 6, 6)
   """
   g = to_grouped(t, sizes, tuple(range(len(sizes))), batch_ndim)
-  return g[..., 0]
+  return tf.squeeze(g, -1)   # one operation to trace (`g[..., 0]`: four)
 
 
 def from_matrix(m: tf.Tensor, sizes: Sequence[int], batch_ndim: int):
@@ -103,5 +103,5 @@ def from_matrix(m: tf.Tensor, sizes: Sequence[int], batch_ndim: int):
     >>> tuple(from_matrix(np.zeros((5, 4, 6, 6)), (2, 3), 2).shape)
     (2, 2, 3, 3, 5, 4)
   """
-  return from_grouped(tf.convert_to_tensor(m)[..., None], sizes,
+  return from_grouped(tf.expand_dims(m, -1), sizes,
                       tuple(range(len(sizes))), batch_ndim)

@@ -72,6 +72,18 @@ class PositionalEmbedding(enum.Enum):
   CONCAT = 'CONCAT'
 
 
+def _dims(t, lo, hi):
+  """`t.shape[lo:hi]` as a list for a shape argument: Python ints where
+  static (one constant to trace), scalar tensors where not."""
+  dims = t.shape[lo:hi].as_list()
+  if all(d is not None for d in dims):
+    return dims
+  dynamic = tf.shape(t)
+  n = t.shape.rank
+  index = range(n)[lo:hi]
+  return [d if d is not None else dynamic[i] for d, i in zip(dims, index)]
+
+
 def _as_enum(cls, value, name):
   if isinstance(value, cls):
     return value
@@ -419,12 +431,10 @@ def GlobalSelfAttention(n_chan_out: int,
           return t
         gb = ga if gb is None else gb
         if pair:
-          t = tf.broadcast_to(t, tf.concat([tf.shape(ga)[:1],
-                                            tf.shape(gb)[:1],
-                                            tf.shape(t)[2:]], 0))
+          t = tf.broadcast_to(t, _dims(ga, 0, 1) + _dims(gb, 0, 1) +
+                             _dims(t, 2, None))
           return tf.einsum('apq,abqr,bsr->abps', ga, t, gb)
-        t = tf.broadcast_to(t, tf.concat([tf.shape(ga)[:1],
-                                          tf.shape(t)[1:]], 0))
+        t = tf.broadcast_to(t, _dims(ga, 0, 1) + _dims(t, 1, None))
         return tf.einsum('npq,nqr,nsr->nps', ga, t, ga)
 
       src = (lambda mixed, plain: mixed) if val_pos_emb else (
