@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp.ops import fast_math
+from nt_gp.ops import forward_only
 
 __all__ = ['acos_and_sqrt', 'arc_terms', 'clip_cos', 'safe_rsqrt', 'safe_sqrt',
            'variance_roots']
@@ -85,7 +86,7 @@ def variance_roots(v: tf.Tensor) -> tuple:
 # newly built network). Expressing the same gradient with stop_gradient
 # arithmetic avoids that but was measured 20% slower with 30% more peak
 # memory on the benchmark workloads (XLA fuses it worse), so it stays.
-@tf.custom_gradient
+@forward_only.custom_gradient
 def acos_and_sqrt(c):
   """Returns `(arccos(c), sqrt(1 - c²))` for `c` in [-1, 1].
 
@@ -173,7 +174,7 @@ def arc_terms(q12, q11, q22, roots=None):
   return _arc_terms(q12, q11, q22, *roots)
 
 
-@tf.custom_gradient
+@forward_only.custom_gradient
 def _arc_terms(q12, q11, q22, s11, r11, s22, r22):
   """`arc_terms` with the variance roots given (see there)."""
   c, theta, s, _, _ = _arc_parts(q12, q11, q22, r11, r22)

@@ -24,6 +24,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import diagonal
+from nt_gp.ops import forward_only
 from nt_gp.ops import packing
 from nt_gp.stax.requirements import Diagonal, requires
 from nt_gp.stax.rule_spec import capabilities
@@ -184,8 +185,14 @@ def _run_compiled(fn, diag_fn, args):
       _COMPILED.clear()
     impl = functools.partial(_lifted_map_impl, fn_rebuild, diag_rebuild,
                              len(fn_tensors))
-    _COMPILED[key] = (compile_ops.xla(impl, share=False), impl, {})
-  forward, impl, vjps = _COMPILED[key]
+    # The forward pass of `_recomputing`, whose gradient recomputes `impl`:
+    # traced without the custom gradients inside the map (fewer operations
+    # to trace on a first call, see `nt_gp.ops.forward_only`). A function of
+    # its own, so no trace of it is ever differentiated directly.
+    values = functools.partial(_values_only, impl)
+    _COMPILED[key] = (compile_ops.xla(impl, share=False), impl, {},
+                      compile_ops.xla(values, share=False))
+  forward, impl, vjps, values = _COMPILED[key]
   lifted = fn_tensors + diag_tensors
   # Gradients of the hyperparameter arguments are full reductions over the
   # covariances; the compiled gradient computes only those that can be
@@ -201,10 +208,15 @@ def _run_compiled(fn, diag_fn, args):
     # recomputing gradient built there would be called after that setting
     # is gone, and its higher derivatives would reach into a finished graph.
     return forward(*args, lifted)
-  return _recomputing(forward, vjp, args + (lifted,))
+  return _recomputing(values, vjp, args + (lifted,), differentiable=forward)
 
 
-def _recomputing(forward, vjp, args):
+def _values_only(impl, *args):
+  with forward_only.forward_only():
+    return impl(*args)
+
+
+def _recomputing(forward, vjp, args, differentiable=None):
   """`forward(*args)`, whose gradient `vjp(args, output_gradients)` recomputes
   the map from its inputs.
 
@@ -214,8 +226,11 @@ def _recomputing(forward, vjp, args):
   in the backward pass keeps only the inputs, which the layers around hold
   anyway. `vjp` is written in differentiable operations of `args`, so higher
   derivatives are those of the map itself. `args` may contain None and
-  nested tuples; the outputs may contain None.
+  nested tuples; the outputs may contain None. `differentiable` (default
+  `forward`): the same map where `forward` is only for values, for the
+  gradient of a map that reads variables.
   """
+  differentiable = differentiable or forward
   flat = tf.nest.flatten(args)
   present = [i for i, t in enumerate(flat) if t is not None]
 
@@ -243,7 +258,7 @@ def _recomputing(forward, vjp, args):
       # recompute it under a tape that also differentiates the variables.
       with tf.GradientTape() as tape:
         tape.watch(tensors)
-        again = forward(*rebuild(tensors))
+        again = differentiable(*rebuild(tensors))
       pairs = [(o, d) for o, d in zip(again, full_dys) if o is not None]
       grads = tape.gradient(
           [o for o, _ in pairs], list(tensors) + list(variables),
