@@ -376,6 +376,8 @@ def GlobalSelfAttention(n_chan_out: int,
     compiling it took ~0.2 s of every new input size's first call.
     """
     diagonal_batch, = static
+    # Squared once here, not in every use (operations to trace).
+    b_var = None if b_std_t is None else tf.square(b_std_t)
 
     def mask_outer(a, b, pair):
       # Masks of covariance entries from (N, P) position masks.
@@ -407,9 +409,9 @@ def GlobalSelfAttention(n_chan_out: int,
     nngp_mix = mix(nngp, r12)
     ntk_mix = None if ntk is None else mix(ntk, r12)
 
-    def affine(t, std):
-      t = std ** 2 * t
-      return t if b_std_t is None else t + b_std_t ** 2
+    def affine(t, var):
+      t = var * t
+      return t if b_var is None else t + b_var
 
     if linear_scaling:
       def weighting(cov, m):
@@ -439,16 +441,17 @@ def GlobalSelfAttention(n_chan_out: int,
 
       src = (lambda mixed, plain: mixed) if val_pos_emb else (
           lambda mixed, plain: plain)
+      ov_var = tf.square(ov_std)
       out_cov1 = affine(weigh(src(cov1_mix, cov1), g1, None,
-                              not diagonal_batch), ov_std)
+                              not diagonal_batch), ov_var)
       out_cov2 = None if cov2 is None else affine(
-          weigh(src(cov2_mix, cov2), g2, None, not diagonal_batch), ov_std)
-      out_nngp = affine(weigh(src(nngp_mix, nngp), g1, g2, True), ov_std)
+          weigh(src(cov2_mix, cov2), g2, None, not diagonal_batch), ov_var)
+      out_nngp = affine(weigh(src(nngp_mix, nngp), g1, g2, True), ov_var)
       out_ntk = None
       if ntk is not None:
-        out_ntk = affine(weigh(src(ntk_mix, ntk), g1, g2, True), ov_std)
-        out_ntk = out_ntk + 2 * (out_nngp if b_std_t is None else
-                                 out_nngp - b_std_t ** 2)
+        out_ntk = affine(weigh(src(ntk_mix, ntk), g1, g2, True), ov_var)
+        out_ntk = out_ntk + 2 * (out_nngp if b_var is None else
+                                 out_nngp - b_var)
       return out_nngp, out_ntk, out_cov1, out_cov2
 
     # Square-root scaling with the identity mechanism.
@@ -462,17 +465,18 @@ def GlobalSelfAttention(n_chan_out: int,
     dot11 = dot(cov1_mix, None if val_pos_emb else cov1)
     dot12 = dot(nngp_mix, None if val_pos_emb else nngp)
     dot22 = dot(cov2_mix, None if val_pos_emb else cov2)
-    std = qk_std * ov_std
-    out_nngp = affine(dot12 * nngp_mix, std)
-    out_cov1 = affine(dot11 * cov1_mix, std)
-    out_cov2 = None if cov2 is None else affine(dot22 * cov2_mix, std)
+    std_var = tf.square(qk_std * ov_std)
+    out_nngp = affine(dot12 * nngp_mix, std_var)
+    out_cov1 = affine(dot11 * cov1_mix, std_var)
+    out_cov2 = None if cov2 is None else affine(dot22 * cov2_mix, std_var)
     out_ntk = None
     if ntk_mix is not None:
       if val_pos_emb or not use_pe:
         t = 2 * dot(nngp_mix, ntk_mix)
       else:
         t = dot(nngp_mix, ntk) + dot(nngp, ntk_mix)
-      out_ntk = affine(t * nngp_mix + dot12 * (ntk_mix + 4 * nngp_mix), std)
+      out_ntk = affine(t * nngp_mix + dot12 * (ntk_mix + 4 * nngp_mix),
+                       std_var)
     return out_nngp, out_ntk, out_cov1, out_cov2
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
