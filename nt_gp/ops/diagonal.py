@@ -7,6 +7,8 @@ Shapes (S spatial dimensions, batch-last):
 import numpy as np
 import tensorflow as tf
 
+from nt_gp.ops import static_shape
+
 __all__ = ['variances', 'expand_variance', 'expand_block_variance',
            'spatial_diagonal', 'outer', 'add_to_spatial_diagonal']
 
@@ -33,10 +35,7 @@ def spatial_diagonal(cov: tf.Tensor, n_spatial: int,
     return cov
   cov = tf.convert_to_tensor(cov)
   sizes = [cov.shape[2 * i] for i in range(n_spatial)]
-  batch = cov.shape[2 * n_spatial:2 * n_spatial + batch_ndim].as_list()
-  if None in batch:
-    shape = tf.shape(cov)
-    batch = [shape[2 * n_spatial + j] for j in range(batch_ndim)]
+  batch = static_shape.dims(cov, 2 * n_spatial, 2 * n_spatial + batch_ndim)
   merged = tf.reshape(cov, [s * s for s in sizes] + batch)
   for i, s in enumerate(sizes):
     merged = tf.gather(merged, np.arange(s) * (s + 1), axis=i)

@@ -16,6 +16,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from nt_gp.ops import static_shape
+
 __all__ = ['block_count', 'padded_size', 'pad_batch', 'block_pairs', 'pack',
            'unpack',
            'unpack_adjoint', 'pair_variances', 'swap_spatial_pairs',
@@ -123,23 +125,11 @@ def _by_blocks(t: tf.Tensor, blocks: int) -> tf.Tensor:
   if size > n:
     t = tf.pad(t, [[0, 0]] * (rank - 2) + [[0, size - n]] * 2)
   b = size // blocks
-  lead = _leading_shape(t, 2)
-  t = tf.reshape(t, _shape(lead, [blocks, b, blocks, b]))
+  lead = static_shape.dims(t, 0, -2)
+  t = tf.reshape(t, lead + [blocks, b, blocks, b])
   t = tf.transpose(t, list(range(rank - 2)) + [rank - 2, rank, rank - 1,
                                                rank + 1])
-  return tf.reshape(t, _shape(lead, [blocks * blocks, b, b]))
-
-
-def _leading_shape(t, k):
-  """`t`'s shape without its last `k` axes: a list where it is static (the
-  usual case, fewer operations to trace), else a tensor."""
-  lead = t.shape[:-k]
-  return lead.as_list() if lead.is_fully_defined() else tf.shape(t)[:-k]
-
-
-def _shape(lead, tail):
-  """`lead + tail` as a shape argument (`lead` from `_leading_shape`)."""
-  return lead + tail if isinstance(lead, list) else tf.concat([lead, tail], 0)
+  return tf.reshape(t, lead + [blocks * blocks, b, b])
 
 
 def pack(t: tf.Tensor, blocks: int) -> tf.Tensor:
@@ -246,11 +236,11 @@ def _unpack_gathered(t, swapped, blocks):
   both = tf.concat([t, lower], -3)
   full = tf.gather(both, _unpack_index(blocks), axis=-3)
   b = t.shape[-1]
-  lead = _leading_shape(t, 3)
-  full = tf.reshape(full, _shape(lead, [blocks, blocks, b, b]))
+  lead = static_shape.dims(t, 0, -3)
+  full = tf.reshape(full, lead + [blocks, blocks, b, b])
   full = tf.transpose(full, list(range(rank - 3)) + [
       rank - 3, rank - 1, rank - 2, rank])
-  return tf.reshape(full, _shape(lead, [blocks * b, blocks * b]))
+  return tf.reshape(full, lead + [blocks * b, blocks * b])
 
 
 def _unpack_by_blocks(t, swapped, blocks):
@@ -296,6 +286,6 @@ def pair_variances(v: tf.Tensor, blocks: int):
   """
   n = padded_size(v.shape[-1], blocks)
   v = pad_batch(v, n, axis=-1)
-  v = tf.reshape(v, _shape(_leading_shape(v, 1), [blocks, n // blocks]))
+  v = tf.reshape(v, static_shape.dims(v, 0, -1) + [blocks, n // blocks])
   rows, cols = block_pairs(blocks)
   return tf.gather(v, rows, axis=-2), tf.gather(v, cols, axis=-2)

@@ -17,6 +17,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from nt_gp.ops import static_shape
+
 __all__ = ['to_grouped', 'from_grouped', 'to_matrix', 'from_matrix']
 
 
@@ -27,11 +29,6 @@ def _perm(n_spatial: int, group: Sequence[int], batch_ndim: int):
           for a in (2 * i, 2 * i + 1)]
   batch = list(range(2 * n_spatial, 2 * n_spatial + batch_ndim))
   return batch + left + right + rest
-
-
-def _batch_dims(t, start, batch_ndim):
-  return [t.shape[start + j] if t.shape[start + j] is not None else
-          tf.shape(t)[start + j] for j in range(batch_ndim)]
 
 
 def to_grouped(t: tf.Tensor, sizes: Sequence[int], group: Sequence[int],
@@ -56,7 +53,7 @@ def to_grouped(t: tf.Tensor, sizes: Sequence[int], group: Sequence[int],
   """
   t = tf.convert_to_tensor(t)
   s = len(sizes)
-  batch = _batch_dims(t, 2 * s, batch_ndim)
+  batch = static_shape.dims(t, 2 * s, 2 * s + batch_ndim)
   v = int(np.prod([sizes[i] for i in group], dtype=np.int64))
   t = tf.transpose(t, _perm(s, group, batch_ndim))
   return tf.reshape(t, batch + [v, v, -1])
@@ -75,7 +72,7 @@ def from_grouped(m: tf.Tensor, sizes: Sequence[int], group: Sequence[int],
   """
   m = tf.convert_to_tensor(m)
   s = len(sizes)
-  batch = _batch_dims(m, 0, batch_ndim)
+  batch = static_shape.dims(m, 0, batch_ndim)
   rest = [sizes[i] for i in range(s) if i not in group for _ in (0, 1)]
   shape = batch + [sizes[i] for i in group] * 2 + rest
   t = tf.reshape(m, shape)

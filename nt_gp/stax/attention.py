@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from nt_gp import validation
 from nt_gp.ops import spatial_matrix
+from nt_gp.ops import static_shape
 from nt_gp.stax import _random
 from nt_gp.stax import hparams
 from nt_gp.stax.layer import layer
@@ -70,18 +71,6 @@ class PositionalEmbedding(enum.Enum):
   NONE = 'NONE'
   SUM = 'SUM'
   CONCAT = 'CONCAT'
-
-
-def _dims(t, lo, hi):
-  """`t.shape[lo:hi]` as a list for a shape argument: Python ints where
-  static (one constant to trace), scalar tensors where not."""
-  dims = t.shape[lo:hi].as_list()
-  if all(d is not None for d in dims):
-    return dims
-  dynamic = tf.shape(t)
-  n = t.shape.rank
-  index = range(n)[lo:hi]
-  return [d if d is not None else dynamic[i] for d, i in zip(dims, index)]
 
 
 def _as_enum(cls, value, name):
@@ -433,10 +422,10 @@ def GlobalSelfAttention(n_chan_out: int,
           return t
         gb = ga if gb is None else gb
         if pair:
-          t = tf.broadcast_to(t, _dims(ga, 0, 1) + _dims(gb, 0, 1) +
-                             _dims(t, 2, None))
+          t = tf.broadcast_to(t, static_shape.dims(ga, 0, 1) + static_shape.dims(gb, 0, 1) +
+                             static_shape.dims(t, 2, None))
           return tf.einsum('apq,abqr,bsr->abps', ga, t, gb)
-        t = tf.broadcast_to(t, _dims(ga, 0, 1) + _dims(t, 1, None))
+        t = tf.broadcast_to(t, static_shape.dims(ga, 0, 1) + static_shape.dims(t, 1, None))
         return tf.einsum('npq,nqr,nsr->nps', ga, t, ga)
 
       src = (lambda mixed, plain: mixed) if val_pos_emb else (

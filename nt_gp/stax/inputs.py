@@ -12,6 +12,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp.kernel import Kernel
 from nt_gp.ops import packing
+from nt_gp.ops import static_shape
 from nt_gp.stax import masking
 
 __all__ = ['inputs_to_kernel', 'inputs_to_kernels', 'prepare_inputs']
@@ -41,9 +42,7 @@ def cross_cov(a: tf.Tensor, b: tf.Tensor, diagonal_spatial: bool) -> tf.Tensor:
   if s == 0:
     return tf.matmul(a, b, transpose_b=True) / c
   p = spatial.num_elements()
-  # Batch sizes: static where known (fewer operations to trace).
-  n1, n2 = (t.shape[0] if t.shape[0] is not None else tf.shape(t)[0]
-            for t in (a, b))
+  (n1,), (n2,) = static_shape.dims(a, 0, 1), static_shape.dims(b, 0, 1)
   if diagonal_spatial:
     a_p = tf.transpose(tf.reshape(a, [-1, p, c]), [1, 0, 2])
     b_p = tf.transpose(tf.reshape(b, [-1, p, c]), [1, 0, 2])
