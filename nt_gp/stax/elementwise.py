@@ -208,12 +208,46 @@ def _run_compiled(fn, diag_fn, args):
     # recomputing gradient built there would be called after that setting
     # is gone, and its higher derivatives would reach into a finished graph.
     return forward(*args, lifted)
-  return _recomputing(values, vjp, args + (lifted,), differentiable=forward)
+  return _recomputing(functools.partial(_split_values, values), vjp,
+                      args + (lifted,), differentiable=forward)
+
+
+# Largest covariance (entries) whose two outputs leave the compiled map as
+# one complex tensor (see `_values_only`).
+JOIN_MAX_ENTRIES = 2 ** 22
 
 
 def _values_only(impl, *args):
+  """`impl(*args)` without the custom gradients inside it; `nngp'` and
+  `ntk'` of the same static shape with at most `JOIN_MAX_ENTRIES` entries
+  are returned as one complex tensor, `nngp' + i ntk'`, and None (split by
+  `_split_values`).
+
+  XLA:CPU compiles each output's loop separately (about 30 ms each) and
+  does not share their common work between them: the arc-cosine map's angle
+  polynomial and `sqrt(1 - c²)` were computed in both loops, and a square
+  root that two loops read was a loop of its own. One complex output is one
+  loop that computes each entry's angle once. For the 1000 x 1000 ReLU map
+  that compiled in 0.11 instead of 0.14 s and ran, split afterwards, in
+  5.5 instead of 10 ms (float64; float32 0.10 / 0.12 s and 2.6 / 6.7 ms).
+  Larger covariances keep two outputs: the complex intermediate would add
+  twice a covariance's memory to the peak.
+  """
   with forward_only.forward_only():
-    return impl(*args)
+    nngp, ntk, cov1, cov2 = impl(*args)
+  if (ntk is not None and nngp.shape.is_fully_defined() and
+      nngp.shape == ntk.shape and nngp.dtype == ntk.dtype and
+      nngp.shape.num_elements() <= JOIN_MAX_ENTRIES):
+    return tf.complex(nngp, ntk), None, cov1, cov2
+  return nngp, ntk, cov1, cov2
+
+
+def _split_values(values, *args):
+  """`values(*args)` with a complex `nngp' + i ntk'` split into its parts."""
+  nngp, ntk, cov1, cov2 = values(*args)
+  if nngp.dtype.is_complex:
+    nngp, ntk = tf.math.real(nngp), tf.math.imag(nngp)
+  return nngp, ntk, cov1, cov2
 
 
 def _recomputing(forward, vjp, args, differentiable=None):
