@@ -1,0 +1,79 @@
+"""Small self-covariance maps run outside the compiled map
+(`nt_gp.stax.elementwise._forward_values`).
+
+A convolution's full spatial `cov1` (a pooled readout needs it) is mapped
+by the whole nonlinearity; up to `UNFUSED_SELF_MAX_ENTRIES` entries that
+map runs as TensorFlow ops of the caller instead of a compiled loop of its
+own. Both forms must give the same kernels (and through them the same
+later layers), in both dtypes, with and without a second batch (`cov2`),
+and the same gradients.
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nt_gp import stax
+from nt_gp.stax import elementwise
+
+
+def _network():
+  return stax.serial(
+      stax.Conv(4, (2,), padding='SAME', W_std=1.3, b_std=0.2), stax.Relu(),
+      stax.Conv(4, (2,), padding='SAME', W_std=1.1, b_std=0.1), stax.Gelu(),
+      stax.GlobalAvgPool(), stax.Dense(1, W_std=0.9))[2]
+
+
+def _kernels(x1, x2, limit, monkeypatch, unfused=None):
+  monkeypatch.setattr(elementwise, '_COMPILED', {})
+  monkeypatch.setattr(elementwise, 'UNFUSED_SELF_MAX_ENTRIES', limit)
+  impl_calls = []
+  forward = elementwise._forward_values  # pylint: disable=protected-access
+
+  def spy(values, impl, *args):
+    def counted(*a):
+      impl_calls.append(a[0].shape)
+      return impl(*a)
+    return forward(values, counted, *args)
+  monkeypatch.setattr(elementwise, '_forward_values', spy)
+  k = _network()(x1, x2, ('nngp', 'ntk'))
+  if unfused is not None:
+    unfused.extend(impl_calls)
+  return k.nngp.numpy(), k.ntk.numpy()
+
+
+@pytest.mark.parametrize('dtype,tol', [(np.float32, 2e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize('second_batch', [False, True])
+def test_unfused_self_maps_give_the_compiled_kernels(dtype, tol, second_batch,
+                                                     monkeypatch):
+  rng = np.random.default_rng(0)
+  x1 = rng.normal(size=(3, 6, 2)).astype(dtype)
+  x2 = rng.normal(size=(4, 6, 2)).astype(dtype) if second_batch else None
+  unfused = []
+  nngp, ntk = _kernels(x1, x2, 2 ** 16, monkeypatch, unfused)
+  # cov1 (and cov2) of both nonlinearities, each 6 x 6 x batch entries.
+  assert len(unfused) == (4 if second_batch else 2), unfused
+  compiled = []
+  nngp2, ntk2 = _kernels(x1, x2, 0, monkeypatch, compiled)
+  assert not compiled
+  assert nngp.dtype == dtype
+  np.testing.assert_allclose(nngp, nngp2, rtol=tol, atol=0)
+  np.testing.assert_allclose(ntk, ntk2, rtol=tol, atol=0)
+
+
+def test_gradient_with_unfused_self_maps_matches_finite_differences():
+  x = np.random.default_rng(1).normal(size=(3, 5, 2))
+
+  def total(w):
+    kernel_fn = stax.serial(
+        stax.Conv(4, (2,), padding='SAME', W_std=w, b_std=0.1), stax.Relu(),
+        stax.Conv(4, (2,), padding='SAME', W_std=1.2), stax.Relu(),
+        stax.GlobalAvgPool(), stax.Dense(1))[2]
+    k = kernel_fn(x, None, ('nngp', 'ntk'))
+    return tf.reduce_sum(k.nngp) + 0.5 * tf.reduce_sum(k.ntk)
+  w = tf.Variable(1.3, dtype=tf.float64)
+  with tf.GradientTape() as tape:
+    value = total(w)
+  g = float(tape.gradient(value, w))
+  h = 1e-5
+  fd = (float(total(1.3 + h)) - float(total(1.3 - h))) / (2 * h)
+  assert g == pytest.approx(fd, rel=1e-7)
