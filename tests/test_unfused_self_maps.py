@@ -31,7 +31,7 @@ def _kernels(x1, x2, limit, monkeypatch, unfused=None):
 
   def spy(values, impl, *args):
     def counted(*a):
-      impl_calls.append(a[0].shape)
+      impl_calls.append(len(a))
       return impl(*a)
     return forward(values, counted, *args)
   monkeypatch.setattr(elementwise, '_forward_values', spy)

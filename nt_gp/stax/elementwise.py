@@ -248,10 +248,11 @@ def _forward_values(values, impl, *args):
     compiled_args[i:i + 3] = [None] * 3
   outs = list(_split_values(values, *compiled_args, lifted))
   for i in unfused:
-    # The map of `cov` alone: `impl` with it in the place of `nngp`.
-    alone = list(head[i:i + 3]) + [None] * 7
+    alone = [None] * len(head)
+    alone[i:i + 3] = head[i:i + 3]
+    j = 2 + _SELF_SLOTS.index(i)
     with forward_only.forward_only():
-      outs[2 + _SELF_SLOTS.index(i)] = impl(*alone, lifted)[0]
+      outs[j] = impl(*alone, lifted)[j]
   return tuple(outs)
 
 
@@ -374,7 +375,8 @@ def _lifted_map_impl(fn_rebuild, diag_rebuild, n_fn, *args):
 
 def _map_impl(fn, diag_fn, nngp, q11, q22, ntk, cov1, c1a, c1b, cov2, c2a,
               c2b):
-  new_nngp, new_ntk = fn(nngp, q11, q22, ntk)
+  new_nngp, new_ntk = (None, None) if nngp is None else fn(nngp, q11, q22,
+                                                          ntk)
 
   def self_map(cov, a, b):
     if cov is None:
