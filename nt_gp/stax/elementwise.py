@@ -91,7 +91,8 @@ def map_covariances(k, fn, diag_fn=None, factors=None):
   The maps run as one XLA cluster (fusing their elementwise steps), shared
   by all layers whose maps compute the same thing: hyperparameter tensors
   that `fn`/`diag_fn` capture become arguments of the compiled function (see
-  `nt_gp.ops.compile.lift_tensors`).
+  `nt_gp.ops.compile.lift_tensors`). Small self-covariance maps run as
+  TensorFlow ops beside it instead (see `_forward_values`).
 
   Args:
     k: batch-last `Kernel` (packed or not).
