@@ -26,8 +26,8 @@ FOUNDATION = {'nt_gp._config', 'nt_gp.validation', 'nt_gp.nonfinite',
               'nt_gp._callsite'}
 STAX_ENGINE = {f'nt_gp.stax.{m}' for m in (
     'layer', 'layer_call', 'rule_spec', 'requirements', 'masking', 'inputs',
-    'shapes', 'hparams', '_random', 'elementwise', 'dimension_numbers',
-    'buckets')}
+    'shapes', 'hparams', '_random', 'elementwise', 'compiled_map',
+    'dimension_numbers', 'buckets')}
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -7,7 +7,7 @@ import pytest
 import nt_gp
 from nt_gp import stax
 from nt_gp.ops import compile as compile_ops
-from nt_gp.stax import elementwise as elementwise_base
+from nt_gp.stax import compiled_map
 
 
 @pytest.fixture(autouse=True)
@@ -28,10 +28,10 @@ def _net(a, w_std):
 def test_new_networks_reuse_compiled_maps():
   x = np.random.RandomState(0).randn(3, 6, 6, 2)
   _net(0.1, 1.5)(x, None, ('nngp', 'ntk'))
-  counts = len(compile_ops._SHARED), len(elementwise_base._COMPILED)  # pylint: disable=protected-access
+  counts = len(compile_ops._SHARED), len(compiled_map._COMPILED)  # pylint: disable=protected-access
   for a, w in ((0.2, 1.1), (-0.5, 2.0), (0.1, 1.5)):
     _net(a, w)(x, None, ('nngp', 'ntk'))
-  assert (len(compile_ops._SHARED), len(elementwise_base._COMPILED)) == counts  # pylint: disable=protected-access
+  assert (len(compile_ops._SHARED), len(compiled_map._COMPILED)) == counts  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from nt_gp import stax
 from nt_gp.ops import forward_only
+from tests import finite_differences
 
 
 @forward_only.custom_gradient
@@ -51,11 +52,6 @@ def test_relu_kernel_gradient_at_the_diagonal_matches_finite_differences():
                             stax.Dense(1, W_std=1.2))[2]
     k = kernel_fn(x, None, ('nngp', 'ntk'))
     return tf.reduce_sum(k.nngp) + tf.reduce_sum(tf.linalg.diag_part(k.ntk))
-  w = tf.Variable(1.3, dtype=tf.float64)
-  with tf.GradientTape() as tape:
-    value = total(w)
-  g = float(tape.gradient(value, w))
-  h = 1e-5
-  fd = (float(total(1.3 + h)) - float(total(1.3 - h))) / (2 * h)
+  g, fd = finite_differences.scalar_gradient_and_difference(total, 1.3)
   assert np.isfinite(g)
   np.testing.assert_allclose(g, fd, rtol=1e-6)

@@ -155,11 +155,11 @@ def test_layers_with_one_activation_share_one_compiled_map():
   """Two ElementwiseNumerical(tanh) layers compile one covariance map (the
   maps' closures hold only static values), not one per layer."""
   from nt_gp import stax  # pylint: disable=g-import-not-at-top
-  from nt_gp.stax import elementwise  # pylint: disable=g-import-not-at-top
-  before = len(elementwise._COMPILED)  # pylint: disable=protected-access
+  from nt_gp.stax import compiled_map  # pylint: disable=g-import-not-at-top
+  before = len(compiled_map._COMPILED)  # pylint: disable=protected-access
   _, _, kernel_fn = stax.serial(
       stax.Dense(8), stax.ElementwiseNumerical(tf.tanh, deg=7),
       stax.Dense(8), stax.ElementwiseNumerical(tf.tanh, deg=7), stax.Dense(1))
   k = kernel_fn(np.random.RandomState(0).randn(6, 3), None, ('nngp', 'ntk'))
   assert np.all(np.isfinite(k.ntk))
-  assert len(elementwise._COMPILED) == before + 1  # pylint: disable=protected-access
+  assert len(compiled_map._COMPILED) == before + 1  # pylint: disable=protected-access

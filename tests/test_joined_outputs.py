@@ -1,5 +1,5 @@
 """A covariance map's two outputs leave its compiled function as one complex
-tensor when small (`nt_gp.stax.elementwise._values_only`).
+tensor when small (`nt_gp.stax.compiled_map._values_only`).
 
 The joined and the separate outputs must be the same kernels (real part
 nngp', imaginary part ntk', never swapped or conjugated), in both dtypes,
@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from nt_gp import stax
-from nt_gp.stax import elementwise
+from nt_gp.stax import compiled_map
+from tests import finite_differences
 
 
 def _network():
@@ -25,16 +26,16 @@ def _network():
 def _kernels(x, join_max, monkeypatch, seen=None):
   # Fresh compiled maps and a fresh kernel_fn, so nothing traced under the
   # other setting is reused.
-  monkeypatch.setattr(elementwise, '_COMPILED', {})
-  monkeypatch.setattr(elementwise, 'JOIN_MAX_ENTRIES', join_max)
-  split = elementwise._split_values  # pylint: disable=protected-access
+  monkeypatch.setattr(compiled_map, '_COMPILED', {})
+  monkeypatch.setattr(compiled_map, 'JOIN_MAX_ENTRIES', join_max)
+  split = compiled_map._split_values  # pylint: disable=protected-access
 
   def spy(values, *args):
     out = values(*args)
     if seen is not None:
       seen.append((out[0].dtype, out[0].shape.num_elements()))
     return split(lambda *a: out, *args)
-  monkeypatch.setattr(elementwise, '_split_values', spy)
+  monkeypatch.setattr(compiled_map, '_split_values', spy)
   k = _network()(x, None, ('nngp', 'ntk'))
   return k.nngp.numpy(), k.ntk.numpy()
 
@@ -69,7 +70,7 @@ def test_only_maps_up_to_the_limit_are_joined(monkeypatch):
 
 
 def test_gradient_through_joined_map_matches_finite_differences(monkeypatch):
-  monkeypatch.setattr(elementwise, '_COMPILED', {})
+  monkeypatch.setattr(compiled_map, '_COMPILED', {})
   x = np.random.default_rng(2).normal(size=(5, 4))
 
   def total(w):
@@ -77,10 +78,5 @@ def test_gradient_through_joined_map_matches_finite_differences(monkeypatch):
                             stax.Dense(1, W_std=1.2))[2]
     k = kernel_fn(x, None, ('nngp', 'ntk'))
     return tf.reduce_sum(k.nngp) + 0.5 * tf.reduce_sum(k.ntk)
-  w = tf.Variable(1.3, dtype=tf.float64)
-  with tf.GradientTape() as tape:
-    value = total(w)
-  g = float(tape.gradient(value, w))
-  h = 1e-5
-  fd = (float(total(1.3 + h)) - float(total(1.3 - h))) / (2 * h)
+  g, fd = finite_differences.scalar_gradient_and_difference(total, 1.3)
   assert g == pytest.approx(fd, rel=1e-7)

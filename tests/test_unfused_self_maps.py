@@ -1,5 +1,5 @@
 """Small self-covariance maps run outside the compiled map
-(`nt_gp.stax.elementwise._forward_values`).
+(`nt_gp.stax.compiled_map._forward_values`).
 
 A convolution's full spatial `cov1` (a pooled readout needs it) is mapped
 by the whole nonlinearity; up to `UNFUSED_SELF_MAX_ENTRIES` entries that
@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from nt_gp import stax
-from nt_gp.stax import elementwise
+from nt_gp.stax import compiled_map
+from tests import finite_differences
 
 
 def _network():
@@ -24,17 +25,17 @@ def _network():
 
 
 def _kernels(x1, x2, limit, monkeypatch, unfused=None):
-  monkeypatch.setattr(elementwise, '_COMPILED', {})
-  monkeypatch.setattr(elementwise, 'UNFUSED_SELF_MAX_ENTRIES', limit)
+  monkeypatch.setattr(compiled_map, '_COMPILED', {})
+  monkeypatch.setattr(compiled_map, 'UNFUSED_SELF_MAX_ENTRIES', limit)
   impl_calls = []
-  forward = elementwise._forward_values  # pylint: disable=protected-access
+  forward = compiled_map._forward_values  # pylint: disable=protected-access
 
   def spy(values, impl, *args):
     def counted(*a):
       impl_calls.append(len(a))
       return impl(*a)
     return forward(values, counted, *args)
-  monkeypatch.setattr(elementwise, '_forward_values', spy)
+  monkeypatch.setattr(compiled_map, '_forward_values', spy)
   k = _network()(x1, x2, ('nngp', 'ntk'))
   if unfused is not None:
     unfused.extend(impl_calls)
@@ -70,10 +71,5 @@ def test_gradient_with_unfused_self_maps_matches_finite_differences():
         stax.GlobalAvgPool(), stax.Dense(1))[2]
     k = kernel_fn(x, None, ('nngp', 'ntk'))
     return tf.reduce_sum(k.nngp) + 0.5 * tf.reduce_sum(k.ntk)
-  w = tf.Variable(1.3, dtype=tf.float64)
-  with tf.GradientTape() as tape:
-    value = total(w)
-  g = float(tape.gradient(value, w))
-  h = 1e-5
-  fd = (float(total(1.3 + h)) - float(total(1.3 - h))) / (2 * h)
+  g, fd = finite_differences.scalar_gradient_and_difference(total, 1.3)
   assert g == pytest.approx(fd, rel=1e-7)

@@ -1,7 +1,7 @@
 """Tracing a computation whose gradient is supplied from elsewhere.
 
 A layer's covariance map runs as a compiled function whose gradient
-recomputes the map from its inputs (`nt_gp.stax.elementwise`). The custom
+recomputes the map from its inputs (`nt_gp.stax.compiled_map`). The custom
 gradients inside the map (`tf.custom_gradient` in `nt_gp.ops.arccos`) are
 needed only there, in the recomputation; in the forward function they are
 never used, yet each costs operations to trace (identities of every input
