@@ -70,7 +70,9 @@ def test_worker_killed_mid_solve(tmp_path):
   proc = subprocess.Popen(
       [sys.executable, '-c', CHILD, str(out)], stdout=subprocess.DEVNULL,
       stderr=subprocess.PIPE, text=True, cwd=ROOT,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+      # PYTHONFAULTHANDLER: a crash of the coordinator or a worker prints
+      # every Python thread's stack into stderr, which the assertion shows.
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONFAULTHANDLER='1'))
   pids, lines, killed = {}, [], False
   try:
     for line in proc.stderr:
@@ -87,7 +89,8 @@ def test_worker_killed_mid_solve(tmp_path):
       proc.kill()
   proc.stderr.close()
   stderr = ''.join(lines)
-  assert proc.returncode == 0, stderr[-3000:]
+  assert proc.returncode == 0, (
+      f'coordinator exited with {proc.returncode}:\n{stderr[-8000:]}')
   assert killed
   assert 'Worker /job:worker/replica:0/task:1 failed' in stderr, \
       stderr[-3000:]
