@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from nt_gp import _config
+from nt_gp import nonfinite
 from nt_gp import stax
 from nt_gp.ops import prime
 
@@ -114,3 +115,96 @@ def test_priming_records_the_callers_device_scope():
   assert started == [True]
   np.testing.assert_allclose(out.numpy(), 5.)
   assert not getattr(prime._STATE, 'on', False)
+
+
+def test_not_primed_inside_an_xla_compiled_caller():
+  """A cluster traced into a `jit_compile` function is compiled as part of
+  it: nothing to start."""
+  compiled = tf.function(lambda x: x * 4., jit_compile=True, autograph=False)
+  starts = []
+
+  @tf.function(jit_compile=True, autograph=False)
+  def outer(x):
+    starts.append(prime.maybe_prime(compiled, (x,)))
+    return compiled(x)
+  with prime.priming():
+    out = outer(tf.ones((2, 11)))
+  assert starts == [False]
+  np.testing.assert_allclose(out.numpy(), 4.)
+
+
+def _log_starts(monkeypatch):
+  """Records `(name of the compiled Python function, started)` for each
+  `maybe_prime` call: `_values_only` is a covariance map's forward pass,
+  `_map_vjp` its compiled gradient (`nt_gp.stax.compiled_map`)."""
+  log = []
+  original = prime.maybe_prime
+
+  def spy(compiled, args):
+    started = original(compiled, args)
+    fn = compiled.python_function
+    log.append((getattr(fn, 'func', fn).__name__, started))
+    return started
+  monkeypatch.setattr(prime, 'maybe_prime', spy)
+  return log
+
+
+def _relu_net(w_std=1.4, b_std=0.2):
+  return stax.serial(stax.Dense(48, W_std=w_std, b_std=b_std), stax.Relu(),
+                     stax.Dense(1, W_std=w_std, b_std=b_std))
+
+
+def _value_and_input_gradient(kernel_fn, x):
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    value = tf.reduce_sum(kernel_fn(x, None, 'ntk'))
+  return value, tape.gradient(value, x)
+
+
+def test_kernel_traced_into_a_users_function_primes_maps_and_gradients(
+    monkeypatch):
+  """In a user's `tf.function` the maps start compiling while the network
+  is traced, and their compiled gradients while `tape.gradient` traces the
+  backward pass; the results are those of the eager calls."""
+  log = _log_starts(monkeypatch)
+  x = tf.constant(np.random.default_rng(1).normal(size=(23, 5)))
+  kernel_fn = _relu_net()[2]
+  got = tf.function(_value_and_input_gradient, autograph=False)(kernel_fn, x)
+  assert ('_values_only', True) in log and ('_map_vjp', True) in log, log
+  want = _value_and_input_gradient(_relu_net()[2], x)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=0)
+
+  # In a user's XLA-compiled function the maps are part of its program.
+  log.clear()
+  x = tf.constant(np.random.default_rng(2).normal(size=(19, 5)))
+  with pytest.warns(nonfinite.NonFiniteCheckWarning):
+    got = tf.function(_value_and_input_gradient, jit_compile=True,
+                      autograph=False)(kernel_fn, x)
+  assert log and not any(started for _, started in log), log
+  want = _value_and_input_gradient(_relu_net()[2], x)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_adapter_first_call_primes_maps_and_gradients(monkeypatch, dtype):
+  """`nt_gp.tfp.NeuralKernel`'s first call of an input size (the first step
+  of hyperparameter training) starts its maps' and their gradients'
+  compilations while it is traced, and computes what later calls do."""
+  from nt_gp.tfp import NeuralKernel  # pylint: disable=g-import-not-at-top
+  log = _log_starts(monkeypatch)
+  w = tf.Variable(1.4, dtype=dtype)
+  b = tf.Variable(0.2, dtype=dtype)
+  kernel = NeuralKernel(_relu_net, feature_ndims=1, w_std=w, b_std=b)
+  x = tf.constant(np.random.default_rng(3).normal(size=(27, 5)).astype(dtype))
+
+  def step():
+    with tf.GradientTape() as tape:
+      value = tf.reduce_sum(kernel.matrix(x, x))
+    return [value] + tape.gradient(value, [w, b])
+  first = step()
+  assert ('_values_only', True) in log and ('_map_vjp', True) in log, log
+  for a, c in zip(first, step()):
+    assert a.dtype == dtype
+    np.testing.assert_array_equal(a.numpy(), c.numpy())

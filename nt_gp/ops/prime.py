@@ -11,6 +11,13 @@ function and shapes, so the real run finds the executable ready (or waits
 for the compilation under way) instead of starting it then. The Python
 tracing of the rest of the network goes on meanwhile.
 
+Priming is on for a `kernel_fn`'s own first call of an input signature and
+wherever a kernel is traced into a caller's graph (a user's `tf.function`,
+the TFP and GPflow adapters), and for a covariance map's compiled gradient
+while TensorFlow traces the backward pass. It is off inside an
+XLA-compiled caller (`jit_compile=True`), which compiles the clusters as
+part of its own program.
+
 Only inputs of at most `MAX_ENTRIES` elements are primed: for larger ones
 the run on placeholder inputs would cost more time and memory than the
 compilation it hides. The compilation runs under the device scope that
@@ -75,6 +82,13 @@ def _pool():
     return _POOL
 
 
+def _in_xla_context() -> bool:
+  """Whether the graph being built is (inside) a `jit_compile` function."""
+  from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  return control_flow_util.GraphOrParentsInXlaContext(
+      tf.compat.v1.get_default_graph())
+
+
 def maybe_prime(compiled, args) -> bool:
   """Starts compiling `compiled(*args)` in the background if worthwhile.
 
@@ -96,6 +110,8 @@ def maybe_prime(compiled, args) -> bool:
   """
   if not getattr(_STATE, 'on', False) or not tf.inside_function():
     return False
+  if _in_xla_context():
+    return False   # traced into an XLA-compiled caller, compiled with it
   flat = tf.nest.flatten(args)
   if not all(t is None or isinstance(t, tf.Tensor) for t in flat):
     return False

@@ -16,6 +16,7 @@ import tensorflow as tf
 from nt_gp import _config
 from nt_gp.ops import compile as compile_ops
 from nt_gp.ops import forward_only
+from nt_gp.ops import prime
 
 __all__ = ['run']
 
@@ -207,7 +208,11 @@ def _recomputing(forward, vjp, args, differentiable=None):
       full_dys = [tf.zeros(s[0], s[1]) if d is None and s is not None else d
                   for d, s in zip(full_dys, shape['outs'])]
       if not variables:
-        return vjp(rebuild(tensors), tuple(full_dys))
+        # Called while TensorFlow traces the backward function: the compiled
+        # gradient starts compiling on the priming thread now, while the
+        # rest of the backward function is traced (see `nt_gp.ops.prime`).
+        with prime.priming():
+          return vjp(rebuild(tensors), tuple(full_dys))
       # A map reading variables (a user's function closing over them):
       # recompute it under a tape that also differentiates the variables.
       with tf.GradientTape() as tape:

@@ -234,7 +234,10 @@ def public_kernel_fn(rule: Callable, init_fn: Callable, name: str,
 
     _config.apply_tf32_setting()
     if tf.inside_function():
-      out = run(x1, x2, pattern)
+      # Traced into a caller's graph (a user's `tf.function`): the maps'
+      # XLA clusters compile on a second thread while the rest is traced.
+      with prime.priming():
+        out = run(x1, x2, pattern)
     else:
       fn, graph_tier = compiled.pop(key, (None, False))
       fn_is_new = fn is None or graph_tier
