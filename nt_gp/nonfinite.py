@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp import _callsite
+from nt_gp import _graph_context
 
 __all__ = ['NonFiniteKernelError', 'NonFiniteCheckWarning', 'finite_checks',
            'checked_after', 'check_output', 'check_values', 'check_kernel',
@@ -95,12 +96,6 @@ def checked_after(fn):
     finally:
       _STATE.after = old
   return wrapper
-
-
-def _in_xla_context() -> bool:
-  from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
-  return control_flow_util.GraphOrParentsInXlaContext(
-      tf.compat.v1.get_default_graph())
 
 
 @contextlib.contextmanager
@@ -159,7 +154,7 @@ def _checked(name, t):
     if not bool(_all_finite(t)):
       raise NonFiniteKernelError(non_finite_message(name, t.numpy()))
     return t
-  if _in_xla_context():
+  if _graph_context.in_xla_context():
     # XLA would drop the assertion.
     if not getattr(_STATE, 'after', False):
       warnings.warn(_XLA_MESSAGE, NonFiniteCheckWarning,

@@ -4,9 +4,10 @@ Read from the source with `ast` (every import counts, also those inside
 functions):
 
 * no import cycle between nt_gp modules;
-* `nt_gp.ops` imports only `nt_gp.ops` and `nt_gp._config`; `nt_gp.kernel`
-  only `nt_gp.ops`; `nt_gp.validation`, `nt_gp.nonfinite`, `nt_gp._config`
-  and `nt_gp._callsite` nothing of nt_gp but `nt_gp._callsite`;
+* the leaves `nt_gp._callsite` and `nt_gp._graph_context` import nothing
+  of nt_gp; `nt_gp.validation`, `nt_gp.nonfinite` and `nt_gp._config` only
+  the leaves; `nt_gp.ops` only `nt_gp.ops`, `nt_gp._config` and the
+  leaves; `nt_gp.kernel` only `nt_gp.ops`;
 * the stax engine imports only the layers below it and itself, never a
   layer module;
 * a layer module (one file per layer family in `nt_gp/stax/`) imports only
@@ -22,8 +23,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / 'nt_gp'
 
-FOUNDATION = {'nt_gp._config', 'nt_gp.validation', 'nt_gp.nonfinite',
-              'nt_gp._callsite'}
+LEAVES = {'nt_gp._callsite', 'nt_gp._graph_context'}
+FOUNDATION = {'nt_gp._config', 'nt_gp.validation', 'nt_gp.nonfinite'} | LEAVES
 STAX_ENGINE = {f'nt_gp.stax.{m}' for m in (
     'layer', 'layer_call', 'rule_spec', 'requirements', 'masking', 'inputs',
     'shapes', 'hparams', '_random', 'elementwise', 'compiled_map',
@@ -131,13 +132,14 @@ def _offending(name, allowed):
     m for m in MODULES if m.startswith('nt_gp.ops')))
 def test_ops_import_only_ops(name):
   assert not _offending(name, lambda d: d.startswith('nt_gp.ops') or
-                        d == 'nt_gp._config')
+                        d == 'nt_gp._config' or d in LEAVES)
 
 
 def test_foundation_and_kernel():
   for name in FOUNDATION:
-    assert _deps(name) <= {'nt_gp._callsite'}, name
-  assert not _deps('nt_gp._callsite')
+    assert _deps(name) <= LEAVES, name
+  for name in LEAVES:
+    assert not _deps(name), name
   assert not _offending('nt_gp.kernel', lambda d: d.startswith('nt_gp.ops.'))
 
 

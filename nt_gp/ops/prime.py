@@ -34,6 +34,8 @@ import weakref
 import tensorflow as tf
 from tensorflow.python.eager import context  # pylint: disable=g-direct-tensorflow-import
 
+from nt_gp import _graph_context
+
 __all__ = ['priming', 'maybe_prime', 'MAX_ENTRIES']
 
 MAX_ENTRIES = 2 ** 22
@@ -82,13 +84,6 @@ def _pool():
     return _POOL
 
 
-def _in_xla_context() -> bool:
-  """Whether the graph being built is (inside) a `jit_compile` function."""
-  from tensorflow.python.ops import control_flow_util  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
-  return control_flow_util.GraphOrParentsInXlaContext(
-      tf.compat.v1.get_default_graph())
-
-
 def maybe_prime(compiled, args) -> bool:
   """Starts compiling `compiled(*args)` in the background if worthwhile.
 
@@ -110,7 +105,7 @@ def maybe_prime(compiled, args) -> bool:
   """
   if not getattr(_STATE, 'on', False) or not tf.inside_function():
     return False
-  if _in_xla_context():
+  if _graph_context.in_xla_context():
     return False   # traced into an XLA-compiled caller, compiled with it
   flat = tf.nest.flatten(args)
   if not all(t is None or isinstance(t, tf.Tensor) for t in flat):
