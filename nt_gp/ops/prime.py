@@ -131,6 +131,11 @@ def maybe_prime(compiled, args) -> bool:
       with tf.device(device):
         ones = [None if s is None else tf.ones(s[0], s[1]) for s in specs]
         run = tf.function(lambda *a: compiled(*a), autograph=False)
+        # Every run is a function of its own, traced once; TensorFlow would
+        # count them as retraces of one (they share their code) and log its
+        # frequent-retracing warning at the user. (Its own restored
+        # functions are exempted the same way.)
+        run._omit_frequent_tracing_warning = True  # pylint: disable=protected-access
         run(*tf.nest.pack_sequence_as(args, ones))
     except Exception:  # pylint: disable=broad-except
       pass   # only a head start: the real call compiles (and reports) then
