@@ -90,7 +90,8 @@ def run(fn, diag_fn, args):
     # recomputing gradient built there would be called after that setting
     # is gone, and its higher derivatives would reach into a finished graph.
     return forward(*args, lifted)
-  return _recomputing(functools.partial(_forward_values, values, impl), vjp,
+  return _recomputing(functools.partial(_forward_values, values, impl),
+                      functools.partial(_vjp_values, vjp, impl, mask),
                       args + (lifted,), differentiable=forward)
 
 
@@ -119,12 +120,7 @@ def _forward_values(values, impl, *args):
   stay compiled, where the fused loop saves more than it costs.
   """
   *head, lifted = args
-  unfused = [i for i in _SELF_SLOTS
-             if head[i] is not None and head[i + 1] is not None and
-             head[i].shape.is_fully_defined() and
-             head[i].shape.num_elements() <= UNFUSED_SELF_MAX_ENTRIES and
-             # TensorFlow's own kernels broadcast up to 5 dimensions.
-             head[i].shape.rank <= 5]
+  unfused = _unfused_self_slots(head)
   compiled_args = list(head)
   for i in unfused:
     compiled_args[i:i + 3] = [None] * 3
@@ -136,6 +132,63 @@ def _forward_values(values, impl, *args):
     with forward_only.forward_only():
       outs[j] = impl(*alone, lifted)[j]
   return tuple(outs)
+
+
+def _unfused_self_slots(head):
+  """The `_SELF_SLOTS` whose self-covariance map runs as TensorFlow ops of
+  the caller, outside the compiled map (small, with variance arguments)."""
+  return [i for i in _SELF_SLOTS
+          if head[i] is not None and head[i + 1] is not None and
+          head[i].shape.is_fully_defined() and
+          head[i].shape.num_elements() <= UNFUSED_SELF_MAX_ENTRIES and
+          # TensorFlow's own kernels broadcast up to 5 dimensions.
+          head[i].shape.rank <= 5]
+
+
+def _vjp_values(vjp, impl, mask, args, dys):
+  """`vjp(args, dys)` (the compiled `_map_vjp`) for all but the small
+  self-covariance maps that `_forward_values` runs unfused: their gradients
+  are TensorFlow ops of the caller too.
+
+  Each of them is a few loops of its own in the compiled gradient (the map's
+  derivative in each argument, the zeros and reductions of its variance
+  arguments' gradients), and XLA:CPU compiles each loop as a module of its
+  own: for the attention block's ReLU map 11 of the gradient's 27.
+  """
+  *head, lifted = args
+  unfused = _unfused_self_slots(head)
+  if not unfused:
+    return vjp(args, dys)
+  compiled_head, compiled_dys = list(head), list(dys)
+  for i in unfused:
+    compiled_head[i:i + 3] = [None] * 3
+    compiled_dys[2 + _SELF_SLOTS.index(i)] = None
+  parts = [(compiled_head, vjp(tuple(compiled_head) + (lifted,),
+                               tuple(compiled_dys)))]
+  # As arguments of the compiled gradient, a tensor passed twice (a
+  # self-covariance's two variance arguments, without a second batch) is two
+  # arguments, each with its own gradient; `_map_vjp` outside it needs
+  # distinct tensors for that too.
+  distinct = lambda tree: tf.nest.map_structure(
+      lambda t: None if t is None else tf.identity(t), tree)
+  for i in unfused:
+    alone, alone_dys = [None] * len(head), [None] * len(dys)
+    alone[i:i + 3] = distinct(list(head[i:i + 3]))
+    j = 2 + _SELF_SLOTS.index(i)
+    alone_dys[j] = dys[j]
+    parts.append((alone, _map_vjp(impl, mask,
+                                  tuple(alone) + (distinct(lifted),),
+                                  tuple(alone_dys))))
+  # Each part's gradients: one per present tensor of its arguments (in
+  # flattening order), then one per lifted tensor.
+  grads, lifted_grads = [[] for _ in head], []
+  for part_head, part in parts:
+    part = iter(part)
+    for k, h in enumerate(part_head):
+      grads[k] += [next(part) for t in tf.nest.flatten(h) if t is not None]
+    lifted_grads.append(list(part))
+  return [g for per_arg in grads for g in per_arg] + [
+      tf.add_n(list(g)) for g in zip(*lifted_grads)]
 
 
 def _values_only(impl, *args):
