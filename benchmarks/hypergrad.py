@@ -41,7 +41,12 @@ change, measured in the same invocation.
 Workloads (`WORKLOADS`): `mlp3` = depth-3 ReLU MLP (Dense(512) + Relu) x 3
 + Dense(1) on 4000 x 256; `myrtle5` = Myrtle-5 of `benchmarks/workloads.py`
 (3x3 SAME convs, ReLU, two 2x2 average pools, GAP, Dense(10)) on 32 images
-16x16x3, with b_std = 0.1 so that both derivatives are non-zero.
+16x16x3, with b_std = 0.1 so that both derivatives are non-zero. Measured
+only when named (`FIRST_STEP_WORKLOADS`, small inputs, where the first step
+is what a user waits for): `mlp3_n1000` = `mlp3` on 1000 inputs;
+`attention` = a transformer block (Dense(16), softmax self-attention with a
+residual, LayerNorm, Dense(16) + ReLU, GAP, Dense(1); W_std/b_std in every
+Dense and the attention's b_std) on 64 sequences of 16 tokens x 8 features.
 """
 import argparse
 import json
@@ -62,7 +67,8 @@ WORKLOADS = {
     'mlp3': dict(
         net='stax.serial(*[stax.Dense(512, W_std=W, b_std=b), stax.Relu()] '
             '* 3, stax.Dense(1, W_std=W, b_std=b))',
-        shape=(4000, 256), tiny_n=12),
+        shape=(4000, 256), tiny_n=12,
+        what='depth-3 ReLU MLP on 4000 x 256'),
     'myrtle5': dict(
         net='stax.serial('
             '*[stax.Conv(1, (3, 3), padding="SAME", W_std=W, b_std=b), '
@@ -72,8 +78,28 @@ WORKLOADS = {
             'stax.Conv(1, (3, 3), padding="SAME", W_std=W, b_std=b), '
             'stax.Relu(), stax.GlobalAvgPool(), '
             'stax.Dense(10, W_std=W, b_std=b))',
-        shape=(32, 16, 16, 3), tiny_n=2),
+        shape=(32, 16, 16, 3), tiny_n=2,
+        what='Myrtle-5 on 32 images 16x16x3'),
 }
+# Small inputs, where the first step (trace, compile, run of the value and
+# its gradient) is most of what a user waits for: marginal-likelihood
+# training of a GP on a few thousand points or fewer. Measured only when
+# named.
+FIRST_STEP_WORKLOADS = {
+    'mlp3_n1000': dict(WORKLOADS['mlp3'], shape=(1000, 256),
+                       what='depth-3 ReLU MLP on 1000 x 256'),
+    'attention': dict(
+        net='stax.serial(stax.Dense(16, W_std=W, b_std=b), stax.FanOut(2), '
+            'stax.parallel(stax.Identity(), stax.GlobalSelfAttention('
+            '16, 4, 4, 2, W_key_std=1.1, W_value_std=1.2, W_query_std=0.9, '
+            'W_out_std=1.0, b_std=b)), stax.FanInSum(), stax.LayerNorm(), '
+            'stax.Dense(16, W_std=W, b_std=b), stax.Relu(), '
+            'stax.GlobalAvgPool(), stax.Dense(1, W_std=W, b_std=b))',
+        shape=(64, 16, 8), tiny_n=3,
+        what='a transformer block on 64 sequences of 16 tokens x 8 '
+             'features'),
+}
+ALL_WORKLOADS = {**WORKLOADS, **FIRST_STEP_WORKLOADS}
 LIBS = (('nt_gp', 'eager'), ('nt_gp', 'function'), ('neural_tangents', 'jit'))
 
 
@@ -81,7 +107,7 @@ LIBS = (('nt_gp', 'eager'), ('nt_gp', 'function'), ('neural_tangents', 'jit'))
 # One measurement (a child process, under either library's python).
 
 def _inputs(workload, dtype, n):
-  shape = (n,) + tuple(WORKLOADS[workload]['shape'][1:])
+  shape = (n,) + tuple(ALL_WORKLOADS[workload]['shape'][1:])
   return np.random.RandomState(0).randn(*shape).astype(dtype)
 
 
@@ -90,7 +116,7 @@ def _nt_gp_step(workload, dtype, get, mode, x):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from nt_gp import stax  # pylint: disable=g-import-not-at-top
   from nt_gp.tfp import NeuralKernel  # pylint: disable=g-import-not-at-top
-  net = WORKLOADS[workload]['net']
+  net = ALL_WORKLOADS[workload]['net']
 
   def architecture(W, b):  # pylint: disable=invalid-name
     return eval(net, {'stax': stax, 'W': W, 'b': b})  # pylint: disable=eval-used
@@ -116,7 +142,7 @@ def _nt_step(workload, dtype, get, x):
   jax.config.update('jax_enable_x64', dtype == 'float64')
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from neural_tangents import stax  # pylint: disable=g-import-not-at-top
-  net = WORKLOADS[workload]['net']
+  net = ALL_WORKLOADS[workload]['net']
   x = jnp.asarray(x)
 
   def loss(W, b):  # pylint: disable=invalid-name
@@ -189,6 +215,7 @@ def combine(summaries):
     return {'error': errors[0]}
   return dict(median_s=statistics.median(s['median_s'] for s in summaries),
               first_s=statistics.median(s['first_s'] for s in summaries),
+              firsts_s=[s['first_s'] for s in summaries],
               peak_rss_gb=max(s['peak_rss_gb'] for s in summaries),
               value=summaries[-1]['value'], d_W_std=summaries[-1]['d_W_std'],
               d_b_std=summaries[-1]['d_b_std'])
@@ -213,7 +240,9 @@ def main(argv=None):
   from compare import CHECKSUM_RTOL, reference_python  # pylint: disable=g-import-not-at-top
   from report import DOCS, Report  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('workloads', nargs='*', default=list(WORKLOADS))
+  parser.add_argument('workloads', nargs='*', default=list(WORKLOADS),
+                      help=f'of {", ".join(ALL_WORKLOADS)} (default: '
+                           f'{" ".join(WORKLOADS)})')
   parser.add_argument('--dtypes', default='float32,float64')
   parser.add_argument('--gets', default='nngp,ntk')
   parser.add_argument('--modes', default='eager,function',
@@ -235,6 +264,10 @@ def main(argv=None):
   parser.add_argument('--out', default=str(DOCS / 'hypergrad.md'),
                       help='Markdown page ("" to skip)')
   args = parser.parse_args(argv)
+  unknown = [w for w in args.workloads if w not in ALL_WORKLOADS]
+  if unknown:
+    parser.error(f'unknown workload(s) {", ".join(unknown)}; choose from '
+                 f'{", ".join(ALL_WORKLOADS)}')
   if args.tiny:
     args.repeats, args.calls = 1, 1
   small = args.tiny or args.n or args.repeats < 3
@@ -259,16 +292,17 @@ def main(argv=None):
       'libraries must agree ("gradients"; where they differ in float32, '
       'the float64 run of the same row, in which they agree, says which is '
       'closer). Targets: time ratio <= 0.5, '
-      'memory ratio <= 1.0. Workloads: `mlp3` = depth-3 ReLU MLP on 4000 x '
-      '256, `myrtle5` = Myrtle-5 on 32 images 16x16x3 (see the script).')
+      'memory ratio <= 1.0. Workloads: '
+      + '; '.join(f'`{w}` = {ALL_WORKLOADS[w]["what"]}'
+                  for w in args.workloads) + ' (see the script).')
   header = ['workload', 'dtype', 'get', 'mode', 'nt_gp (s)',
             'neural-tangents (s)', 'time ratio', 'nt_gp peak (GB)',
             'neural-tangents peak (GB)', 'memory ratio', 'gradients',
             'first call (s)', 'first-call ratio']
   rows, results, mismatches = [], [], []
   for workload in args.workloads:
-    n = args.n or (WORKLOADS[workload]['tiny_n'] if args.tiny else
-                   WORKLOADS[workload]['shape'][0])
+    n = args.n or (ALL_WORKLOADS[workload]['tiny_n'] if args.tiny else
+                   ALL_WORKLOADS[workload]['shape'][0])
     for dtype in args.dtypes.split(','):
       for get in args.gets.split(','):
         runs = measure(pythons, workload, dtype, get, n, args.repeats,
@@ -363,6 +397,9 @@ def _row(report, workload, dtype, get, mode, ours, theirs, rtol):
     row[11] = f'{ours["first_s"]:.2f} / {theirs["first_s"]:.2f}'
     row[12] = f'{ours["first_s"] / theirs["first_s"]:.2f}'
   report.say(line)
+  each = lambda r: ', '.join(f'{t:.2f}' for t in r.get('firsts_s', []))
+  report.say(f'    first calls, each process: nt_gp {each(ours)}' + (
+      '' if 'error' in theirs else f'; neural-tangents {each(theirs)}'))
   return row
 
 

@@ -245,30 +245,36 @@ def test_layer_breakdown_times_every_layer_of_the_network(tmp_path):
 
 
 def test_hypergrad_measures_both_libraries_and_a_base_tree(tmp_path):
-  """A tiny run of benchmarks/hypergrad.py (12 inputs, one process per
-  library/mode) writes a row per nt_gp mode, including the base tree's
-  (here this checkout itself), with time, peak memory and the gradients'
+  """A tiny run of benchmarks/hypergrad.py (a few inputs, one process per
+  library/mode; the MLP and the first-step attention workload) writes a row
+  per workload and nt_gp mode, including the base tree's (here this
+  checkout itself), with time, peak memory, first calls and the gradients'
   agreement with neural-tangents where its environment exists; a smoke run
-  may not write the docs page."""
+  may not write the docs page, and an unknown workload is refused."""
   import compare  # pylint: disable=g-import-not-at-top
   page = tmp_path / 'hypergrad.md'
   proc = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / 'hypergrad.py'), 'mlp3',
-       '--dtypes', 'float64', '--gets', 'ntk', '--modes', 'eager', '--tiny',
-       '--base', str(ROOT), '--out', str(page)],
+       'attention', '--dtypes', 'float64', '--gets', 'ntk', '--modes',
+       'eager', '--tiny', '--base', str(ROOT), '--out', str(page)],
       capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
   text = page.read_text()
   assert '| workload | dtype | get | mode | nt_gp (s) |' in text
-  rows = [l for l in text.splitlines() if l.startswith('| mlp3 |')]
-  assert [r.split('|')[4].strip() for r in rows] == ['eager', 'eager (base)']
-  assert all(len(r.strip('|').split('|')) == 13 for r in rows)
-  if compare.reference_python():
-    assert all('| agree (' in r for r in rows)
-  refused = subprocess.run(
-      [sys.executable, str(ROOT / 'benchmarks' / 'hypergrad.py'), '--tiny'],
-      capture_output=True, text=True, timeout=300)
-  assert refused.returncode == 2 and 'docs page' in refused.stderr
+  for workload in ('mlp3', 'attention'):
+    rows = [l for l in text.splitlines() if l.startswith(f'| {workload} |')]
+    assert [r.split('|')[4].strip() for r in rows] == ['eager',
+                                                       'eager (base)']
+    assert all(len(r.strip('|').split('|')) == 13 for r in rows)
+    if compare.reference_python():
+      assert all('| agree (' in r for r in rows)
+  assert 'first calls, each process: nt_gp ' in text
+  for argv, why in ((['--tiny'], 'docs page'),
+                    (['mlp4', '--tiny', '--out', ''], 'unknown workload')):
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / 'benchmarks' / 'hypergrad.py')] + argv,
+        capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and why in refused.stderr, refused.stderr
 
 
 def test_hypergrad_arbitrates_a_float32_disagreement_by_float64():
