@@ -282,7 +282,11 @@ def main(argv=None):
       f'new-shape call and the second call are printed below the table. '
       f'The last '
       f'column is the share of the machine\'s measured limit (memory-copy '
-      f'bandwidth or gemm rate) for the workload\'s dominant cost.')
+      f'bandwidth or gemm rate) for the workload\'s dominant cost; why it '
+      f'stays below 50% on this CPU and what the next limit is (the '
+      f'arc-cosine maps run at or above the rate of `acos` alone): '
+      f'docs/performance.md, "How close the steady state is to the '
+      f'machine\'s limits".')
   limits = machine_limits()
   report.say(f'machine: {limits["cores"]} cores, memory copy '
              f'{limits["copy_gbs"]:.1f} GB/s, sgemm '
