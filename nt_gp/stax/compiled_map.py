@@ -120,29 +120,31 @@ def _forward_values(values, impl, *args):
   stay compiled, where the fused loop saves more than it costs.
   """
   *head, lifted = args
-  unfused = _unfused_self_slots(head)
-  compiled_args = list(head)
-  for i in unfused:
-    compiled_args[i:i + 3] = [None] * 3
+  compiled_args, alone = _split_self_maps(head)
   outs = list(_split_values(values, *compiled_args, lifted))
-  for i in unfused:
-    alone = [None] * len(head)
-    alone[i:i + 3] = head[i:i + 3]
-    j = 2 + _SELF_SLOTS.index(i)
+  for j, only in alone:
     with forward_only.forward_only():
-      outs[j] = impl(*alone, lifted)[j]
+      outs[j] = impl(*only, lifted)[j]
   return tuple(outs)
 
 
-def _unfused_self_slots(head):
-  """The `_SELF_SLOTS` whose self-covariance map runs as TensorFlow ops of
-  the caller, outside the compiled map (small, with variance arguments)."""
-  return [i for i in _SELF_SLOTS
-          if head[i] is not None and head[i + 1] is not None and
-          head[i].shape.is_fully_defined() and
-          head[i].shape.num_elements() <= UNFUSED_SELF_MAX_ENTRIES and
-          # TensorFlow's own kernels broadcast up to 5 dimensions.
-          head[i].shape.rank <= 5]
+def _split_self_maps(head):
+  """`(compiled, alone)`: `head` (`_map_impl`'s arguments) without the small
+  self-covariance maps that run as TensorFlow ops of the caller (small,
+  with variance arguments), and for each of those `(j, only)`: its output's
+  index and `head` with only its three arguments."""
+  compiled, alone = list(head), []
+  for i in _SELF_SLOTS:
+    if (head[i] is not None and head[i + 1] is not None and
+        head[i].shape.is_fully_defined() and
+        head[i].shape.num_elements() <= UNFUSED_SELF_MAX_ENTRIES and
+        # TensorFlow's own kernels broadcast up to 5 dimensions.
+        head[i].shape.rank <= 5):
+      only = [None] * len(head)
+      only[i:i + 3] = head[i:i + 3]
+      compiled[i:i + 3] = [None] * 3
+      alone.append((2 + _SELF_SLOTS.index(i), only))
+  return compiled, alone
 
 
 def _vjp_values(vjp, impl, mask, args, dys):
@@ -156,29 +158,25 @@ def _vjp_values(vjp, impl, mask, args, dys):
   own: for the attention block's ReLU map 11 of the gradient's 27.
   """
   *head, lifted = args
-  unfused = _unfused_self_slots(head)
-  if not unfused:
+  compiled_head, alone = _split_self_maps(head)
+  if not alone:
     return vjp(args, dys)
-  compiled_head, compiled_dys = list(head), list(dys)
-  for i in unfused:
-    compiled_head[i:i + 3] = [None] * 3
-    compiled_dys[2 + _SELF_SLOTS.index(i)] = None
+  unfused_outs = {j for j, _ in alone}
+  compiled_dys = tuple(None if j in unfused_outs else d
+                       for j, d in enumerate(dys))
   parts = [(compiled_head, vjp(tuple(compiled_head) + (lifted,),
-                               tuple(compiled_dys)))]
+                               compiled_dys))]
   # As arguments of the compiled gradient, a tensor passed twice (a
   # self-covariance's two variance arguments, without a second batch) is two
   # arguments, each with its own gradient; `_map_vjp` outside it needs
   # distinct tensors for that too.
   distinct = lambda tree: tf.nest.map_structure(
       lambda t: None if t is None else tf.identity(t), tree)
-  for i in unfused:
-    alone, alone_dys = [None] * len(head), [None] * len(dys)
-    alone[i:i + 3] = distinct(list(head[i:i + 3]))
-    j = 2 + _SELF_SLOTS.index(i)
-    alone_dys[j] = dys[j]
-    parts.append((alone, _map_vjp(impl, mask,
-                                  tuple(alone) + (distinct(lifted),),
-                                  tuple(alone_dys))))
+  for j, only in alone:
+    only = distinct(only)
+    only_dys = tuple(d if k == j else None for k, d in enumerate(dys))
+    parts.append((only, _map_vjp(impl, mask, tuple(only) + (distinct(lifted),),
+                                 only_dys)))
   # Each part's gradients: one per present tensor of its arguments (in
   # flattening order), then one per lifted tensor.
   grads, lifted_grads = [[] for _ in head], []
