@@ -42,10 +42,12 @@ from nt_gp.cli_kernel_job import (EXIT_INTERRUPTED, EXIT_TERMINATED,
 __all__ = ['run_child', 'crash_message']
 
 # Last words of a process that ran out of memory (or of address space, under
-# `ulimit -v`: then even starting a thread fails).
+# `ulimit -v`: then even starting a thread fails, and oneDNN, failing to
+# allocate its working memory, aborts with "could not create a primitive",
+# sometimes before TensorFlow has reported the allocation that failed).
 _MEMORY_WORDS = ('bad_alloc', 'out of memory', 'cannot allocate memory',
                  'resourceexhausted', 'oom when allocating', 'memoryerror',
-                 'pthread_create() failed')
+                 'pthread_create() failed', 'could not create a primitive')
 
 
 def crash_message(returncode: int, log_tail: str, batch_size: int,

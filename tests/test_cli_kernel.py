@@ -589,6 +589,14 @@ def test_crash_of_the_computing_process_is_one_line():
                       "instance of 'std::bad_alloc'", 64, saved)
   assert msg.startswith('out of memory computing blocks of 64 x 64 inputs '
                         '(SIGABRT)') and '--batch-size 32' in msg
+  # oneDNN out of (address-space) memory, aborting before TensorFlow has
+  # reported the failed allocation (seen under test_out_of_memory_...'s
+  # limit): the same advice.
+  msg = crash_message(-signal.SIGABRT, "terminate called after throwing an "
+                      "instance of 'dnnl::error'\n  what():  could not "
+                      "create a primitive", 64, saved)
+  assert msg.startswith('out of memory computing blocks of 64 x 64 inputs '
+                        '(SIGABRT)') and '--batch-size 32' in msg
   msg = crash_message(-signal.SIGKILL, '', 8, saved)
   assert 'out-of-memory killer' in msg and '--batch-size 4' in msg
   msg = crash_message(-signal.SIGSEGV, 'whatever', 8, saved)
