@@ -424,7 +424,11 @@ def GlobalSelfAttention(n_chan_out: int,
         if pair:
           t = tf.broadcast_to(t, static_shape.dims(ga, 0, 1) + static_shape.dims(gb, 0, 1) +
                              static_shape.dims(t, 2, None))
-          return tf.einsum('apq,abqr,bsr->abps', ga, t, gb)
+          # G_a T_ab G_b^T as two batched matrix products that broadcast the
+          # (N, P, P) weights over the other batch axis: no transposed copies
+          # of the covariance (an einsum of three operands made two).
+          return tf.matmul(ga[:, None],
+                           tf.matmul(t, gb[None], transpose_b=True))
         t = tf.broadcast_to(t, static_shape.dims(ga, 0, 1) + static_shape.dims(t, 1, None))
         return tf.einsum('npq,nqr,nsr->nps', ga, t, ga)
 
