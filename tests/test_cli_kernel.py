@@ -7,7 +7,6 @@ that says what to do, never in a traceback or a crash.
 """
 import contextlib
 import hashlib
-import json
 import os
 import pathlib
 import re
@@ -470,8 +469,8 @@ def test_signals_say_how_to_resume_and_a_second_writer_is_refused(files,
           text=True, cwd=ROOT, timeout=120,
           env=env(HDF5_USE_FILE_LOCKING='FALSE'))
       assert second.returncode == 1
-      assert_one_error_line(second.stderr, f'being written by another job '
-                                           f'\\(process \\d+')
+      assert_one_error_line(second.stderr, 'being written by another job '
+                                           '\\(process \\d+')
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == code, err[-3000:]
