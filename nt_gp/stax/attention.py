@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp import validation
+from nt_gp.ops import packing
 from nt_gp.ops import spatial_matrix
 from nt_gp.ops import static_shape
 from nt_gp.stax import _random
@@ -28,6 +29,7 @@ from nt_gp.stax import hparams
 from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import Bool, Diagonal, requires
+from nt_gp.stax.rule_spec import capabilities
 from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['GlobalSelfAttention', 'AttentionMechanism', 'PositionalEmbedding']
@@ -112,6 +114,30 @@ def _pos_emb_cov(sizes, p_norm, decay_fn, dtype) -> tf.Tensor:
     return tf.eye(size, dtype=dtype)
   d = tf.constant(_position_distances(sizes, p_norm), dtype)
   return tf.cast(decay_fn(d), dtype)
+
+
+def _block_pair_weights(g: tf.Tensor, blocks: int):
+  """Per block pair of a packed kernel, the attention weights of its row and
+  of its column inputs.
+
+  Args:
+    g: `(N, P, P)` weights of each input.
+    blocks: B (see `nt_gp.ops.packing`); the batch is padded like the
+      packed kernel's, with copies of its first input.
+
+  Returns:
+    Two `(B (B + 1) / 2, N' / B, P, P)` tensors.
+
+  Example:
+    >>> rows, cols = _block_pair_weights(tf.reshape(tf.range(4.), (4, 1, 1)), 2)
+    >>> rows[..., 0, 0].numpy().tolist(), cols[..., 0, 0].numpy().tolist()
+    ([[0.0, 1.0], [0.0, 1.0], [2.0, 3.0]], [[0.0, 1.0], [2.0, 3.0], [2.0, 3.0]])
+  """
+  n = packing.padded_size(g.shape[0], blocks)
+  g = packing.pad_batch(g, n)
+  g = tf.reshape(g, [blocks, n // blocks] + static_shape.dims(g, 1, None))
+  rows, cols = packing.block_pairs(blocks)
+  return tf.gather(g, rows), tf.gather(g, cols)
 
 
 @layer
@@ -364,7 +390,7 @@ def GlobalSelfAttention(n_chan_out: int,
     batched matrix products, which TensorFlow's own kernels run as fast, and
     compiling it took ~0.2 s of every new input size's first call.
     """
-    diagonal_batch, = static
+    diagonal_batch, blocks = static
     # Squared once here, not in every use (operations to trace).
     b_var = None if b_std_t is None else tf.square(b_std_t)
 
@@ -416,11 +442,18 @@ def GlobalSelfAttention(n_chan_out: int,
 
       g1 = weighting(cov1_mix, m1)
       g2 = weighting(cov2_mix, m2)
+      if blocks:
+        # Packed `(K, b, b, P, P)` pairs: the weights of each block pair's
+        # row and column inputs (padded like the batch).
+        g_rows, g_cols = _block_pair_weights(g1, blocks)
 
       def weigh(t, ga, gb, pair):
         if t is None or t.shape.rank == 0:
           return t
         gb = ga if gb is None else gb
+        if pair and blocks:
+          return tf.matmul(g_rows[:, :, None],
+                           tf.matmul(t, g_cols[:, None], transpose_b=True))
         if pair:
           t = tf.broadcast_to(t, static_shape.dims(ga, 0, 1) + static_shape.dims(gb, 0, 1) +
                              static_shape.dims(t, 2, None))
@@ -474,6 +507,7 @@ def GlobalSelfAttention(n_chan_out: int,
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis,
             diagonal_spatial=Diagonal(input=Bool.NO))
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     if not linear_scaling and mechanism != AttentionMechanism.IDENTITY:
       raise NotImplementedError(
@@ -516,15 +550,22 @@ def GlobalSelfAttention(n_chan_out: int,
       return spatial_matrix.from_matrix(t, sizes, batch_ndim)
 
     cb = 1 if db else 2
+    # A symmetric block-packed kernel (x2 = x1) stays packed: the weighting
+    # acts on each block pair as on a pair of inputs, over ~half the pairs.
+    blocks = (packing.block_count(k.shape1[ba])
+              if k.packed and linear_scaling else None)
+    if k.packed and not blocks:
+      k = k.unpack()
+    nb = 3 if blocks else 2
     qk_std = (hparams.cast(W_query_std, dtype, 'W_query_std', positive=True) *
               hparams.cast(W_key_std, dtype, 'W_key_std', positive=True))
     ov_std = (hparams.cast(W_out_std, dtype, 'W_out_std', positive=True) *
               hparams.cast(W_value_std, dtype, 'W_value_std', positive=True))
     b_t = hparams.cast(b_std, dtype)
     nngp, ntk, cov1, cov2 = kernel_map(
-        to_m(k.nngp, 2), to_m(k.ntk, 2), to_m(k.cov1, cb), to_m(k.cov2, cb),
-        m1, m2, r, qk_std, ov_std, b_t, kern_w, pe_w, (db,))
-    return k.replace(nngp=from_m(nngp, 2), ntk=from_m(ntk, 2),
+        to_m(k.nngp, nb), to_m(k.ntk, nb), to_m(k.cov1, cb), to_m(k.cov2, cb),
+        m1, m2, r, qk_std, ov_std, b_t, kern_w, pe_w, (db, blocks))
+    return k.replace(nngp=from_m(nngp, nb), ntk=from_m(ntk, nb),
                      cov1=from_m(cov1, cb), cov2=from_m(cov2, cb),
                      is_gaussian=True, is_input=False)
 

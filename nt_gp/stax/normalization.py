@@ -18,10 +18,12 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp.ops import diagonal
+from nt_gp.ops import packing
 from nt_gp.stax import hparams
 from nt_gp.stax.layer import layer
 from nt_gp.stax.masking import supports_masking
 from nt_gp.stax.requirements import requires
+from nt_gp.stax.rule_spec import capabilities
 from nt_gp.stax.shapes import make_init_fn
 
 __all__ = ['LayerNorm']
@@ -102,6 +104,7 @@ def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
     return (x - mean) / tf.sqrt(e + var)
 
   @requires(batch_axis=batch_axis, channel_axis=channel_axis)
+  @capabilities(packed=True)
   def rule(k, **kwargs):
     if not k.is_gaussian:
       raise NotImplementedError(
@@ -136,10 +139,21 @@ def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
     mask1, mask2 = k.position_masks()
     r1 = inv_std(k.cov1, mask1)
     r2 = r1 if k.cov2 is None else inv_std(k.cov2, mask2)
+    # A symmetric block-packed kernel (x2 = x1) stays packed where each block
+    # pair's factors broadcast in at most 5 dimensions (TensorFlow's kernels)
+    # and every input has its own factor (not normalised over the batch).
+    blocks = packing.block_count(k.shape1[ba])
+    if k.packed and (s > (2 if ds else 1) or r1.shape[-1] != k.shape1[ba]):
+      k = k.unpack()
 
     def scale(t, a, b, batch_pair):
       if t is None:
         return None
+      if batch_pair and k.packed:
+        rows, _ = packing.pair_variances(a, blocks)
+        _, cols = packing.pair_variances(b, blocks)
+        return (t * diagonal.expand_block_variance(rows, 0, ds, s) *
+                diagonal.expand_block_variance(cols, 1, ds, s))
       return t * diagonal.outer(a, b, tf.multiply, ds, s, batch_pair)
 
     return k.replace(
