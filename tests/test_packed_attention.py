@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nt_gp import config, stax
+from nt_gp import stax
 from nt_gp.ops import packing
 from nt_gp.stax import attention
 from tests import finite_differences
+from tests.test_packing_padding import _kernels_and_gradient as _run
 
 
 def _block(w=1.2, ln_axis=-1):
@@ -27,22 +28,6 @@ def _block(w=1.2, ln_axis=-1):
       stax.FanInSum(), stax.LayerNorm(axis=ln_axis),
       stax.Dense(8, W_std=1.3, b_std=0.1), stax.Relu(),
       stax.GlobalAvgPool(), stax.Dense(1, W_std=1.0, b_std=0.1))[2]
-
-
-def _run(kernel_fn, x, pack):
-  old = config.pack_symmetric
-  config.pack_symmetric = pack
-  try:
-    @tf.function(autograph=False)     # traced anew: no cached compilation
-    def f(x):
-      with tf.GradientTape() as tape:
-        tape.watch(x)
-        k = kernel_fn(x, None, ('nngp', 'ntk'))
-        loss = tf.reduce_sum(k.ntk ** 2) + tf.reduce_sum(k.nngp)
-      return k.nngp, k.ntk, tape.gradient(loss, x)
-    return [t.numpy() for t in f(tf.constant(x))]
-  finally:
-    config.pack_symmetric = old
 
 
 def _spy_unpacks(monkeypatch):
