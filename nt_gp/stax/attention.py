@@ -133,11 +133,9 @@ def _block_pair_weights(g: tf.Tensor, blocks: int):
     >>> rows[..., 0, 0].numpy().tolist(), cols[..., 0, 0].numpy().tolist()
     ([[0.0, 1.0], [0.0, 1.0], [2.0, 3.0]], [[0.0, 1.0], [2.0, 3.0], [2.0, 3.0]])
   """
-  n = packing.padded_size(g.shape[0], blocks)
-  g = packing.pad_batch(g, n)
-  g = tf.reshape(g, [blocks, n // blocks] + static_shape.dims(g, 1, None))
-  rows, cols = packing.block_pairs(blocks)
-  return tf.gather(g, rows), tf.gather(g, cols)
+  # `pair_variances` takes the batch last: `(P, P, N)` -> `(P, P, K, b)`.
+  rows, cols = packing.pair_variances(tf.transpose(g, [1, 2, 0]), blocks)
+  return (tf.transpose(rows, [2, 3, 0, 1]), tf.transpose(cols, [2, 3, 0, 1]))
 
 
 @layer

@@ -142,18 +142,19 @@ def LayerNorm(axis=-1, eps=1e-12, batch_axis: int = 0, channel_axis: int = -1):
     # A symmetric block-packed kernel (x2 = x1) stays packed where each block
     # pair's factors broadcast in at most 5 dimensions (TensorFlow's kernels)
     # and every input has its own factor (not normalised over the batch).
-    blocks = packing.block_count(k.shape1[ba])
     if k.packed and (s > (2 if ds else 1) or r1.shape[-1] != k.shape1[ba]):
       k = k.unpack()
+    if k.packed:      # then r2 is r1 (no second batch)
+      rows, cols = packing.pair_variances(r1, packing.block_count(
+          k.shape1[ba]))
+      row_factor = diagonal.expand_block_variance(rows, 0, ds, s)
+      col_factor = diagonal.expand_block_variance(cols, 1, ds, s)
 
     def scale(t, a, b, batch_pair):
       if t is None:
         return None
       if batch_pair and k.packed:
-        rows, _ = packing.pair_variances(a, blocks)
-        _, cols = packing.pair_variances(b, blocks)
-        return (t * diagonal.expand_block_variance(rows, 0, ds, s) *
-                diagonal.expand_block_variance(cols, 1, ds, s))
+        return t * row_factor * col_factor
       return t * diagonal.outer(a, b, tf.multiply, ds, s, batch_pair)
 
     return k.replace(
