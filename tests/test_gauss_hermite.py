@@ -86,6 +86,80 @@ def test_several_functions_share_the_nodes():
       both[1], tf.exp(-(q[1] + q[2]) / 2) * tf.cosh(q[0]), rtol=1e-10)
 
 
+def _sin_and_cos(z):
+  return [tf.sin(z), tf.cos(z)]
+
+
+@pytest.mark.parametrize('dtype', [tf.float32, tf.float64])
+def test_evaluate_together_matches_closed_forms(dtype):
+  """Functions evaluated together (`evaluate`) give the closed forms of
+  E[sin z1 sin z2] and E[cos z1 cos z2], and their first and second
+  derivatives, as separate functions do."""
+  def cos_closed_form(q12, q11, q22):
+    return tf.exp(-(q11 + q22) / 2) * tf.cosh(q12)
+  for k, closed_form in enumerate([_sin_closed_form, cos_closed_form]):
+    compiled = compile_ops.xla(
+        lambda a, b, c, k=k: gauss_hermite.expectations(
+            [tf.sin, tf.cos], a, b, c, 30, evaluate=_sin_and_cos)[k],
+        share=False)
+    got = _derivatives(compiled, dtype)
+    want = _derivatives(closed_form, dtype)
+    rtol = 1e-4 if dtype == tf.float32 else 1e-9
+    for g, w in zip(tf.nest.flatten(got), tf.nest.flatten(want)):
+      np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=rtol, atol=rtol)
+
+
+def _loop_body_ops(fn, *specs):
+  """Op types of the while loop's body in the graph of `fn(*specs)`."""
+  graph = tf.function(fn, autograph=False).get_concrete_function(
+      *specs).graph.as_graph_def()
+  bodies = [f for f in graph.library.function
+            if 'while_body' in f.signature.name]
+  assert len(bodies) == 1
+  return [node.op for node in bodies[0].node_def]
+
+
+def test_loop_evaluates_each_function_once_per_step():
+  """A loop step evaluates the functions once for its whole group of inner
+  nodes and once for its outer node: 2 `Tanh` ops with `evaluate` sharing
+  tanh between tanh and its derivative (not one per node and function: each
+  op in the graph costs trace and XLA compile time)."""
+  def tanh_and_derivative(z):
+    t = tf.tanh(z)
+    return [t, 1 - t * t]
+  spec = tf.TensorSpec([4, 6, 6], tf.float32)
+  ops = _loop_body_ops(
+      lambda a, b, c: gauss_hermite.expectations(
+          [tf.tanh, lambda z: 1 - tf.tanh(z) ** 2], a, b, c, 25,
+          evaluate=tanh_and_derivative),
+      spec, tf.TensorSpec([4, 6, 1]), tf.TensorSpec([4, 1, 6]))
+  assert ops.count('Tanh') == 2, ops
+
+
+@pytest.mark.parametrize('shapes', [
+    ((), (), ()),                         # one pair
+    ((7,), (7,), (1,)),                   # a vector of pairs
+    ((3, 4, 5), (3, 4, 1), (3, 1, 5)),    # packed blocks
+    ((2, 3, 4, 4), (2, 3, 1, 1), (1,)),   # spatial axes, a shared variance
+])
+def test_matches_the_vectorised_form_for_every_rank(shapes):
+  """The loop (its node axis inserted after the first axis) and the
+  vectorised form agree for covariances of rank 0 to 4, with variances
+  broadcasting from lower ranks."""
+  rng = np.random.RandomState(2)
+  s12, s11, s22 = shapes
+  q11 = 0.5 + rng.rand(*s11)
+  q22 = 0.5 + rng.rand(*s22)
+  q12 = np.sqrt(q11 * q22) * rng.uniform(-0.95, 0.95, s12)
+  q = [tf.constant(np.asarray(v, np.float64)) for v in (q12, q11, q22)]
+  fns = [tf.tanh, tf.sin]
+  loop = gauss_hermite.expectations(fns, *q, 11)
+  ref = gauss_hermite.reference_expectations(fns, *q, 11)
+  for got, want in zip(loop, ref):
+    assert got.shape == np.shape(q12)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
 def test_gradient_reaches_captured_variables():
   """d/da E[a sin z1 · a sin z2] = 2 a E[sin z1 sin z2]; a function over a
   variable is differentiated in the variable as well as the covariances."""

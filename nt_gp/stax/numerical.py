@@ -24,15 +24,23 @@ from nt_gp.stax.masking import supports_masking
 
 __all__ = ['Elementwise', 'ElementwiseNumerical']
 
-def _derivative(fn):
-  """`x -> fn'(x)` elementwise, by TensorFlow autodiff of `fn`."""
-  def df(x):
+def _value_and_derivative(fn):
+  """`x -> [fn(x), fn'(x)]` elementwise, the derivative by TensorFlow
+  autodiff of the same evaluation of `fn`."""
+  def both(x):
     x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
       tape.watch(x)
       y = fn(x)
-    return tape.gradient(y, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-  return df
+    return [y, tape.gradient(
+        y, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+  return both
+
+
+def _derivative(fn):
+  """`x -> fn'(x)` elementwise, by TensorFlow autodiff of `fn`."""
+  both = _value_and_derivative(fn)
+  return lambda x: both(x)[1]
 
 
 def _fn_name(fn):
@@ -157,6 +165,8 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   if df is not None and not callable(df):
     raise TypeError(f'`df` must be callable or None, got {df!r}.')
   d_fn = _derivative(fn) if df is None else df
+  # Without a given `df`, each node evaluates `fn` once for both functions.
+  both = _value_and_derivative(fn) if df is None else None
 
   def diag(q):
     dtype = q.dtype
@@ -173,7 +183,8 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   def q_map(q12, q11, q22, ntk):
     if ntk is None:
       return gauss_hermite.expectations([fn], q12, q11, q22, deg)[0], None
-    nngp, d_nngp = gauss_hermite.expectations([fn, d_fn], q12, q11, q22, deg)
+    nngp, d_nngp = gauss_hermite.expectations([fn, d_fn], q12, q11, q22, deg,
+                                              evaluate=both)
     return nngp, ntk * d_nngp
 
   def rule(k):
