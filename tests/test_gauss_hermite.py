@@ -160,6 +160,13 @@ def test_matches_the_vectorised_form_for_every_rank(shapes):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
+def test_variances_of_higher_rank_than_the_covariances_are_refused():
+  q = tf.constant(_Q12)
+  with pytest.raises(ValueError, match='`q22` must have rank at most'):
+    gauss_hermite.expectations([tf.sin], q, tf.constant(_Q11),
+                               tf.ones([1, 2, 3], tf.float64), 5)
+
+
 def test_gradient_reaches_captured_variables():
   """d/da E[a sin z1 · a sin z2] = 2 a E[sin z1 sin z2]; a function over a
   variable is differentiated in the variable as well as the covariances."""

@@ -214,6 +214,11 @@ def expectations(fns, q12, q11, q22, deg: int, evaluate=None):
     [[3.0, 1.5], [1.5, 3.0]]
   """
   fns = tuple(fns)
+  for name, q in (('q11', q11), ('q22', q22)):
+    if q.shape.rank > q12.shape.rank:
+      raise ValueError(
+          f'`{name}` must have rank at most that of `q12` ({q12.shape}), '
+          f'got shape {q.shape}.')
   if not all(_captures_nothing(f, q12.dtype) for f in fns):
     return reference_expectations(fns, q12, q11, q22, deg, evaluate)
 
