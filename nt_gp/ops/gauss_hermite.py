@@ -147,9 +147,9 @@ def _looped(fns, q12, q11, q22, deg, evaluate=None):
   inner_y = tf.constant(np.tile(ys, (deg, 1)))
   inner_w = tf.constant(np.tile(wy, (deg, 1)))
   shape = _out_shape(q12, q11, q22)
-  # `slope` and `scale2` have the rank of `q12` (`q11`, `q22` have at most
-  # that rank); the group axis goes after their first axis.
-  rank = scale2.shape.rank
+  # The group axis goes after the covariances' first axis (`slope` and
+  # `scale2` have their rank, `expectations` checks the variances' ranks).
+  rank = shape.rank
   axis = min(1, rank)
   node_shape = [1] * axis + [group] + [1] * (rank - axis)
 
