@@ -2,7 +2,7 @@
 
 Usage:
   python benchmarks/device.py [--size tiny|full] [--out PAGE.md]
-      [--virtual-cpus 2]
+      [--virtual-cpus 2] [--require-gpu]
 
 On the GPU if TensorFlow sees one, else on the CPU:
 
@@ -41,7 +41,9 @@ memory bandwidth. The report is printed; a full run on
 a GPU writes it to docs/benchmarks/gpu.md, other runs only to `--out` if
 given.
 The script exits with status 1 if a parity check or the several-device
-check fails (after printing the report).
+check fails (after printing the report). With `--require-gpu` it exits with
+status 2 at once if TensorFlow sees no GPU, saying which CUDA and cuDNN
+versions its build needs (a full CPU run would take the 12 minutes above).
 """
 import argparse
 import os
@@ -115,6 +117,21 @@ def configure_devices(virtual_cpus):
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * virtual_cpus)
   return 'CPU'
+
+
+def missing_gpu_hint():
+  """Why a GPU may be invisible to this TensorFlow: the CUDA and cuDNN
+  versions its build loads (a CUDA build finds no GPU when those libraries
+  are missing, even with a working driver), or '' for a CPU-only build."""
+  info = tf.sysconfig.get_build_info()
+  if not info.get('is_cuda_build'):
+    return ''
+  cuda = str(info.get('cuda_version', '?'))
+  return (f'this TensorFlow {tf.__version__} finds a GPU only where the '
+          f'CUDA {cuda.split(".")[0]} libraries it was built with (CUDA '
+          f'{cuda}, cuDNN {info.get("cudnn_version", "?")}) are installed '
+          f'beside the NVIDIA driver: '
+          f'pip install "tensorflow[and-cuda]=={tf.__version__}"')
 
 
 def device_description(kind):
@@ -273,11 +290,20 @@ def main(argv=None):
                            'when a GPU was used, else none)')
   parser.add_argument('--virtual-cpus', type=int, default=2,
                       help='logical CPU devices without a GPU (default 2)')
+  parser.add_argument('--require-gpu', action='store_true',
+                      help='stop at once, before any work, if TensorFlow '
+                           'sees no GPU (instead of running on the CPU)')
   args = parser.parse_args(argv)
   if args.out and pathlib.Path(args.out).resolve().parent == DOCS and (
       args.size != 'full'):
     parser.error('the docs page needs --size full; pass --out elsewhere')
   kind = configure_devices(args.virtual_cpus)
+  if kind != 'GPU' and args.require_gpu:
+    hint = missing_gpu_hint()
+    print('error: TensorFlow sees no GPU (--require-gpu)'
+          + (f'; {hint}' if hint else '; this TensorFlow is a CPU-only build'),
+          file=sys.stderr)
+    return 2
   started = time.perf_counter()
   import nt_gp  # pylint: disable=g-import-not-at-top
   report = Report(
@@ -292,6 +318,8 @@ def main(argv=None):
   report.say(f'device: {device_description(kind)}; size {args.size}; '
              f'TensorFlow {tf.__version__}, nt_gp TF32 allowed: '
              f'{nt_gp.config.allow_tf32}')
+  if kind != 'GPU' and missing_gpu_hint():
+    report.say(f'no GPU: {missing_gpu_hint()}')
   parity_rows, failures = parity(report, args.size)
   report.table(['case', 'dtype', 'max abs error', 'max rel error',
                 'tolerance', 'parity'], parity_rows,

@@ -158,6 +158,26 @@ def test_device_script_refuses_tiny_runs_into_the_docs():
   assert proc.returncode == 2 and '--size full' in proc.stderr
 
 
+def test_device_script_require_gpu_stops_without_one():
+  """`--require-gpu` on a machine where TensorFlow sees no GPU: exit status
+  2 before any work, one `error:` line last, naming what a GPU would need
+  (TensorFlow's own CUDA build versions), and no report."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES='')
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'benchmarks' / 'device.py'),
+       '--require-gpu'], capture_output=True, text=True, timeout=120,
+      env=env)
+  assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: TensorFlow sees no GPU'), last
+  info = tf.sysconfig.get_build_info()
+  if info.get('is_cuda_build'):
+    assert f'CUDA {info["cuda_version"]}' in last
+    assert f'tensorflow[and-cuda]=={tf.__version__}' in last
+  assert 'Parity' not in proc.stdout
+
+
 def test_compare_refuses_smoke_runs_into_the_docs():
   proc = subprocess.run(
       [sys.executable, str(ROOT / 'benchmarks' / 'compare.py'), 'mlp5',
