@@ -178,6 +178,10 @@ class NeuralKernel(gpflow.kernels.Kernel):
         X.dtype.is_complex or X.dtype == tf.bool:
       raise TypeError(f'NeuralKernel: inputs must be real-valued, got dtype '
                       f'{X.dtype.name}.')
+    validation.check_kernel_dtype(
+        'NeuralKernel: the kernel (its parameters)', self.dtype,
+        fix='make its parameters float64 or float32 (gpflow.config.'
+            'set_default_float before creating the kernel)')
     return X if X.dtype == self.dtype else tf.cast(X, self.dtype)
 
   def _unflatten(self, X):

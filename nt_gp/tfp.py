@@ -306,6 +306,10 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel,
       except TypeError as e:
         raise TypeError(f'{owner}: hyperparameters have different dtypes '
                         f'({e}); give them one dtype.') from None
+      if dtype is not None:
+        validation.check_kernel_dtype(
+            f'{owner}: a hyperparameter', dtype,
+            fix='give them float32 or float64 values')
       self._hyperparameters = {
           n: self._store(n, v, dtype) for n, v in hyperparameters.items()}
       self._architecture = architecture
@@ -398,6 +402,12 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel,
                       f'{x.dtype.name}.')
     target = self.dtype or dtype or (
         x.dtype if x.dtype.is_floating else tf.float32)
+    if x.dtype.is_floating and target == x.dtype:
+      validation.check_kernel_dtype(
+          'NeuralKernel: an input', x.dtype,
+          fix='cast them, e.g. tf.cast(x, tf.float32), or give the '
+              'kernel float32 or float64 hyperparameters (inputs are cast '
+              'to them)')
     if self.dtype is None and dtype is not None and x.dtype.is_floating \
         and x.dtype != dtype:
       raise TypeError(f'NeuralKernel: `x1` and `x2` must have the same dtype, '

@@ -12,7 +12,8 @@ import numpy as np
 
 __all__ = ['is_number', 'check_int', 'check_positive_int',
            'check_positive_ints', 'check_parameterization',
-           'canonicalize_get', 'check_kernel_name', 'namedtuple_of']
+           'canonicalize_get', 'check_kernel_name', 'namedtuple_of',
+           'check_kernel_dtype']
 
 KERNEL_NAMES = ('nngp', 'ntk')
 
@@ -26,6 +27,42 @@ def is_number(value) -> bool:
   """
   return (isinstance(value, (numbers.Real, np.number)) and
           not isinstance(value, (bool, np.bool_)))
+
+
+def check_kernel_dtype(name: str, dtype, fix: Optional[str] = None):
+  """Refuses floating dtypes other than float32 and float64 for kernel
+  inputs and kernels; returns `dtype`.
+
+  Half precision (float16, bfloat16, the float8 types) keeps about 3
+  significant digits or fewer and overflows above 65504 (float16): a kernel
+  computed in it would be silently inaccurate, and its round-off guards
+  (floors of 1e-12 and the like) underflow to zero. Integer and boolean
+  dtypes are not refused here (callers cast them to float32).
+
+  Args:
+    name: what has the dtype, for the message (an argument's name is
+      quoted).
+    dtype: a `tf.DType` (or anything `tf.as_dtype` takes).
+    fix: what the user should do (default: cast it with `tf.cast`).
+
+  Example:
+    >>> import tensorflow as tf
+    >>> check_kernel_dtype('x1', tf.float64).name
+    'float64'
+    >>> check_kernel_dtype('x1', tf.float16)
+    Traceback (most recent call last):
+    ...
+    TypeError: `x1` has dtype float16; kernels are computed in float32 or float64 only (half precision keeps 3 significant digits or fewer): cast it, e.g. tf.cast(x, tf.float32).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  dtype = tf.as_dtype(dtype)
+  if dtype.is_floating and dtype not in (tf.float32, tf.float64):
+    what = f'`{name}`' if name.isidentifier() else name
+    raise TypeError(f'{what} has dtype {dtype.name}; kernels are computed '
+                    f'in float32 or float64 only (half precision keeps 3 '
+                    f'significant digits or fewer): '
+                    f'{fix or "cast it, e.g. tf.cast(x, tf.float32)"}.')
+  return dtype
 
 
 def check_int(name: str, value, lower: int = 0) -> int:

@@ -277,6 +277,56 @@ def test_output_dtype_follows_input(make, shape, dtype):
   np.testing.assert_allclose(k32, k64, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize('dtype', [tf.float16, tf.bfloat16])
+@pytest.mark.parametrize('get', ['nngp', ('nngp', 'ntk')])
+def test_half_precision_inputs_refused(kernel_fn, x, dtype, get):
+  """float16/bfloat16 keep 3 significant digits or fewer: refused by name,
+  not an error from deep inside TensorFlow nor a silently rough kernel."""
+  with pytest.raises(TypeError, match=f'`x1` has dtype {dtype.name}; '
+                                      'kernels are computed in float32 or '
+                                      'float64'):
+    kernel_fn(tf.cast(x, dtype), None, get)
+  with pytest.raises(TypeError, match=f'`x2` has dtype {dtype.name}'):
+    kernel_fn(tf.cast(x, tf.float32), tf.cast(x, dtype), get)
+
+
+def _mlp_of(W_std, b_std):
+  return stax.serial(stax.Dense(8, W_std, b_std), stax.Relu(),
+                     stax.Dense(1, W_std, b_std))
+
+
+def test_half_precision_refused_by_the_adapters(x):
+  """The same check in the TFP and GPflow kernels, feature maps and
+  predict."""
+  import gpflow  # pylint: disable=g-import-not-at-top
+  from nt_gp import features, predict  # pylint: disable=g-import-not-at-top
+  from nt_gp import gpflow as nt_gpflow  # pylint: disable=g-import-not-at-top
+  from nt_gp import tfp as nt_tfp  # pylint: disable=g-import-not-at-top
+  x16 = x.astype(np.float16)
+  tk = nt_tfp.NeuralKernel(_mlp_of, W_std=1.5, b_std=0.1)
+  with pytest.raises(TypeError, match='NeuralKernel: an input has dtype '
+                                      'float16'):
+    tk.matrix(x16, x16)
+  with pytest.raises(TypeError, match='a hyperparameter has dtype '
+                                      'float16.*float32 or float64 values'):
+    nt_tfp.NeuralKernel(_mlp_of, W_std=np.float16(1.5),
+                        b_std=np.float16(0.1))
+  # Lower-precision inputs to a float64 kernel are cast up, as before.
+  tk64 = nt_tfp.NeuralKernel(_mlp_of, W_std=np.float64(1.5),
+                             b_std=np.float64(0.1))
+  assert tk64.matrix(x16, x16).dtype == tf.float64
+  with gpflow.config.as_context(gpflow.config.Config(float=np.float16)):
+    gk = nt_gpflow.NeuralKernel(_mlp_of, W_std=1.5, b_std=0.1)
+  with pytest.raises(TypeError, match=r'parameters\) has dtype float16.*'
+                                      'set_default_float'):
+    gk(x, x)
+  with pytest.raises(TypeError, match='`x` has dtype float16'):
+    features.features_fn(mlp(), 8)(x16)
+  with pytest.raises(TypeError, match='`k_train_train` has dtype float16'):
+    predict.gradient_descent_mse(np.eye(3, dtype=np.float16),
+                                 np.ones((3, 1), np.float16))
+
+
 def test_integer_inputs_give_float32(kernel_fn):
   out = kernel_fn(np.arange(8).reshape(2, 4), None, 'nngp')
   assert out.dtype == tf.float32

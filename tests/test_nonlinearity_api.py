@@ -152,6 +152,12 @@ def test_hyperparameters_as_variables_of_another_dtype():
     (lambda: stax.ElementwiseNumerical(tf.sin, deg=0), ValueError, 'deg'),
     (lambda: stax.ElementwiseNumerical(tf.sin, deg=2.5), TypeError, 'deg'),
     (lambda: stax.ElementwiseNumerical('sin', deg=3), TypeError, 'fn'),
+    (lambda: stax.ElementwiseNumerical(np.tanh, deg=3), TypeError,
+     '`fn` is numpy.tanh.*pass tf.math.tanh'),
+    (lambda: stax.ElementwiseNumerical(tf.tanh, deg=3, df=np.cos), TypeError,
+     '`df` is numpy.cos.*tf.math.cos'),
+    (lambda: stax.Elementwise(tf.sin, np.sinh), TypeError,
+     '`nngp_fn` is numpy.sinh'),
     (lambda: stax.LayerNorm(axis='a'), TypeError, 'axis'),
     (lambda: stax.LayerNorm(axis=(-1, -1)), ValueError, 'repeats'),
     (lambda: stax.LayerNorm(eps=-1.), ValueError, 'eps'),
@@ -185,6 +191,28 @@ def test_bad_uses_of_kernel_fn():
     _kernel(stax.Dense(1), stax.Relu(), stax.LayerNorm())
   with pytest.raises(ValueError, match='input layer'):
     _kernel(stax.Dropout(0.5))
+
+
+@pytest.mark.parametrize('make, name', [
+    (lambda: stax.ElementwiseNumerical(lambda z: 2 * np.tanh(z), deg=5),
+     'fn'),
+    (lambda: stax.ElementwiseNumerical(
+        tf.tanh, deg=5, df=lambda z: 1 - np.tanh(z) ** 2), 'df'),
+    (lambda: stax.Elementwise(tf.sin, lambda c, v1, v2: np.exp(
+        -(v1 + v2) / 2) * np.sinh(c)), 'nngp_fn'),
+    (lambda: stax.Elementwise(
+        tf.sin, lambda c, v1, v2: tf.exp(-(v1 + v2) / 2) * tf.sinh(c),
+        lambda c, v1, v2: np.exp(-(v1 + v2) / 2) * np.cosh(c)), 'd_nngp_fn'),
+])
+def test_numpy_functions_named_when_the_kernel_is_traced(make, name):
+  """A function using NumPy cannot run on the graph tensors a kernel is
+  computed with: a TypeError naming the argument, not TensorFlow's
+  NotImplementedError from deep inside the quadrature. (The NNGP alone
+  does not use the derivatives.)"""
+  for get in ['ntk'] + (['nngp'] if name in ('fn', 'nngp_fn') else []):
+    with pytest.raises(TypeError, match=f'`{name}` .* cannot run on '
+                                        'TensorFlow tensors'):
+      stax.serial(stax.Dense(2), make())[2](np.ones((3, 2)), None, get)
 
 
 def test_self_covariances_stay_exact_through_sign():

@@ -25,6 +25,7 @@ import tensorflow as tf
 from nt_gp.features import activations, branching, linear, pooling  # pylint: disable=unused-import  (registers the rules)
 from nt_gp.features.build import Context, Spec, UnsupportedLayer, build
 from nt_gp.features.random import RandomMatrices
+from nt_gp import validation
 from nt_gp.validation import canonicalize_get
 
 __all__ = ['FeatureMap', 'features_fn']
@@ -226,6 +227,7 @@ class FeatureMap:
       if t.dtype.is_complex or t.dtype == tf.string:
         raise TypeError(f'`x` must be real-valued, got dtype {t.dtype.name}.')
       t = tf.cast(t, tf.float32)
+    validation.check_kernel_dtype('x', t.dtype)
     if t.shape.rank is None or t.shape.rank < 2:
       raise ValueError(f'`x` must have a batch axis and a channel axis (rank '
                        f'>= 2), got shape {tuple(t.shape)}.')

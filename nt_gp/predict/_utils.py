@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 # `get` of predict's functions, shared with the rest of nt_gp.
+from nt_gp import validation
 from nt_gp.validation import canonicalize_get, namedtuple_of  # pylint: disable=unused-import
 
 _ARRAY_TYPES = (tf.Tensor, tf.Variable, np.ndarray, np.generic, list, tuple,
@@ -50,7 +51,9 @@ def to_tensor(x, name, dtype=None):
   if t.dtype.is_complex or t.dtype == tf.string:
     raise TypeError(f'`{name}` must be real-valued, got dtype {t.dtype.name}.')
   if dtype is None:
-    return t if t.dtype.is_floating else tf.cast(t, tf.float32)
+    t = t if t.dtype.is_floating else tf.cast(t, tf.float32)
+    validation.check_kernel_dtype(name, t.dtype)
+    return t
   if t.dtype != dtype:
     if is_tf and t.dtype.is_floating:
       raise TypeError(f'`{name}` has dtype {t.dtype.name} but the kernel has '

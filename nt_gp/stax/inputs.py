@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from nt_gp import _config
+from nt_gp import validation
 from nt_gp.kernel import Kernel
 from nt_gp.ops import packing
 from nt_gp.ops import static_shape
@@ -218,6 +219,7 @@ def _to_tensor(x, name):
     raise TypeError(f'`{name}` must be real-valued, got dtype {t.dtype.name}.')
   if not t.dtype.is_floating:
     t = tf.cast(t, tf.float32)
+  validation.check_kernel_dtype(name, t.dtype)
   return t
 
 

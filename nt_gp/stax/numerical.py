@@ -47,6 +47,36 @@ def _fn_name(fn):
   return getattr(fn, '__name__', None) or type(fn).__name__
 
 
+def _on_tensors(f, what):
+  """`f` as called on the symbolic tensors a kernel is traced with: a NumPy
+  function there (`np.tanh`, or a lambda using one) fails deep inside
+  TensorFlow with "Cannot convert a symbolic tf.Tensor to a numpy array";
+  this turns that into a TypeError naming the argument."""
+  def call(*args):
+    try:
+      return f(*args)
+    except (NotImplementedError, TypeError) as e:
+      if 'symbolic' not in str(e):
+        raise
+      raise TypeError(
+          f'`{what}` ({_fn_name(f)}) cannot run on TensorFlow tensors: the '
+          f'kernel is computed in a TensorFlow graph, so `{what}` must use '
+          f'TensorFlow ops (tf.math.tanh rather than np.tanh). It failed '
+          f'with: {str(e).splitlines()[0]}') from None
+  return call
+
+
+def _refuse_ufunc(f, what):
+  """A TypeError, at construction, for NumPy's elementwise functions."""
+  if isinstance(f, np.ufunc):
+    name = f.__name__
+    hint = (f'tf.math.{name}' if hasattr(tf.math, name)
+            else 'a function of TensorFlow ops')
+    raise TypeError(f'`{what}` is numpy.{name}, which cannot run on the '
+                    f'TensorFlow tensors kernels are computed with; pass '
+                    f'{hint} instead.')
+
+
 def _check_shape(out, q12, what):
   out = tf.convert_to_tensor(out, q12.dtype)
   try:
@@ -106,6 +136,11 @@ def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
 
   if nngp_fn is None:
     return elementwise(fn, name, None, packed=True)
+  _refuse_ufunc(nngp_fn, 'nngp_fn')
+  _refuse_ufunc(d_nngp_fn, 'd_nngp_fn')
+  nngp_fn = _on_tensors(nngp_fn, 'nngp_fn')
+  if d_nngp_fn is not None:
+    d_nngp_fn = _on_tensors(d_nngp_fn, 'd_nngp_fn')
 
   def nngp(q12, q11, q22):
     return _check_shape(nngp_fn(q12, q11, q22), q12, 'nngp_fn')
@@ -164,7 +199,12 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   deg = validation.check_positive_int('deg', deg)
   if df is not None and not callable(df):
     raise TypeError(f'`df` must be callable or None, got {df!r}.')
-  d_fn = _derivative(fn) if df is None else df
+  _refuse_ufunc(fn, 'fn')
+  _refuse_ufunc(df, 'df')
+  name = f'ElementwiseNumerical({_fn_name(fn)}, deg={deg})'
+  apply_fn_of = fn
+  fn = _on_tensors(fn, 'fn')
+  d_fn = _derivative(fn) if df is None else _on_tensors(df, 'df')
   # Without a given `df`, each node evaluates `fn` once for both functions.
   both = _value_and_derivative(fn) if df is None else None
 
@@ -190,5 +230,4 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   def rule(k):
     return map_covariances(k, q_map, diag_fn=diag)
 
-  return elementwise(fn, f'ElementwiseNumerical({_fn_name(fn)}, deg={deg})',
-                     rule, packed=True)
+  return elementwise(apply_fn_of, name, rule, packed=True)
