@@ -309,7 +309,7 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel,
       if dtype is not None:
         validation.check_kernel_dtype(
             f'{owner}: a hyperparameter', dtype,
-            fix='give them float32 or float64 values')
+            fix='give the hyperparameters float32 or float64 values')
       self._hyperparameters = {
           n: self._store(n, v, dtype) for n, v in hyperparameters.items()}
       self._architecture = architecture
@@ -405,7 +405,7 @@ class NeuralKernel(tfp.math.psd_kernels.PositiveSemidefiniteKernel,
     if x.dtype.is_floating and target == x.dtype:
       validation.check_kernel_dtype(
           'NeuralKernel: an input', x.dtype,
-          fix='cast them, e.g. tf.cast(x, tf.float32), or give the '
+          fix='cast it, e.g. tf.cast(x, tf.float32), or give the '
               'kernel float32 or float64 hyperparameters (inputs are cast '
               'to them)')
     if self.dtype is None and dtype is not None and x.dtype.is_floating \

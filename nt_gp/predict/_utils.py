@@ -13,8 +13,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-# `get` of predict's functions, shared with the rest of nt_gp.
 from nt_gp import validation
+# `get` of predict's functions, shared with the rest of nt_gp.
 from nt_gp.validation import canonicalize_get, namedtuple_of  # pylint: disable=unused-import
 
 _ARRAY_TYPES = (tf.Tensor, tf.Variable, np.ndarray, np.generic, list, tuple,
