@@ -416,6 +416,54 @@ def test_bad_inputs_raise():
     predict.gradient_descent_mse_ensemble(kernel_fn, x, y[:4])(None, x, 'nngp')
 
 
+def test_max_learning_rate_refuses_kernels_without_positive_eigenvalues():
+  """A negative (semi-)definite or zero matrix is no NTK: the formula would
+  give a negative or infinite "learning rate". Eagerly a ValueError with the
+  eigenvalue; inside a tf.function, TensorFlow's assertion error."""
+  kdd = _problem(13)['ntk_dd']
+  with pytest.raises(ValueError, match='no positive eigenvalue.*Largest '
+                                       'eigenvalue: -'):
+    predict.max_learning_rate(-kdd)
+  with pytest.raises(ValueError, match='no positive eigenvalue.*Largest '
+                                       'eigenvalue: 0'):
+    predict.max_learning_rate(np.zeros((3, 3)), eps=0.)
+  # eps > 0 keeps the documented zero-kernel behaviour: 2 N / eps.
+  _close(predict.max_learning_rate(np.zeros((3, 3)), eps=1e-3), 6e3, 1e-12)
+  fn = tf.function(predict.max_learning_rate)
+  _close(fn(tf.constant(kdd)), predict.max_learning_rate(kdd), 1e-12)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='no positive eigenvalue'):
+    fn(tf.constant(-kdd))
+
+
+def test_errors_name_the_call_and_the_infinite_time_spelling():
+  """An error from the user's `kernel_fn` inside the ensemble says which
+  call (its `x1`/`x2` are x_test/x_train there); `t=inf` points at
+  `t=None`."""
+  _, _, kernel_fn = stax.serial(stax.Dense(4), stax.Relu(), stax.Dense(1))
+  rng = np.random.RandomState(0)
+  x, y = rng.randn(5, 3), rng.randn(5, 1)
+  ens = predict.gradient_descent_mse_ensemble(kernel_fn, x, y)
+  with pytest.raises(ValueError, match=r'^kernel_fn\(x_test, x_train, get\): '
+                                       '`x1` and `x2` must have the same '
+                                       'shape'):
+    ens(None, rng.randn(2, 4), 'nngp')
+  with pytest.raises(TypeError, match=r'^kernel_fn\(x_test, x_train, get\): '
+                                      '`x1` and `x2` must have the same '
+                                      'dtype'):
+    ens(None, rng.randn(2, 3).astype(np.float32), 'nngp')
+  bad = predict.gradient_descent_mse_ensemble(kernel_fn, np.full((5, 3), np.nan),
+                                              y)
+  with pytest.raises(ValueError, match=r"^kernel_fn\(x_train, None, 'nngp'\): "
+                                       '`x1` has non-finite values'):
+    bad(None, None, 'nngp')
+  with pytest.raises(ValueError, match='infinite-time limit pass `t=None`'):
+    ens(np.inf, x, 'ntk')
+  with pytest.raises(ValueError, match='infinite-time limit pass `t=None`'):
+    predict.gradient_descent_mse(_problem(13)['ntk_dd'], _problem(13)['y'])(
+        np.inf, _problem(13)['fx_train_0'])
+
+
 # ----------------------------------------------------------------------------
 # Kernel containers and keyword arguments of `kernel_fn`.
 # ----------------------------------------------------------------------------

@@ -130,7 +130,11 @@ def as_times(t, dtype):
     raise TypeError(f'`t` must be None, a number or an array of numbers, got '
                     f'{t!r}.')
   t = to_tensor(t, 't', dtype)
-  return check_finite(t, 't')
+  value = static_value(t)
+  if value is not None and not np.all(np.isfinite(value)):
+    raise ValueError('`t` has non-finite (NaN or inf) entries; for the '
+                     'infinite-time limit pass `t=None`.')
+  return t
 
 
 # ----------------------------------------------------------------------------

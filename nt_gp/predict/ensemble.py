@@ -143,6 +143,16 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
   inf_fns = {}
   y_cache = {}
 
+  def call(what, *args, **kwargs):
+    """`kernel_fn(*args, **kwargs)`; a ValueError or TypeError from it
+    (about `x1`, `x2`: its own arguments) says which call it was."""
+    try:
+      return kernel_fn(*args, **kwargs)
+    except (ValueError, TypeError) as e:
+      if type(e) not in (ValueError, TypeError):
+        raise
+      raise type(e)(f'{what}: {e}') from e
+
   def as_kernel(value, name):
     k = _utils.to_tensor(value, name)
     if k_dd_cache and k.dtype != next(iter(k_dd_cache.values())).dtype:
@@ -160,12 +170,14 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
   def train_kernels(deps):
     missing = tuple(g for g in deps if g not in k_dd_cache)
     if len(missing) == 2:
-      out = kernel_fn(x_train, None, missing, **train_kwargs)
+      out = call('kernel_fn(x_train, None, get)', x_train, None, missing,
+                 **train_kwargs)
       for g in missing:
         store_train(g, _field(out, g, 'kernel_fn(x_train, None, get)'))
     else:
       for g in missing:
-        store_train(g, kernel_fn(x_train, None, g, **train_kwargs))
+        store_train(g, call(f'kernel_fn(x_train, None, {g!r})', x_train,
+                            None, g, **train_kwargs))
     return _TrainKernels(**k_dd_cache)
 
   def y_of(dtype):
@@ -191,7 +203,8 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
     if x_test is None:
       return None, (compute_cov or None)
     kwargs_td, kwargs_tt = _merge_kwargs(train_kwargs, test_kwargs)
-    out = kernel_fn(x_test, x_train, deps, **kwargs_td)
+    out = call('kernel_fn(x_test, x_train, get)', x_test, x_train, deps,
+               **kwargs_td)
     k_td = {}
     for g in deps:
       k = as_kernel(_field(out, g, 'kernel_fn(x_test, x_train, get)'),
@@ -201,7 +214,8 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train,
       k_td[g] = k
     nngp_tt = None
     if compute_cov:
-      nngp_tt = as_kernel(kernel_fn(x_test, None, 'nngp', **kwargs_tt),
+      nngp_tt = as_kernel(call("kernel_fn(x_test, None, 'nngp')", x_test,
+                               None, 'nngp', **kwargs_tt),
                           'test-test "nngp"')
       rows = _utils.kernel_sides(k_td[deps[0]])[0]
       _utils.check_kernel(nngp_tt, "kernel_fn(x_test, None, 'nngp')", rows,

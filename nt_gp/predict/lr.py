@@ -54,6 +54,18 @@ def max_learning_rate(ntk_train_train, y_train_size=None, momentum=0.,
     factor = int(y_train_size)
   max_eval = tf.linalg.eigvalsh(k2d)[-1]
   dtype = k2d.dtype
+  denominator = max_eval + _utils.scalar_as(eps, dtype)
+  # A kernel with no positive eigenvalue (not an NTK: those are positive
+  # semi-definite) would give a negative or infinite "learning rate".
+  message = ('`ntk_train_train` has no positive eigenvalue (its largest '
+             'eigenvalue plus `eps` is <= 0), so no learning rate makes '
+             'gradient descent converge; an NTK is positive semi-definite.')
+  value = _utils.static_value(denominator)
+  if value is None:
+    with tf.control_dependencies(
+        [tf.debugging.assert_positive(denominator, message=message)]):
+      denominator = tf.identity(denominator)
+  elif not value > 0:
+    raise ValueError(f'{message} Largest eigenvalue: {float(max_eval):.4g}.')
   return (2. * (1. + _utils.scalar_as(momentum, dtype)) *
-          tf.constant(factor, dtype) /
-          (max_eval + _utils.scalar_as(eps, dtype)))
+          tf.constant(factor, dtype) / denominator)
