@@ -118,8 +118,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
   g.add_argument('--dtype', choices=('float32', 'float64'),
                  help='kernel dtype (default: that of --x-train)')
   g.add_argument('--batch-size', type=int, default=None,
-                 help='kernel block size (exact: must divide the numbers of '
-                      'inputs; nystrom: rows per block, default 1024)')
+                 help='kernel block size (exact: inputs per side of a block, '
+                      'the last blocks smaller where it does not divide the '
+                      'numbers of inputs; nystrom: rows per block, default '
+                      '1024)')
   g.add_argument('--variances', action='store_true',
                  help='also compute posterior variances of the test points '
                       '(nystrom: and the marginal likelihood)')
@@ -234,8 +236,8 @@ def _check(args, regs):
     if value is not None and value < 1:
       raise CliError(f'{flag} must be positive, got {value}')
   if args.method == 'exact' and from_inputs and not args.batch_size:
-    raise CliError('--batch-size is needed to compute the kernels (it must '
-                   'divide the numbers of inputs)')
+    raise CliError('--batch-size is needed to compute the kernels (inputs '
+                   'per side of a kernel block, e.g. 1000)')
   if args.workers is not None and args.cluster_spec:
     raise CliError('give either --workers or --cluster-spec, not both')
   for flag, label in (('--y-test', args.y_test), ('--y-val', args.y_val)):

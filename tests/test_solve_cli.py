@@ -120,6 +120,31 @@ def test_exact_from_stores(digits, capsys, tmp_path):
       'likelihood |')
 
 
+def test_exact_from_inputs_with_a_block_size_that_does_not_divide(
+    capsys, tmp_path):
+  """--batch-size need not divide the numbers of inputs (20 train, 9 test
+  points in blocks of 7): the predictions equal scipy's on the kernels of
+  `kernel_fn` itself."""
+  rng = np.random.RandomState(3)
+  x, xt, y = rng.randn(20, 5), rng.randn(9, 5), rng.randn(20)
+  for name, a in (('x', x), ('xt', xt), ('y', y)):
+    np.save(tmp_path / f'{name}.npy', a)
+  out = tmp_path / 'out'
+  code, _, stderr = _solve([
+      '--x-train', str(tmp_path / 'x.npy'), '--x-test',
+      str(tmp_path / 'xt.npy'), '--arch', 'fcn', '--y-train',
+      str(tmp_path / 'y.npy'), '--reg', '1e-2', '--batch-size', '7',
+      '--out', str(out)], capsys)
+  assert code == 0, stderr
+  _, _, kernel_fn = presets.build('fcn')
+  k = kernel_fn(x, None, 'nngp').numpy()
+  kt = kernel_fn(xt, x, 'nngp').numpy()
+  a = k + 1e-2 * np.mean(np.diag(k)) * np.eye(20)
+  want = kt @ scipy.linalg.solve(a, y, assume_a='pos')
+  got = np.load(out / 'predictions.npz')['test_mean']
+  np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-8, atol=1e-10)
+
+
 def test_without_matplotlib_the_tables_are_written_and_the_plot_is_not(
     digits, capsys, tmp_path, monkeypatch):
   """matplotlib is an extra (`nt_gp[plots]`): without it the sweep's tables
