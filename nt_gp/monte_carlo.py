@@ -125,7 +125,7 @@ def monte_carlo_kernel_fn(init_fn: Callable,
   if not isinstance(store_on_device, (bool, np.bool_)):
     raise TypeError(f'`store_on_device` must be a bool, got '
                     f'{store_on_device!r}.')
-  key = _random.as_key(key)
+  key = _random.as_key(key, 'key')
   emp = _kernel.empirical_kernel_fn(apply_fn, trace_axes, diagonal_axes,
                                     vmap_axes, implementation)
   pass_rng = _fn.accepts_kwarg(apply_fn, 'rng')

@@ -148,5 +148,10 @@ def test_bad_arguments():
     nt_gp.monte_carlo_kernel_fn(init_fn, apply_fn, 0, 1, batch_size=3)(x)
   with pytest.raises(ValueError, match='same shape apart from the batch'):
     nt_gp.monte_carlo_kernel_fn(init_fn, apply_fn, 0, [1])(x, np.ones((2, 2)))
-  with pytest.raises(TypeError, match='seed'):
+  # The message names the argument as the user wrote it (`key`).
+  with pytest.raises(TypeError, match='`key` must be an int'):
     nt_gp.monte_carlo_kernel_fn(init_fn, apply_fn, 'key', 1)
+  with pytest.raises(TypeError, match='`key` must be an int'):
+    nt_gp.monte_carlo_kernel_fn(init_fn, apply_fn, object(), 1)
+  with pytest.raises(TypeError, match='`key` must be an int'):
+    nt_gp.monte_carlo_kernel_fn(init_fn, apply_fn, [1.5, 2.], 1)

@@ -63,6 +63,8 @@ def test_dropout_apply_fn():
   np.testing.assert_array_equal(apply_fn((), x, rng=3), out)   # same key
   with pytest.raises(ValueError, match='rng'):
     apply_fn((), x)
+  with pytest.raises(TypeError, match='`rng` must be an int'):
+    apply_fn((), x, rng='abc')
   # In a network the key is split between layers.
   init_fn, apply_net, _ = stax.serial(stax.Dense(4), stax.Dropout(0.5))
   _, params = init_fn(0, (3, 2))

@@ -5,8 +5,10 @@ import tensorflow as tf
 __all__ = ['as_key', 'split', 'normal']
 
 
-def as_key(seed) -> tf.Tensor:
+def as_key(seed, name: str = 'seed') -> tf.Tensor:
   """Turns an int, a `tf.random.Generator` or a shape-[2] tensor into a key.
+
+  `name` is the argument's name in a TypeError for anything else.
 
   Example:
     >>> as_key(0).shape
@@ -16,11 +18,14 @@ def as_key(seed) -> tf.Tensor:
     return tf.cast(seed.make_seeds(1)[:, 0], tf.int64)
   if isinstance(seed, (int, np.integer)):
     return tf.constant([0, int(seed)], tf.int64)
-  key = tf.convert_to_tensor(seed)
+  message = (f'`{name}` must be an int, a tf.random.Generator or an integer '
+             f'tensor of shape [2], got {seed!r}.')
+  try:
+    key = tf.convert_to_tensor(seed)
+  except (TypeError, ValueError):
+    raise TypeError(message) from None
   if key.shape != (2,) or not key.dtype.is_integer:
-    raise TypeError(
-        f'`seed` must be an int, a tf.random.Generator or an integer tensor of '
-        f'shape [2], got {seed!r}.')
+    raise TypeError(message)
   return tf.cast(key, tf.int64)
 
 

@@ -86,8 +86,8 @@ def Dropout(rate, mode: str = 'train'):
       raise ValueError('Dropout in "train" mode needs a random key: call '
                        '`apply_fn(params, x, rng=key)`.')
     keep_rate = hparams.cast(rate, x.dtype)
-    u = tf.random.stateless_uniform(tf.shape(x), seed=_random.as_key(rng),
-                                    dtype=x.dtype)
+    u = tf.random.stateless_uniform(
+        tf.shape(x), seed=_random.as_key(rng, 'rng'), dtype=x.dtype)
     return tf.where(u < keep_rate, x / keep_rate, tf.zeros_like(x))
 
   if mode == 'test':
