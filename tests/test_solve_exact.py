@@ -250,6 +250,22 @@ def test_not_positive_definite_names_the_value(problem):
       exact_sweep(k, np.ones(40), [0.], method=method)
 
 
+def test_relative_reg_of_a_kernel_without_positive_variances(problem):
+  """A "kernel" whose mean diagonal is <= 0 (here the negated NNGP) is not
+  a training kernel; a relative diag_reg would subtract from it. A
+  ValueError says so, and absolute values still run into the
+  not-positive-definite error that names them."""
+  with pytest.raises(ValueError, match=r'mean of the kernel.s diagonal is '
+                     r'-[0-9.]+ <= 0.*diag_reg_absolute_scale=True'):
+    exact_sweep(-problem['k'], problem['y'], [1e-3])
+  with pytest.raises(ValueError, match=r'diagonal is 0 <= 0'):
+    exact_sweep(np.zeros((4, 4)), np.ones(4), [1e-3])
+  with pytest.raises(NotPositiveDefiniteError, match='plus 0.001 on the '
+                     'diagonal'):
+    exact_sweep(-problem['k'], problem['y'], [1e-3],
+                diag_reg_absolute_scale=True)
+
+
 def test_other_bad_inputs(problem, tmp_path):
   p = problem['paths']
   with pytest.raises(ValueError, match=r"holds \['nngp'\], not `ntk`"):

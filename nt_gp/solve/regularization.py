@@ -69,4 +69,13 @@ def absolute_regs(regs: np.ndarray, mean_diagonal: float,
   if not math.isfinite(mean_diagonal):
     raise ValueError(f'The mean of the kernel\'s diagonal is {mean_diagonal}; '
                      f'the kernel has non-finite entries.')
+  if mean_diagonal <= 0:
+    # A kernel's diagonal holds variances; a relative regulariser would
+    # scale by a non-positive number (and a negative one subtract).
+    raise ValueError(f'The mean of the kernel\'s diagonal is '
+                     f'{mean_diagonal:.6g} <= 0, so it is not the kernel of '
+                     f'the training inputs with themselves (its diagonal '
+                     f'holds variances) and `diag_reg` relative to it means '
+                     f'nothing; check the kernel, or give absolute values '
+                     f'with `diag_reg_absolute_scale=True` (--reg-absolute).')
   return regs * float(mean_diagonal)
