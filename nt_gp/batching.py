@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from nt_gp import validation
 from nt_gp.blocks import BlockGrid, mirror_perm
 from nt_gp.devices import DeviceRunner, local_devices
 from nt_gp.kernel import Kernel, is_kernel_tree
@@ -84,11 +85,7 @@ def batch(kernel_fn: Callable, batch_size: int = 0, device_count: int = -1,
   """
   if not callable(kernel_fn):
     raise TypeError(f'`kernel_fn` must be callable, got {kernel_fn!r}.')
-  if (isinstance(batch_size, bool) or
-      not isinstance(batch_size, (int, np.integer)) or batch_size < 0):
-    raise ValueError(f'`batch_size` must be a non-negative int, got '
-                     f'{batch_size!r}.')
-  batch_size = int(batch_size)
+  batch_size = validation.check_int('batch_size', batch_size, lower=0)
   if (isinstance(device_count, bool) or
       not isinstance(device_count, (int, np.integer)) or device_count < -1):
     raise ValueError(f'`device_count` must be -1 (all devices), 0 (default '

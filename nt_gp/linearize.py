@@ -1,11 +1,11 @@
 """Taylor expansions of a network in its parameters: `linearize` and
 `taylor_expand`, with forward-mode derivatives
 (`tf.autodiff.ForwardAccumulator`)."""
-import numbers
 from typing import Callable
 
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.empirical import _fn
 
 __all__ = ['linearize', 'taylor_expand']
@@ -119,10 +119,7 @@ def taylor_expand(f, params, degree: int) -> Callable:
     >>> float(f2(np.float64(0.5), np.float64(1.)))   # 1 + 0.5 + 0.5² / 2
     1.625
   """
-  if isinstance(degree, bool) or not isinstance(degree, numbers.Integral) or (
-      degree < 0):
-    raise ValueError(f'`degree` must be a non-negative int, got {degree!r}.')
-  degree = int(degree)
+  degree = validation.check_int('degree', degree, lower=0)
   net, p0, unflatten = _setup(f, params)
 
   # Nested accumulators in eager mode build a helper function per op and

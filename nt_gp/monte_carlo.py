@@ -6,6 +6,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from nt_gp import validation
 from nt_gp.empirical import _axes
 from nt_gp.empirical import _fn
 from nt_gp.empirical import kernel as _kernel
@@ -114,10 +115,7 @@ def monte_carlo_kernel_fn(init_fn: Callable,
   if not callable(init_fn) or not callable(apply_fn):
     raise TypeError('`init_fn` and `apply_fn` must be callables.')
   counts, generator = _canonicalize_n_samples(n_samples)
-  if isinstance(batch_size, bool) or not isinstance(
-      batch_size, numbers.Integral) or batch_size < 0:
-    raise ValueError(f'`batch_size` must be a non-negative int, got '
-                     f'{batch_size!r}.')
+  validation.check_int('batch_size', batch_size, lower=0)
   if isinstance(device_count, bool) or not isinstance(
       device_count, numbers.Integral) or device_count < -1:
     raise ValueError(f'`device_count` must be an int >= -1, got '

@@ -231,6 +231,8 @@ def test_bad_arguments():
   kernel_fn = fcn()
   with pytest.raises(ValueError, match='batch_size'):
     batch(kernel_fn, -1)
+  with pytest.raises(TypeError, match='`batch_size` must be an int, got 2.5'):
+    batch(kernel_fn, 2.5)
   with pytest.raises(ValueError, match='device_count'):
     batch(kernel_fn, 2, device_count=-2)
   with pytest.raises(ValueError, match='only 1 CPU device'):

@@ -122,6 +122,8 @@ def test_bad_arguments(mlp):
   f, params, x = mlp
   with pytest.raises(ValueError, match='degree'):
     nt_gp.taylor_expand(f, params, -1)
+  with pytest.raises(TypeError, match='`degree` must be an int, got 1.5'):
+    nt_gp.taylor_expand(f, params, 1.5)
   with pytest.raises(ValueError, match='shape'):
     nt_gp.linearize(f, params)(
         tf.nest.map_structure(lambda p: tf.concat([p, p], 0), params), x)

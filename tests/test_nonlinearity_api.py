@@ -136,6 +136,22 @@ def test_hyperparameters_as_variables_of_another_dtype():
                              rtol=1e-7)
 
 
+def test_repeat_counts():
+  """`repeat`'s count: any int (numpy's too); a float is the wrong kind, a
+  negative one the wrong value."""
+  block = stax.serial(stax.Dense(3, W_std=1.2), stax.Relu())
+  x = np.random.RandomState(0).randn(3, 2)
+  np.testing.assert_allclose(
+      stax.serial(stax.repeat(block, np.int64(2)), stax.Dense(1))[2](
+          x, None, 'nngp'),
+      stax.serial(block, block, stax.Dense(1))[2](x, None, 'nngp'),
+      rtol=1e-12)
+  with pytest.raises(TypeError, match='`n` must be an int, got 2.0'):
+    stax.repeat(block, 2.)
+  with pytest.raises(ValueError, match='`n` must be an int >= 0, got -1'):
+    stax.repeat(block, -1)
+
+
 @pytest.mark.parametrize('make, error, match', [
     (lambda: stax.Monomial(-1), ValueError, 'degree'),
     (lambda: stax.Monomial(2.), TypeError, 'degree'),

@@ -1,6 +1,7 @@
 """Combinators: `serial`, `parallel`, `repeat`."""
 import operator
 
+from nt_gp import validation
 from nt_gp.stax import _random
 from nt_gp.stax import requirements
 from nt_gp.stax.layer import layer
@@ -143,8 +144,7 @@ def repeat(layer, n: int):  # pylint: disable=redefined-outer-name
     >>> block = stax.serial(stax.Dense(32), stax.Relu())
     >>> _, _, kernel_fn = stax.serial(stax.repeat(block, 4), stax.Dense(1))
   """
-  if not isinstance(n, int) or n < 0:
-    raise ValueError(f'`n` must be a non-negative int, got {n!r}.')
+  n = validation.check_int('n', n, lower=0)
   init_fn, apply_fn, kernel_fn = layer
 
   def shape_fn(shape):
