@@ -318,8 +318,9 @@ def main(argv=None):
   report.say(f'device: {device_description(kind)}; size {args.size}; '
              f'TensorFlow {tf.__version__}, nt_gp TF32 allowed: '
              f'{nt_gp.config.allow_tf32}')
-  if kind != 'GPU' and missing_gpu_hint():
-    report.say(f'no GPU: {missing_gpu_hint()}')
+  hint = missing_gpu_hint() if kind != 'GPU' else ''
+  if hint:
+    report.say(f'no GPU: {hint}')
   parity_rows, failures = parity(report, args.size)
   report.table(['case', 'dtype', 'max abs error', 'max rel error',
                 'tolerance', 'parity'], parity_rows,

@@ -74,11 +74,13 @@ def static_value(t):
   return np.asarray(t)
 
 
-def check_finite(t, name):
-  """Raises a `ValueError` if `t` (when known now) has NaN or inf entries."""
+def check_finite(t, name, hint=''):
+  """Raises a `ValueError` if `t` (when known now) has NaN or inf entries;
+  `hint` is appended to the message."""
   value = static_value(t)
   if value is not None and not np.all(np.isfinite(value)):
-    raise ValueError(f'`{name}` has non-finite (NaN or inf) entries.')
+    raise ValueError(f'`{name}` has non-finite (NaN or inf) entries'
+                     f'{"; " + hint if hint else ""}.')
   return t
 
 
@@ -129,12 +131,8 @@ def as_times(t, dtype):
   if isinstance(t, bool) or not is_array(t):
     raise TypeError(f'`t` must be None, a number or an array of numbers, got '
                     f'{t!r}.')
-  t = to_tensor(t, 't', dtype)
-  value = static_value(t)
-  if value is not None and not np.all(np.isfinite(value)):
-    raise ValueError('`t` has non-finite (NaN or inf) entries; for the '
-                     'infinite-time limit pass `t=None`.')
-  return t
+  return check_finite(to_tensor(t, 't', dtype), 't',
+                      hint='for the infinite-time limit pass `t=None`')
 
 
 # ----------------------------------------------------------------------------

@@ -37,21 +37,27 @@ def _value_and_derivative(fn):
   return both
 
 
-def _derivative(fn):
-  """`x -> fn'(x)` elementwise, by TensorFlow autodiff of `fn`."""
-  both = _value_and_derivative(fn)
-  return lambda x: both(x)[1]
-
-
 def _fn_name(fn):
   return getattr(fn, '__name__', None) or type(fn).__name__
 
 
-def _on_tensors(f, what):
-  """`f` as called on the symbolic tensors a kernel is traced with: a NumPy
-  function there (`np.tanh`, or a lambda using one) fails deep inside
-  TensorFlow with "Cannot convert a symbolic tf.Tensor to a numpy array";
-  this turns that into a TypeError naming the argument."""
+def _tensor_function(f, what):
+  """`f` (or None) checked for use on the symbolic tensors a kernel is
+  traced with. NumPy's elementwise functions (`np.tanh`) are refused at
+  once, naming the TensorFlow one; any other use of NumPy inside `f` fails
+  deep inside TensorFlow with "Cannot convert a symbolic tf.Tensor to a
+  numpy array" when the kernel is traced, which the returned wrapper turns
+  into a TypeError naming the argument."""
+  if f is None:
+    return None
+  if isinstance(f, np.ufunc):
+    name = f.__name__
+    hint = (f'tf.math.{name}' if hasattr(tf.math, name)
+            else 'a function of TensorFlow ops')
+    raise TypeError(f'`{what}` is numpy.{name}, which cannot run on the '
+                    f'TensorFlow tensors kernels are computed with; pass '
+                    f'{hint} instead.')
+
   def call(*args):
     try:
       return f(*args)
@@ -64,17 +70,6 @@ def _on_tensors(f, what):
           f'TensorFlow ops (tf.math.tanh rather than np.tanh). It failed '
           f'with: {str(e).splitlines()[0]}') from None
   return call
-
-
-def _refuse_ufunc(f, what):
-  """A TypeError, at construction, for NumPy's elementwise functions."""
-  if isinstance(f, np.ufunc):
-    name = f.__name__
-    hint = (f'tf.math.{name}' if hasattr(tf.math, name)
-            else 'a function of TensorFlow ops')
-    raise TypeError(f'`{what}` is numpy.{name}, which cannot run on the '
-                    f'TensorFlow tensors kernels are computed with; pass '
-                    f'{hint} instead.')
 
 
 def _check_shape(out, q12, what):
@@ -136,11 +131,8 @@ def Elementwise(fn=None, nngp_fn=None, d_nngp_fn=None):
 
   if nngp_fn is None:
     return elementwise(fn, name, None, packed=True)
-  _refuse_ufunc(nngp_fn, 'nngp_fn')
-  _refuse_ufunc(d_nngp_fn, 'd_nngp_fn')
-  nngp_fn = _on_tensors(nngp_fn, 'nngp_fn')
-  if d_nngp_fn is not None:
-    d_nngp_fn = _on_tensors(d_nngp_fn, 'd_nngp_fn')
+  nngp_fn = _tensor_function(nngp_fn, 'nngp_fn')
+  d_nngp_fn = _tensor_function(d_nngp_fn, 'd_nngp_fn')
 
   def nngp(q12, q11, q22):
     return _check_shape(nngp_fn(q12, q11, q22), q12, 'nngp_fn')
@@ -199,14 +191,13 @@ def ElementwiseNumerical(fn, deg: int, df=None):
   deg = validation.check_positive_int('deg', deg)
   if df is not None and not callable(df):
     raise TypeError(f'`df` must be callable or None, got {df!r}.')
-  _refuse_ufunc(fn, 'fn')
-  _refuse_ufunc(df, 'df')
   name = f'ElementwiseNumerical({_fn_name(fn)}, deg={deg})'
   apply_fn_of = fn
-  fn = _on_tensors(fn, 'fn')
-  d_fn = _derivative(fn) if df is None else _on_tensors(df, 'df')
+  fn = _tensor_function(fn, 'fn')
+  df = _tensor_function(df, 'df')
   # Without a given `df`, each node evaluates `fn` once for both functions.
   both = _value_and_derivative(fn) if df is None else None
+  d_fn = (lambda x: both(x)[1]) if df is None else df
 
   def diag(q):
     dtype = q.dtype
